@@ -1,0 +1,256 @@
+/**
+ * Cluster configuration: the fault model (u, r), which node hosts which stage, and the
+ * protocol's tunables. `validateConfig` reports every broken field and relation in one
+ * ConfigError; `deriveCluster` turns a valid config into the membership tables the stages use.
+ *
+ * Invariants of a derived Cluster:
+ * - each stage has at least its minimum replica count (quorum.ts) and at most `nodesMax`;
+ * - a stage's replica index i is the position of its node in the stage's node list, so the
+ *   order primary of view v is `order[v mod order.length]`;
+ * - node ids are distinct integers in [0, nodeIdMax]; client ids are distinct in [0, clientIdMax].
+ */
+import { ConfigError, type ConfigProblem } from './errors.ts';
+import { stageCounts, quorums, type Quorums } from './quorum.ts';
+
+/** The three replicated stages of UpRight. */
+export type StageName = 'auth' | 'order' | 'exec';
+/** All stage names, in pipeline order. */
+export const stageNames: readonly StageName[] = ['auth', 'order', 'exec'];
+
+/** Largest node id. */
+export const nodeIdMax = 255;
+/** Largest client id. */
+export const clientIdMax = 0xffff_fffe;
+/** Largest number of nodes in a cluster. */
+export const nodesMax = 64;
+
+/** One node: a process hosting a replica of some stages. */
+export interface NodeSpec {
+  readonly id: number;
+  readonly stages: readonly StageName[];
+}
+
+/** Protocol tunables. Times are milliseconds of the driver's clock (virtual in the simulator). */
+export interface Tunables {
+  /** Batches between checkpoints (CP_int). Order never runs more than 2 intervals past a stable one. */
+  readonly checkpointInterval: number;
+  /** Most requests in one batch. */
+  readonly batchSizeMax: number;
+  /** Most bytes of request bodies in one batch. */
+  readonly batchBytesMax: number;
+  /** A partial batch is proposed this long after its first request became ready. */
+  readonly batchTimeoutMs: number;
+  /** Most batches the primary keeps proposed but not yet committed. */
+  readonly pipelineMax: number;
+  /** A backup starts a view change when a ready request waits this long (doubles per failed view). */
+  readonly viewChangeTimeoutMs: number;
+  /** First client retransmission timeout; doubles per retry up to clientRetryMaxMs. */
+  readonly clientRetryMs: number;
+  /** Upper bound of the client retransmission timeout. */
+  readonly clientRetryMaxMs: number;
+  /** A read-only request falls back to the ordered path after this long without a unanimous answer. */
+  readonly readTimeoutMs: number;
+  /** Period of the order replicas' STATUS gossip (catch-up and view synchronisation). */
+  readonly statusIntervalMs: number;
+  /** Most a batch's agreed time may exceed a backup's clock. */
+  readonly clockSkewMaxMs: number;
+  /** An auth replica forwards the same request again at most this often (thesis: 4000 ms). */
+  readonly authResendMs: number;
+  /** An execution replica asks again for missing batches or state after this long. */
+  readonly execRetryMs: number;
+  /** Largest request or reply body in bytes. */
+  readonly requestBytesMax: number;
+}
+
+/** A complete cluster configuration. */
+export interface ProtocolConfig extends Tunables {
+  /** Faults of any kind tolerated while live. */
+  readonly u: number;
+  /** Commission faults tolerated while safe. */
+  readonly r: number;
+  readonly nodes: readonly NodeSpec[];
+  /** Authorised client ids. */
+  readonly clients: readonly number[];
+}
+
+/** Defaults for the tunables; chosen for a LAN or loopback cluster. */
+export const defaultTunables: Tunables = {
+  checkpointInterval: 64,
+  batchSizeMax: 128,
+  batchBytesMax: 1 << 20,
+  batchTimeoutMs: 2,
+  pipelineMax: 4,
+  viewChangeTimeoutMs: 1000,
+  clientRetryMs: 500,
+  clientRetryMaxMs: 4000,
+  readTimeoutMs: 250,
+  statusIntervalMs: 200,
+  clockSkewMaxMs: 30_000,
+  authResendMs: 1000,
+  execRetryMs: 300,
+  requestBytesMax: 64 * 1024,
+};
+
+/** Limits that tunables must stay within (validated). */
+const tunableRanges: Record<keyof Tunables, readonly [number, number]> = {
+  checkpointInterval: [2, 10_000],
+  batchSizeMax: [1, 4096],
+  batchBytesMax: [1024, 16 << 20],
+  batchTimeoutMs: [0, 10_000],
+  pipelineMax: [1, 64],
+  viewChangeTimeoutMs: [10, 600_000],
+  clientRetryMs: [1, 600_000],
+  clientRetryMaxMs: [1, 3_600_000],
+  readTimeoutMs: [1, 600_000],
+  statusIntervalMs: [1, 600_000],
+  clockSkewMaxMs: [0, 86_400_000],
+  authResendMs: [1, 600_000],
+  execRetryMs: [1, 600_000],
+  requestBytesMax: [16, 4 << 20],
+};
+
+/**
+ * Builds the default deployment for (u, r): every stage's replicas placed on the first nodes,
+ * as many nodes as the largest stage needs (the auth stage, u + max(u,r) + r + 1).
+ */
+export function defaultConfig(opts: { u: number; r: number; clients: number; tunables?: Partial<Tunables> }): ProtocolConfig {
+  const counts = stageCounts(opts.u, opts.r);
+  const n = Math.max(counts.auth, counts.order, counts.exec);
+  const nodes: NodeSpec[] = [];
+  for (let id = 0; id < n; id++) {
+    const stages: StageName[] = [];
+    if (id < counts.auth) stages.push('auth');
+    if (id < counts.order) stages.push('order');
+    if (id < counts.exec) stages.push('exec');
+    nodes.push({ id, stages });
+  }
+  const clients = Array.from({ length: opts.clients }, (_, i) => i);
+  return { ...defaultTunables, ...opts.tunables, u: opts.u, r: opts.r, nodes, clients };
+}
+
+/** Returns every problem of `cfg`; empty when valid. */
+export function checkConfig(cfg: ProtocolConfig): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const bad = (path: string, message: string): void => {
+    problems.push({ path, message });
+  };
+  const isInt = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x);
+  if (!isInt(cfg.u) || cfg.u < 0 || cfg.u > 10) bad('u', `must be an integer in [0, 10], got ${String(cfg.u)}`);
+  if (!isInt(cfg.r) || cfg.r < 0 || cfg.r > 10) bad('r', `must be an integer in [0, 10], got ${String(cfg.r)}`);
+  for (const [key, [lo, hi]] of Object.entries(tunableRanges) as [keyof Tunables, readonly [number, number]][]) {
+    const v: unknown = cfg[key];
+    if (!isInt(v) || v < lo || v > hi) bad(key, `must be an integer in [${lo}, ${hi}], got ${String(v)}`);
+  }
+  if (isInt(cfg.clientRetryMs) && isInt(cfg.clientRetryMaxMs) && cfg.clientRetryMaxMs < cfg.clientRetryMs) {
+    bad('clientRetryMaxMs', `must be >= clientRetryMs (${cfg.clientRetryMs})`);
+  }
+  if (isInt(cfg.batchBytesMax) && isInt(cfg.requestBytesMax) && cfg.requestBytesMax > cfg.batchBytesMax) {
+    bad('requestBytesMax', `must be <= batchBytesMax (${cfg.batchBytesMax}) so every request fits a batch`);
+  }
+  if (!Array.isArray(cfg.nodes) || cfg.nodes.length === 0) {
+    bad('nodes', 'must list at least one node');
+  } else {
+    if (cfg.nodes.length > nodesMax) bad('nodes', `at most ${nodesMax} nodes, got ${cfg.nodes.length}`);
+    const seen = new Set<number>();
+    cfg.nodes.forEach((node, i) => {
+      if (!isInt(node.id) || node.id < 0 || node.id > nodeIdMax) bad(`nodes[${i}].id`, `must be an integer in [0, ${nodeIdMax}]`);
+      else if (seen.has(node.id)) bad(`nodes[${i}].id`, `duplicate node id ${node.id}`);
+      else seen.add(node.id);
+      if (!Array.isArray(node.stages) || node.stages.length === 0) {
+        bad(`nodes[${i}].stages`, 'must list at least one of auth, order, exec');
+      } else {
+        const s = new Set<string>();
+        for (const st of node.stages) {
+          if (!stageNames.includes(st)) bad(`nodes[${i}].stages`, `unknown stage "${String(st)}" (expected auth, order or exec)`);
+          else if (s.has(st)) bad(`nodes[${i}].stages`, `stage ${st} listed twice`);
+          s.add(st);
+        }
+      }
+    });
+    if (isInt(cfg.u) && isInt(cfg.r) && cfg.u >= 0 && cfg.r >= 0) {
+      const need = stageCounts(cfg.u, cfg.r);
+      for (const st of stageNames) {
+        const have = cfg.nodes.filter((n) => Array.isArray(n.stages) && n.stages.includes(st)).length;
+        if (have < need[st]) {
+          bad(`nodes`, `stage ${st} needs at least ${need[st]} replicas for u=${cfg.u} r=${cfg.r}, config has ${have}`);
+        }
+      }
+    }
+  }
+  if (!Array.isArray(cfg.clients)) {
+    bad('clients', 'must be a list of client ids');
+  } else {
+    const seen = new Set<number>();
+    cfg.clients.forEach((c, i) => {
+      if (!isInt(c) || c < 0 || c > clientIdMax) bad(`clients[${i}]`, `must be an integer in [0, ${clientIdMax}]`);
+      else if (seen.has(c)) bad(`clients[${i}]`, `duplicate client id ${c}`);
+      else seen.add(c);
+    });
+  }
+  return problems;
+}
+
+/** Throws a ConfigError listing every problem of `cfg`, or returns it unchanged. */
+export function validateConfig(cfg: ProtocolConfig): ProtocolConfig {
+  const problems = checkConfig(cfg);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return cfg;
+}
+
+/** Membership of one stage. */
+export interface StageMembers {
+  /** Node ids hosting this stage, in replica-index order. */
+  readonly nodes: readonly number[];
+  /** Replica index of a node id, or undefined when the node does not host the stage. */
+  readonly indexOf: ReadonlyMap<number, number>;
+  readonly quorum: Quorums;
+}
+
+/** A validated configuration with derived membership tables. */
+export interface Cluster {
+  readonly config: ProtocolConfig;
+  readonly u: number;
+  readonly r: number;
+  readonly auth: StageMembers;
+  readonly order: StageMembers;
+  readonly exec: StageMembers;
+  /** Authorised clients. */
+  readonly clients: ReadonlySet<number>;
+  /** Matching AUTH-REQ rows the order primary collects before batching a request: max(u,r)+r+1. */
+  readonly authRowsPrimary: number;
+  /** Valid rows (for itself) an order backup requires per request: max(u,r)+1. */
+  readonly authRowsBackup: number;
+  /** Matching CP-TOKENs the order stage needs to adopt an execution checkpoint: max(u,r)+1. */
+  readonly cpTokenQuorum: number;
+}
+
+/** Validates `cfg` and derives the membership tables. */
+export function deriveCluster(cfg: ProtocolConfig): Cluster {
+  validateConfig(cfg);
+  const members = (st: StageName): StageMembers => {
+    const nodes = cfg.nodes.filter((n) => n.stages.includes(st)).map((n) => n.id);
+    const indexOf = new Map(nodes.map((id, i) => [id, i] as const));
+    return { nodes, indexOf, quorum: quorums(nodes.length, cfg.u, cfg.r) };
+  };
+  const m = Math.max(cfg.u, cfg.r);
+  return {
+    config: cfg,
+    u: cfg.u,
+    r: cfg.r,
+    auth: members('auth'),
+    order: members('order'),
+    exec: members('exec'),
+    clients: new Set(cfg.clients),
+    authRowsPrimary: m + cfg.r + 1,
+    authRowsBackup: m + 1,
+    cpTokenQuorum: m + 1,
+  };
+}
+
+/** Primary order replica (node id) of `view`: the order replica with index view mod n. */
+export function primaryOf(cluster: Cluster, view: number): number {
+  const nodes = cluster.order.nodes;
+  const id = nodes[view % nodes.length];
+  if (id === undefined) throw new ConfigError([{ path: 'nodes', message: 'order stage is empty' }]);
+  return id;
+}
