@@ -33,4 +33,3 @@ export const signatureBytes = 64;
 
 assert(opBytesMax < frameBytesMax, 'an op must fit a frame');
 assert(checkpointBytesMax < frameBytesMax, 'a checkpoint chunk must fit a frame');
-assert(authenticatorMax >= nodesMax, 'an authenticator must cover every node');

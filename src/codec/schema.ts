@@ -18,11 +18,13 @@ import { DecodeError } from '../core/errors.ts';
 export type Bytes = Uint8Array;
 
 /** Internal failure signal; never escapes `tryDecode`. */
-class CodecFailure {
+class CodecFailure extends Error {
   constructor(
     readonly reason: string,
     readonly offset: number,
-  ) {}
+  ) {
+    super(reason);
+  }
 }
 
 /** Growable output buffer. */
@@ -265,7 +267,7 @@ export function str(max: number): Codec<string> {
 export function array<T>(item: Codec<T>, max: number): Codec<T[]> {
   if (max > 0xffff) throw new RangeError('array max exceeds u16');
   return {
-    desc: { t: 'array', item: item as Codec<unknown>, max },
+    desc: { t: 'array', item, max },
     encode: (w, v) => {
       if (v.length > max) throw new RangeError(`array longer than ${max}: ${v.length}`);
       w.u16(v.length);
@@ -285,7 +287,7 @@ export function array<T>(item: Codec<T>, max: number): Codec<T[]> {
 /** Present flag byte, then the value when present. */
 export function optional<T>(inner: Codec<T>): Codec<T | undefined> {
   return {
-    desc: { t: 'optional', inner: inner as Codec<unknown> },
+    desc: { t: 'optional', inner },
     encode: (w, v) => {
       if (v === undefined) w.u8(0);
       else {

@@ -23,7 +23,7 @@ export function assertNever(value: never, what: string): never {
   throw new AssertionError(`unexpected ${what}: ${JSON.stringify(value)}`);
 }
 
-/** Documents that both outcomes of `cond` are legal here. Does nothing. */
-export function maybe(_cond: boolean): void {
-  // Intentionally empty: a readable marker, as in TigerBeetle's `maybe`.
+/** Documents that both outcomes of `cond` are legal here (TigerBeetle's `maybe`). Returns it. */
+export function maybe(cond: boolean): boolean {
+  return cond;
 }

@@ -147,30 +147,35 @@ export function checkConfig(cfg: ProtocolConfig): ConfigProblem[] {
   if (isInt(cfg.batchBytesMax) && isInt(cfg.requestBytesMax) && cfg.requestBytesMax > cfg.batchBytesMax) {
     bad('requestBytesMax', `must be <= batchBytesMax (${cfg.batchBytesMax}) so every request fits a batch`);
   }
-  if (!Array.isArray(cfg.nodes) || cfg.nodes.length === 0) {
+  const nodes: readonly unknown[] | undefined = Array.isArray(cfg.nodes) ? (cfg.nodes as readonly unknown[]) : undefined;
+  if (nodes === undefined || nodes.length === 0) {
     bad('nodes', 'must list at least one node');
   } else {
-    if (cfg.nodes.length > nodesMax) bad('nodes', `at most ${nodesMax} nodes, got ${cfg.nodes.length}`);
+    if (nodes.length > nodesMax) bad('nodes', `at most ${nodesMax} nodes, got ${nodes.length}`);
     const seen = new Set<number>();
-    cfg.nodes.forEach((node, i) => {
+    const stagesOf: StageName[][] = [];
+    nodes.forEach((raw, i) => {
+      const node = (typeof raw === 'object' && raw !== null ? raw : {}) as { id?: unknown; stages?: unknown };
       if (!isInt(node.id) || node.id < 0 || node.id > nodeIdMax) bad(`nodes[${i}].id`, `must be an integer in [0, ${nodeIdMax}]`);
       else if (seen.has(node.id)) bad(`nodes[${i}].id`, `duplicate node id ${node.id}`);
       else seen.add(node.id);
+      const valid: StageName[] = [];
       if (!Array.isArray(node.stages) || node.stages.length === 0) {
         bad(`nodes[${i}].stages`, 'must list at least one of auth, order, exec');
       } else {
-        const s = new Set<string>();
-        for (const st of node.stages) {
-          if (!stageNames.includes(st)) bad(`nodes[${i}].stages`, `unknown stage "${String(st)}" (expected auth, order or exec)`);
-          else if (s.has(st)) bad(`nodes[${i}].stages`, `stage ${st} listed twice`);
-          s.add(st);
+        for (const st of node.stages as unknown[]) {
+          if (typeof st !== 'string' || !(stageNames as readonly string[]).includes(st)) {
+            bad(`nodes[${i}].stages`, `unknown stage "${String(st)}" (expected auth, order or exec)`);
+          } else if (valid.includes(st as StageName)) bad(`nodes[${i}].stages`, `stage ${st} listed twice`);
+          else valid.push(st as StageName);
         }
       }
+      stagesOf.push(valid);
     });
     if (isInt(cfg.u) && isInt(cfg.r) && cfg.u >= 0 && cfg.r >= 0) {
       const need = stageCounts(cfg.u, cfg.r);
       for (const st of stageNames) {
-        const have = cfg.nodes.filter((n) => Array.isArray(n.stages) && n.stages.includes(st)).length;
+        const have = stagesOf.filter((ss) => ss.includes(st)).length;
         if (have < need[st]) {
           bad(`nodes`, `stage ${st} needs at least ${need[st]} replicas for u=${cfg.u} r=${cfg.r}, config has ${have}`);
         }

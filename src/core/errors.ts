@@ -47,3 +47,13 @@ export class DecodeError extends BulwarkError {
     this.offset = offset;
   }
 }
+
+/** A durable record could not be read back: the replica must repair from peers or stop. */
+export class StorageCorruptError extends BulwarkError {
+  static override readonly name = 'StorageCorruptError';
+  readonly key: string;
+  constructor(key: string, reason: string) {
+    super('storage_corrupt', `durable record "${key}" is corrupt: ${reason}`);
+    this.key = key;
+  }
+}

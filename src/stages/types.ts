@@ -12,7 +12,7 @@
  * - `result`: hand a completed client operation to the caller (client stage only);
  * - `note`: an observation for metrics, logs and the simulator's checkers; no protocol meaning.
  */
-import type { Message } from '../codec/messages.ts';
+import type { Batch, Message } from '../codec/messages.ts';
 import type { Principal } from '../crypto/provider.ts';
 
 /** Input to a stage. `now` is milliseconds on the driver's clock (virtual in the simulator). */
@@ -29,7 +29,18 @@ export interface PersistEffect {
 
 /** Observation emitted by a stage (metrics, logs, checkers). */
 export type Note =
-  | { readonly type: 'executed'; readonly seq: number; readonly history: Uint8Array; readonly batchDigest: Uint8Array; readonly requests: readonly { readonly client: number; readonly reqId: number; readonly result: Uint8Array }[] }
+  | {
+      readonly type: 'executed';
+      readonly seq: number;
+      readonly history: Uint8Array;
+      readonly batchDigest: Uint8Array;
+      /** The agreed batch. */
+      readonly batch: Batch;
+      /** Time delivered to the application (when any request ran). */
+      readonly time: number;
+      /** Requests that ran (duplicates skipped) and their replies. */
+      readonly results: readonly { readonly client: number; readonly reqId: number; readonly result: Uint8Array }[];
+    }
   | { readonly type: 'checkpointTaken'; readonly seq: number; readonly token: Uint8Array }
   | { readonly type: 'checkpointLoaded'; readonly seq: number; readonly token: Uint8Array }
   | { readonly type: 'committed'; readonly seq: number; readonly view: number; readonly digest: Uint8Array }

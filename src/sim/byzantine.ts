@@ -1,0 +1,183 @@
+/**
+ * Byzantine behaviours for simulated replicas and clients. A Byzantine node runs the correct
+ * stage code and an adversary rewrites what it sends: it may stay silent, talk to some peers
+ * only, equivocate as primary, lie in replies, checkpoint tokens, checkpoint data, batches and
+ * catch-up answers, break MACs, replay old messages and spam view changes.
+ *
+ * The adversary never holds another principal's keys: it can only sign and MAC as itself,
+ * which is what makes these behaviours survivable within the model (at most r of them).
+ */
+import type { Batch, Message, MsgOf } from '../codec/messages.ts';
+import { encodeBatch, viewChangeBodyCodec } from '../codec/messages.ts';
+import { encodeWith } from '../codec/schema.ts';
+import { nodePrincipal, type KeyRing, type Principal } from '../crypto/provider.ts';
+import { encodeKvOutput } from '../services/kv/ops.ts';
+import type { Prng } from './prng.ts';
+
+/** Names of the replica behaviours. */
+export const byzantineBehaviours = [
+  'silent',
+  'selective',
+  'equivocate',
+  'wrongReplies',
+  'wrongCheckpoint',
+  'corruptBatches',
+  'badMacs',
+  'replay',
+  'badAuthRows',
+  'fakeCatchUp',
+  'viewChangeSpam',
+] as const;
+export type ByzantineBehaviour = (typeof byzantineBehaviours)[number];
+
+/** One outgoing message after the adversary: its recipients, and whether to break its MAC. */
+export interface Outgoing {
+  readonly to: Principal;
+  readonly msg: Message;
+  readonly badMac: boolean;
+}
+
+function mutateBytes(rng: Prng, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(b.length === 0 ? 1 : b.length);
+  out.set(b);
+  out[rng.int(0, out.length - 1)]! ^= 1 << rng.int(0, 7);
+  return out;
+}
+
+/** Adversary wrapped around one Byzantine node. */
+export class ReplicaAdversary {
+  private readonly sent: { to: Principal; msg: Message }[] = [];
+  /** Alternative digests this primary showed to its "other half", by "view:seq". */
+  private readonly altDigest = new Map<string, Uint8Array>();
+  private readonly otherHalf: Set<number>;
+  private readonly muted: Set<number>;
+
+  constructor(
+    readonly nodeId: number,
+    readonly behaviours: ReadonlySet<ByzantineBehaviour>,
+    private readonly rng: Prng,
+    private readonly keys: KeyRing,
+    peers: readonly number[],
+  ) {
+    const shuffled = rng.shuffle(peers.filter((p) => p !== nodeId));
+    this.otherHalf = new Set(shuffled.slice(0, Math.max(1, Math.floor(shuffled.length / 2))));
+    this.muted = new Set(shuffled.slice(0, rng.int(1, Math.max(1, shuffled.length - 1))));
+  }
+
+  private has(b: ByzantineBehaviour): boolean {
+    return this.behaviours.has(b);
+  }
+
+  /** Rewrites one send effect into the messages actually sent. */
+  rewrite(to: readonly Principal[], msg: Message): Outgoing[] {
+    if (this.has('silent')) return [];
+    const out: Outgoing[] = [];
+    for (const p of to) {
+      if (this.has('selective') && p.kind === 'node' && this.muted.has(p.id)) continue;
+      const m = this.mutate(p, msg);
+      if (m === undefined) continue;
+      const badMac = this.has('badMacs') && this.rng.chance(1, 3);
+      out.push({ to: p, msg: m, badMac });
+      if (this.has('replay') && this.sent.length < 512) this.sent.push({ to: p, msg: m });
+    }
+    if (this.has('replay') && this.sent.length > 0 && this.rng.chance(1, 8)) {
+      const old = this.rng.pick(this.sent);
+      out.push({ to: old.to, msg: old.msg, badMac: false });
+    }
+    if (this.has('viewChangeSpam') && msg.kind === 'status' && this.rng.chance(1, 4)) {
+      out.push(...to.map((p) => ({ to: p, msg: this.spamViewChange(msg.view + this.rng.int(1, 3)), badMac: false })));
+    }
+    return out;
+  }
+
+  private mutate(to: Principal, msg: Message): Message | undefined {
+    const rng = this.rng;
+    const half = to.kind === 'node' && this.otherHalf.has(to.id);
+    switch (msg.kind) {
+      case 'prePrepare': {
+        if (!this.has('equivocate') || !half) return msg;
+        const alt = this.alternative(msg);
+        this.altDigest.set(`${msg.view}:${msg.seq}`, this.keys.digest(encodeBatch(toBatch(alt))));
+        return alt;
+      }
+      case 'prepare':
+      case 'commit': {
+        if (!this.has('equivocate') || !half) return msg;
+        const d = this.altDigest.get(`${msg.view}:${msg.seq}`);
+        return d === undefined ? msg : { ...msg, digest: d };
+      }
+      case 'reply':
+        if (!this.has('wrongReplies') || !rng.chance(2, 3)) return msg;
+        return { ...msg, result: this.fakeResult(msg.result) };
+      case 'readReply':
+        if (!this.has('wrongReplies') || !rng.chance(2, 3)) return msg;
+        return { ...msg, result: this.fakeResult(msg.result) };
+      case 'cpToken':
+        if (!this.has('wrongCheckpoint')) return msg;
+        return { ...msg, token: mutateBytes(rng, msg.token) };
+      case 'checkpointData':
+        if (!this.has('wrongCheckpoint')) return msg;
+        return { ...msg, data: mutateBytes(rng, msg.data) };
+      case 'nextBatch': {
+        if (!this.has('corruptBatches') || !rng.chance(1, 2)) return msg;
+        if (msg.batch.requests.length > 0 && rng.chance(2, 3)) {
+          // Same history hash, different contents: only the chain check catches this.
+          const requests = msg.batch.requests.map((r, i) => (i === 0 ? { ...r, op: this.fakeOp(r.op) } : r));
+          return { ...msg, batch: { ...msg.batch, requests } };
+        }
+        return { ...msg, history: mutateBytes(rng, msg.history) };
+      }
+      case 'authReq':
+        if (!this.has('badAuthRows') || !rng.chance(1, 2)) return msg;
+        return { ...msg, row: msg.row.map((m) => (rng.chance(1, 2) ? mutateBytes(rng, m) : m)) };
+      case 'catchUp':
+        if (!this.has('fakeCatchUp')) return msg;
+        return {
+          ...msg,
+          batches: msg.batches.map((b) => ({ seq: b.seq, batch: { ...b.batch, seed: b.batch.seed === 0 ? 1 : b.batch.seed - 1 } })),
+          checkpoint: msg.checkpoint === undefined ? undefined : { ...msg.checkpoint, execToken: mutateBytes(rng, msg.checkpoint.execToken) },
+        };
+      case 'status':
+        if (!this.has('fakeCatchUp')) return msg;
+        return { ...msg, view: msg.view + rng.int(0, 2), committed: msg.committed + rng.int(0, 20) };
+      default:
+        return msg;
+    }
+  }
+
+  /** A different but well-formed batch for the same (view, seq). */
+  private alternative(pp: MsgOf<'prePrepare'>): MsgOf<'prePrepare'> {
+    if (pp.requests.length >= 2) return { ...pp, requests: pp.requests.slice(0, pp.requests.length - 1) };
+    return { ...pp, seed: pp.seed === 0 ? 1 : pp.seed - 1 };
+  }
+
+  private fakeResult(real: Uint8Array): Uint8Array {
+    const r = this.rng.int(0, 2);
+    if (r === 0) return encodeKvOutput({ kind: 'get', value: `forged${this.rng.int(0, 9)}` });
+    if (r === 1) return encodeKvOutput({ kind: 'incr', value: this.rng.int(0, 1000) });
+    return mutateBytes(this.rng, real);
+  }
+
+  private fakeOp(op: Uint8Array): Uint8Array {
+    return mutateBytes(this.rng, op);
+  }
+
+  private spamViewChange(view: number): MsgOf<'viewChange'> {
+    const body = { view, sender: this.nodeId, lowWater: 0, checkpoints: [], prepared: [], prePrepared: [] };
+    const signature = this.keys.sign(encodeWith(viewChangeBodyCodec, body));
+    return { kind: 'viewChange', signed: { body, signature }, batches: [] };
+  }
+
+  /** Principal of a node (for tests). */
+  static node(id: number): Principal {
+    return nodePrincipal(id);
+  }
+}
+
+function toBatch(pp: MsgOf<'prePrepare'>): Batch {
+  return { time: pp.time, seed: pp.seed, requests: pp.requests.map((r) => ({ client: r.client, reqId: r.reqId, op: r.op })) };
+}
+
+/** Faulty-client behaviours. */
+export const clientBehaviours = ['badAuthenticators', 'reusedIds'] as const;
+export type ClientBehaviour = (typeof clientBehaviours)[number];

@@ -1,0 +1,455 @@
+/**
+ * One simulated seed, end to end: draw a scenario from the seed (swarm testing: which faults,
+ * how much, which replicas are faulty and how), run a KV workload through the faulty phase,
+ * heal, require progress, then check everything.
+ *
+ * Checks on every seed:
+ * - agreement of correct executors (batches, histories, checkpoint tokens) and of correct
+ *   order replicas (committed digests), and no safety alarm from a correct replica;
+ * - linearizability of the correct clients' KV history (per key);
+ * - no acknowledged write lost: every write a correct client saw acknowledged is in the
+ *   agreed executed log with the same reply;
+ * - replay: each correct executor's final state equals a replay of the agreed log;
+ * - liveness: after the heal, every correct client finishes its work within the window.
+ * Determinism (same seed, same trace hash) is checked by running a seed twice (runSeedTwice).
+ */
+import { defaultConfig, deriveCluster, type Tunables } from '../core/config.ts';
+import { clientPrincipal, nodePrincipal, principalKey } from '../crypto/provider.ts';
+import type { Note } from '../stages/types.ts';
+import { hex, requestCoreBytes } from '../stages/common.ts';
+import type { CanaryName, Canaries } from '../stages/types.ts';
+import { KvStore } from '../services/kv/store.ts';
+import { encodeKvOp, decodeKvOutput } from '../services/kv/ops.ts';
+import type { KvOp } from '../services/kv/model.ts';
+import { World, type NetworkFaults } from './world.ts';
+import { Prng } from './prng.ts';
+import { byzantineBehaviours, type ByzantineBehaviour } from './byzantine.ts';
+import { AgreementChecker } from './checkers/agreement.ts';
+import { checkLinearizable, type HistoryOp } from './checkers/linearizability.ts';
+
+/** What to run. */
+export interface SeedOptions {
+  readonly seed: number;
+  readonly u: number;
+  readonly r: number;
+  readonly canaries?: Canaries;
+  /** Total operations of correct clients (default drawn from the seed, 80..200). */
+  readonly ops?: number;
+  /** Keep the history in the result (for --history). */
+  readonly keepHistory?: boolean;
+  /** Disable every fault (benchmarks). */
+  readonly faultFree?: boolean;
+  /** Receives a line per stage note (debugging a failing seed). */
+  readonly debug?: (line: string) => void;
+}
+
+/** What a seed produced. */
+export interface SeedResult {
+  readonly seed: number;
+  readonly u: number;
+  readonly r: number;
+  readonly passed: boolean;
+  readonly failures: readonly string[];
+  /** Operations completed by correct clients. */
+  readonly ops: number;
+  /** Operations checked for linearizability. */
+  readonly checked: number;
+  readonly ackedLost: number;
+  /** Injected faults (crashes, pauses, partitions, client crashes) and lossy-network seeds. */
+  readonly faults: number;
+  /** Byzantine replicas plus faulty clients. */
+  readonly byzantine: number;
+  readonly traceHash: string;
+  readonly virtualMs: number;
+  readonly scenario: string;
+  readonly history?: readonly HistoryOp[];
+  readonly events: number;
+}
+
+interface Scenario {
+  readonly tunables: Partial<Tunables>;
+  readonly clients: number;
+  readonly faultyClients: number;
+  readonly keys: number;
+  readonly ops: number;
+  readonly healUs: number;
+  readonly delayMinUs: number;
+  readonly delayMaxUs: number;
+  readonly fsyncMinUs: number;
+  readonly fsyncMaxUs: number;
+  readonly net: NetworkFaults;
+  readonly faultyNodes: readonly number[];
+  readonly byzantine: ReadonlyMap<number, ReadonlySet<ByzantineBehaviour>>;
+  readonly crashes: boolean;
+  readonly pauses: boolean;
+  readonly partitions: boolean;
+  readonly clientCrashes: boolean;
+  readonly reserveBlock: number;
+  readonly readOnlyPerMille: number;
+}
+
+/** Draws the scenario of a seed. */
+function drawScenario(rng: Prng, o: SeedOptions, nodeIds: readonly number[]): Scenario {
+  const faultFree = o.faultFree === true;
+  const swarm = (num: number, den: number): boolean => !faultFree && rng.chance(num, den);
+  const lossy = swarm(2, 3);
+  const net: NetworkFaults = {
+    dropPerMille: lossy ? rng.int(0, 80) : 0,
+    dupPerMille: lossy ? rng.int(0, 40) : 0,
+    spikePerMille: lossy ? rng.int(0, 60) : 0,
+    spikeMaxUs: rng.int(5_000, 150_000),
+  };
+  // At most u faulty nodes; at most r of them Byzantine.
+  const faultyCount = faultFree ? 0 : rng.int(Math.min(1, o.u), o.u);
+  const faultyNodes = rng.shuffle(nodeIds).slice(0, faultyCount);
+  const byzCount = faultFree ? 0 : rng.int(0, Math.min(o.r, faultyCount));
+  const byzantine = new Map<number, Set<ByzantineBehaviour>>();
+  for (const id of faultyNodes.slice(0, byzCount)) {
+    const set = new Set<ByzantineBehaviour>();
+    const k = rng.int(1, 3);
+    for (let i = 0; i < k; i++) set.add(rng.pick(byzantineBehaviours));
+    byzantine.set(id, set);
+  }
+  const ops = o.ops ?? rng.int(80, 200);
+  return {
+    tunables: {
+      checkpointInterval: rng.int(3, 12),
+      batchSizeMax: rng.int(1, 12),
+      pipelineMax: rng.int(1, 4),
+      batchTimeoutMs: rng.int(0, 4),
+      viewChangeTimeoutMs: rng.int(250, 700),
+      clientRetryMs: rng.int(80, 300),
+      clientRetryMaxMs: 1500,
+      readTimeoutMs: rng.int(30, 120),
+      statusIntervalMs: rng.int(40, 150),
+      execRetryMs: rng.int(60, 200),
+      authResendMs: rng.int(50, 300),
+      clockSkewMaxMs: 60_000,
+    },
+    clients: rng.int(2, 6),
+    faultyClients: swarm(1, 3) ? 1 : 0,
+    keys: rng.int(2, 6),
+    ops,
+    healUs: rng.int(1_500_000, 4_000_000),
+    delayMinUs: rng.int(200, 1_500),
+    delayMaxUs: rng.int(2_000, 12_000),
+    fsyncMinUs: 100,
+    fsyncMaxUs: rng.int(200, 3_000),
+    net,
+    faultyNodes,
+    byzantine,
+    crashes: swarm(2, 3),
+    pauses: swarm(1, 3),
+    partitions: swarm(1, 2),
+    clientCrashes: swarm(1, 3),
+    reserveBlock: rng.pick([1, 2, 4, 1000]),
+    readOnlyPerMille: rng.int(0, 600),
+  };
+}
+
+function describe(s: Scenario): string {
+  const byz = [...s.byzantine.entries()].map(([id, b]) => `n${id}:${[...b].join('+')}`).join(',');
+  return (
+    `clients=${s.clients}+${s.faultyClients} keys=${s.keys} ops=${s.ops} heal=${s.healUs / 1000}ms ` +
+    `delay=${s.delayMinUs}-${s.delayMaxUs}us drop=${s.net.dropPerMille}‰ dup=${s.net.dupPerMille}‰ spike=${s.net.spikePerMille}‰ ` +
+    `faulty=[${s.faultyNodes.join(',')}] byz=[${byz}] crash=${s.crashes} pause=${s.pauses} partition=${s.partitions} clientCrash=${s.clientCrashes} ` +
+    `cp=${s.tunables.checkpointInterval} batch=${s.tunables.batchSizeMax} pipe=${s.tunables.pipelineMax}`
+  );
+}
+
+/** Runs one seed and checks it. */
+export function runSeed(o: SeedOptions): SeedResult {
+  const rng = new Prng(o.seed);
+  const probe = defaultConfig({ u: o.u, r: o.r, clients: 1 });
+  const nodeIds = probe.nodes.map((n) => n.id);
+  const sc = drawScenario(rng, o, nodeIds);
+  const correctClientIds = Array.from({ length: sc.clients }, (_, i) => i);
+  const faultyClientIds = Array.from({ length: sc.faultyClients }, (_, i) => 100 + i);
+  const cfg = defaultConfig({ u: o.u, r: o.r, clients: 0, tunables: sc.tunables });
+  const cluster = deriveCluster({ ...cfg, clients: [...correctClientIds, ...faultyClientIds] });
+  const canaries = o.canaries ?? new Set<CanaryName>();
+  const world = new World({
+    cluster,
+    seed: o.seed,
+    appFactory: () => new KvStore(),
+    canaries,
+    delayMinUs: sc.delayMinUs,
+    delayMaxUs: sc.delayMaxUs,
+    fsyncMinUs: sc.fsyncMinUs,
+    fsyncMaxUs: sc.fsyncMaxUs,
+    tickUs: 5_000,
+    faults: sc.net,
+    byzantine: sc.byzantine,
+    clientReserveBlock: sc.reserveBlock,
+  });
+  const agreement = new AgreementChecker();
+  const correctNodes = new Set(nodeIds.filter((id) => !sc.byzantine.has(id)));
+  world.onNote((p, note) => {
+    if (p.kind === 'node' && correctNodes.has(p.id)) agreement.observe(p.id, note);
+  });
+  if (o.debug !== undefined) world.onNote((p, note, now) => o.debug?.(`${(now / 1000).toFixed(1)}ms ${principalKey(p)} ${describeNote(note)}`));
+
+  // ---- workload ----
+  const history: HistoryOp[] = [];
+  const keys = Array.from({ length: sc.keys }, (_, i) => `k${i}`);
+  const quota = new Map<number, number>();
+  correctClientIds.forEach((c, i) => quota.set(c, Math.floor(sc.ops / sc.clients) + (i < sc.ops % sc.clients ? 1 : 0)));
+  const done = new Map<number, number>(correctClientIds.map((c) => [c, 0]));
+  const afterHeal = new Map<number, number>(correctClientIds.map((c) => [c, 0]));
+  const outstanding = new Map<number, { index: number; readOnly: boolean }>();
+  const ackedWrites: { client: number; reqId: number; result: Uint8Array; index: number }[] = [];
+  const wrng = rng.fork();
+  let callCounter = 0;
+  let healed = false;
+  const postHealOps = 3;
+  const thinkMaxUs = Math.max(2_000, Math.floor((sc.healUs * 1.2 * sc.clients) / Math.max(1, sc.ops)));
+
+  const nextOp = (): KvOp => {
+    const key = wrng.pick(keys);
+    const r = wrng.int(0, 99);
+    if (r < 35) return { kind: 'get', key };
+    if (r < 60) return { kind: 'put', key, value: `v${wrng.int(0, 999)}` };
+    if (r < 70) return { kind: 'del', key };
+    if (r < 85) return { kind: 'cas', key, expected: wrng.chance(1, 3) ? null : `v${wrng.int(0, 999)}`, next: `v${wrng.int(0, 999)}` };
+    return { kind: 'incr', key, delta: wrng.int(-3, 10) };
+  };
+  // A client works through its quota, and does at least postHealOps operations after the heal.
+  const needsMore = (c: number): boolean => (done.get(c) ?? 0) < (quota.get(c) ?? 0) || (healed && (afterHeal.get(c) ?? 0) < postHealOps);
+  const issue = (c: number): void => {
+    if (outstanding.has(c) || !needsMore(c)) return;
+    if (!world.clientIdle(c)) {
+      world.at(world.now + 10_000, () => issue(c)); // client down or busy: try again later
+      return;
+    }
+    const op = nextOp();
+    const readOnly = op.kind === 'get' && wrng.int(0, 999) < sc.readOnlyPerMille;
+    const index = history.length;
+    history.push({ client: c, op, output: undefined, invoke: world.now * 1000, complete: undefined });
+    outstanding.set(c, { index, readOnly });
+    world.invoke(c, ++callCounter, encodeKvOp(op), readOnly);
+  };
+  const onResult = (c: number) => (_callId: number, reqId: number, result: Uint8Array, nowUs: number): void => {
+    const o = outstanding.get(c);
+    if (o === undefined) return;
+    outstanding.delete(c);
+    const h = history[o.index]!;
+    const output = decodeKvOutput(result);
+    history[o.index] = { ...h, output: output ?? { kind: 'error', code: 'bad_request' }, complete: nowUs * 1000 };
+    if (h.op.kind !== 'get') ackedWrites.push({ client: c, reqId, result, index: o.index });
+    done.set(c, (done.get(c) ?? 0) + 1);
+    if (healed) afterHeal.set(c, (afterHeal.get(c) ?? 0) + 1);
+    world.at(nowUs + wrng.int(0, thinkMaxUs), () => issue(c));
+  };
+  for (const c of correctClientIds) world.addClient(c, onResult(c));
+
+  // ---- faulty clients: bad authenticators and reused request ids, on their own keys ----
+  for (const c of faultyClientIds) {
+    const behaviours = new Set(rng.chance(1, 2) ? (['badAuthenticators'] as const) : (['badAuthenticators', 'reusedIds'] as const));
+    const loop = (): void => {
+      if (world.now > sc.healUs * 2) return;
+      const op = encodeKvOp({ kind: 'put', key: `z${c}`, value: `x${wrng.int(0, 99)}` });
+      if (world.clientIdle(c)) world.invoke(c, ++callCounter, op, false);
+      if (behaviours.has('reusedIds')) {
+        // Same request id (1), a different body each time, properly authenticated.
+        const ring = world.keyRing(clientPrincipal(c));
+        const body = encodeKvOp({ kind: 'put', key: `z${c}`, value: `reuse${wrng.int(0, 99)}` });
+        const core = requestCoreBytes(c, 1, body);
+        const auths = cluster.auth.nodes.map((id) => nodePrincipal(id));
+        world.clientSendRaw(c, auths, { kind: 'request', client: c, reqId: 1, op: body, macs: ring.authenticate(auths, core) });
+      }
+      world.at(world.now + wrng.int(5_000, 60_000), loop);
+    };
+    world.addClient(c, undefined, behaviours);
+    world.at(wrng.int(0, 50_000), loop);
+  }
+
+  // ---- fault schedule ----
+  let faults = sc.net.dropPerMille + sc.net.dupPerMille + sc.net.spikePerMille > 0 ? 1 : 0;
+  const frng = rng.fork();
+  const faultyPrincipals = sc.faultyNodes.map((id) => nodePrincipal(id));
+  const schedule = (startUs: number, fn: () => void): void => {
+    if (startUs < sc.healUs) world.at(startUs, fn);
+  };
+  if (sc.crashes && faultyPrincipals.length > 0) {
+    for (let t = frng.int(50_000, 600_000); t < sc.healUs; t += frng.int(300_000, 1_500_000)) {
+      const p = frng.pick(faultyPrincipals);
+      const down = frng.int(20_000, 900_000);
+      faults++;
+      schedule(t, () => world.crash(p));
+      schedule(t + down, () => world.restart(p));
+    }
+  }
+  if (sc.pauses && faultyPrincipals.length > 0) {
+    for (let t = frng.int(50_000, 800_000); t < sc.healUs; t += frng.int(400_000, 1_500_000)) {
+      const p = frng.pick(faultyPrincipals);
+      faults++;
+      schedule(t, () => world.pause(p));
+      schedule(t + frng.int(50_000, 1_200_000), () => world.resume(p));
+    }
+  }
+  if (sc.partitions) {
+    const all = nodeIds.map((id) => nodePrincipal(id));
+    for (let t = frng.int(50_000, 800_000); t < sc.healUs; t += frng.int(300_000, 1_200_000)) {
+      const shuffled = frng.shuffle(all);
+      const cut = frng.int(1, all.length - 1);
+      const a = shuffled.slice(0, cut);
+      const b = shuffled.slice(cut);
+      const oneWay = frng.chance(1, 3);
+      const len = frng.int(50_000, 1_200_000);
+      faults++;
+      schedule(t, () => {
+        for (const x of a) for (const y of b) {
+          world.block(x, y);
+          if (!oneWay) world.block(y, x);
+        }
+      });
+      schedule(t + len, () => {
+        for (const x of a) for (const y of b) {
+          world.unblock(x, y);
+          world.unblock(y, x);
+        }
+      });
+    }
+  }
+  if (sc.clientCrashes) {
+    for (let t = frng.int(100_000, 900_000); t < sc.healUs; t += frng.int(400_000, 2_000_000)) {
+      const c = frng.pick(correctClientIds);
+      faults++;
+      schedule(t, () => {
+        world.crash(clientPrincipal(c));
+        outstanding.delete(c); // the op stays pending (no completion) in the history
+      });
+      schedule(t + frng.int(10_000, 500_000), () => {
+        world.restart(clientPrincipal(c));
+        world.at(world.now + 1_000, () => issue(c));
+      });
+    }
+  }
+  world.at(sc.healUs, () => {
+    healed = true;
+    world.heal();
+    for (const c of correctClientIds) world.at(world.now + 1_000, () => issue(c));
+  });
+
+  // ---- run ----
+  world.startNodes();
+  for (const c of correctClientIds) world.at(wrng.int(0, 20_000), () => issue(c));
+  const livenessWindowUs = 60_000_000;
+  const allDone = (): boolean => healed && correctClientIds.every((c) => !needsMore(c) && !outstanding.has(c));
+  world.run(sc.healUs + livenessWindowUs, allDone);
+  const finishedAt = world.now;
+  // Quiesce: let lagging replicas catch up before comparing their states.
+  world.run(world.now + 3_000_000);
+
+  // ---- checks ----
+  const failures: string[] = [...agreement.violations];
+  if (!allDone()) {
+    const stuck = correctClientIds.filter((c) => needsMore(c) || outstanding.has(c));
+    failures.push(`liveness: ${stuck.length} client(s) made no progress within ${livenessWindowUs / 1e6}s after heal (clients ${stuck.join(',')})`);
+  }
+  const lin = checkLinearizable(history);
+  if (lin.ok === false) failures.push(`linearizability: key ${lin.key}: ${lin.reason}`);
+  else if (lin.ok === 'unknown') failures.push(`linearizability: undecided for key ${lin.key}: ${lin.reason}`);
+  let ackedLost = 0;
+  for (const w of ackedWrites) {
+    const got = agreement.replies.get(`${w.client}:${w.reqId}`);
+    if (got !== hex(w.result)) ackedLost++;
+  }
+  if (ackedLost > 0) failures.push(`durability: ${ackedLost} acknowledged write(s) missing from the agreed log`);
+  failures.push(...replayCheck(world, agreement, correctNodes, cluster.exec.nodes));
+  const completed = history.filter((h) => h.complete !== undefined).length;
+  return {
+    seed: o.seed,
+    u: o.u,
+    r: o.r,
+    passed: failures.length === 0,
+    failures,
+    ops: completed,
+    checked: lin.checked,
+    ackedLost,
+    faults,
+    byzantine: sc.byzantine.size + sc.faultyClients,
+    traceHash: world.trace.digest(),
+    virtualMs: Math.round(finishedAt / 1000),
+    scenario: describe(sc),
+    events: world.stats.eventsProcessed,
+    ...(o.keepHistory === true ? { history } : {}),
+  };
+}
+
+/** Replays the agreed log and compares with each correct executor's state. */
+function replayCheck(world: World, agreement: AgreementChecker, correct: ReadonlySet<number>, execNodes: readonly number[]): string[] {
+  const out: string[] = [];
+  const execs = execNodes.filter((id) => correct.has(id)).flatMap((id) => {
+    const exec = world.replica(id)?.exec;
+    return exec === undefined ? [] : [{ id, exec }];
+  });
+  if (execs.length === 0) return out;
+  const wanted = new Set(execs.map((e) => e.exec.next - 1));
+  const maxSeq = Math.max(...wanted);
+  const store = new KvStore();
+  const lastReq = new Map<number, number>();
+  const states = new Map<number, string>([[0, hex(store.checkpoint())]]);
+  for (let seq = 1; seq <= maxSeq; seq++) {
+    const e = agreement.canonical.get(seq);
+    if (e === undefined) {
+      out.push(`replay: no correct executor ran seq ${seq}`);
+      return out;
+    }
+    const run = e.batch.requests.filter((r) => r.reqId > (lastReq.get(r.client) ?? 0));
+    if (run.length > 0) {
+      const results = store.execute({ seq, time: e.time, seed: e.batch.seed, requests: run });
+      run.forEach((r, i) => {
+        lastReq.set(r.client, r.reqId);
+        const expected = e.results.get(`${r.client}:${r.reqId}`);
+        if (expected !== undefined && expected !== hex(results[i]!)) out.push(`replay: seq ${seq} request ${r.client}:${r.reqId} replied differently on replay`);
+      });
+    }
+    if (wanted.has(seq)) states.set(seq, hex(store.checkpoint()));
+  }
+  for (const { id, exec } of execs) {
+    const want = states.get(exec.next - 1);
+    if (want !== undefined && hex(exec.appCheckpoint()) !== want) out.push(`replay: node ${id} state at seq ${exec.next - 1} differs from a replay of the agreed log`);
+  }
+  return out.slice(0, 5);
+}
+
+/** Runs a seed twice and adds a failure when the trace hashes differ. */
+export function runSeedTwice(o: SeedOptions): SeedResult {
+  const a = runSeed(o);
+  const b = runSeed(o);
+  if (a.traceHash === b.traceHash) return a;
+  return { ...a, passed: false, failures: [...a.failures, `determinism: trace ${a.traceHash} then ${b.traceHash}`] };
+}
+
+/** The (u, r) configurations the simulator cycles through. */
+export const defaultFaultModels: readonly (readonly [number, number])[] = [
+  [1, 0],
+  [1, 1],
+  [2, 1],
+  [1, 2],
+  [2, 2],
+];
+
+/** One line describing a note (debug output). */
+export function describeNote(n: Note): string {
+  switch (n.type) {
+    case 'executed':
+      return `executed seq=${n.seq} reqs=${n.batch.requests.length} ran=${n.results.length} h=${hex(n.history).slice(0, 8)}`;
+    case 'checkpointTaken':
+    case 'checkpointLoaded':
+      return `${n.type} seq=${n.seq} token=${hex(n.token).slice(0, 8)}`;
+    case 'committed':
+      return `committed seq=${n.seq} view=${n.view} d=${hex(n.digest).slice(0, 8)}`;
+    case 'stable':
+      return `stable seq=${n.seq}`;
+    case 'viewChangeStarted':
+      return `viewChange -> ${n.view}`;
+    case 'viewEntered':
+      return `viewEntered ${n.view} primary=${n.primary}`;
+    case 'rejected':
+      return `rejected ${n.reason} from ${principalKey(n.from)}`;
+    case 'safetyAlarm':
+      return `ALARM ${n.detail}`;
+  }
+}

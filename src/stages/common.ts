@@ -1,0 +1,104 @@
+/**
+ * Helpers shared by the stages: principals of stage members, the request core that client
+ * and auth authenticators cover, digests as map keys, and small effect builders.
+ */
+import type { StageMembers } from '../core/config.ts';
+import { StorageCorruptError } from '../core/errors.ts';
+import { encodeWith, struct, u32, uint, bytes } from '../codec/schema.ts';
+import { opBytesMax } from '../codec/limits.ts';
+import { nodePrincipal, type Principal } from '../crypto/provider.ts';
+import type { Effect, Note, PersistEffect } from './types.ts';
+import type { Message } from '../codec/messages.ts';
+
+/** Principals of a stage's replicas, in replica-index order. */
+export function membersOf(m: StageMembers): Principal[] {
+  return m.nodes.map((id) => nodePrincipal(id));
+}
+
+const requestCoreCodec = struct({ client: u32, reqId: uint, op: bytes(opBytesMax) });
+
+/** Canonical bytes of (client, reqId, op): what client and auth authenticators cover. */
+export function requestCoreBytes(client: number, reqId: number, op: Uint8Array): Uint8Array {
+  return encodeWith(requestCoreCodec, { client, reqId, op }, 24 + op.length);
+}
+
+/** Hex of bytes, for map keys and logs. */
+export function hex(b: Uint8Array): string {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+}
+
+/** Byte-wise comparison (for deterministic tie-breaks). */
+export function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const d = a[i]! - b[i]!;
+    if (d !== 0) return d;
+  }
+  return a.length - b.length;
+}
+
+/** 8-byte big-endian encoding of a safe integer. */
+export function u64Bytes(v: number): Uint8Array {
+  const b = new Uint8Array(8);
+  const dv = new DataView(b.buffer);
+  dv.setUint32(0, Math.floor(v / 0x1_0000_0000));
+  dv.setUint32(4, v >>> 0);
+  return b;
+}
+
+/** Reads an 8-byte big-endian integer from a durable record; a wrong length is corruption. */
+export function readU64Durable(b: Uint8Array, key: string): number {
+  if (b.length !== 8) throw new StorageCorruptError(key, `expected 8 bytes, found ${b.length}`);
+  const dv = new DataView(b.buffer, b.byteOffset, 8);
+  return dv.getUint32(0) * 0x1_0000_0000 + dv.getUint32(4);
+}
+
+/** Is `p` the node principal of a member of `m`? Returns its replica index or undefined. */
+export function memberIndex(m: StageMembers, p: Principal): number | undefined {
+  return p.kind === 'node' ? m.indexOf.get(p.id) : undefined;
+}
+
+/**
+ * Effect list builder used by every stage. Durable writes made during a step are coalesced
+ * into ONE persist effect placed before every other effect of the step, so every send of a
+ * step is behind the barrier of every write of that step (write before send).
+ */
+export class Outbox {
+  private effects: Effect[] = [];
+  private readonly writes = new Map<string, Uint8Array | undefined>();
+  /** Buffers a durable put; emitted at drain(), ahead of the step's other effects. */
+  write(key: string, value: Uint8Array): void {
+    this.writes.set(key, value);
+  }
+  /** Buffers a durable delete. */
+  remove(key: string): void {
+    this.writes.set(key, undefined);
+  }
+  send(to: readonly Principal[], msg: Message): void {
+    if (to.length > 0) this.effects.push({ kind: 'send', to, msg });
+  }
+  persist(puts: PersistEffect['puts'], deletes: readonly string[] = []): void {
+    if (puts.length > 0 || deletes.length > 0) this.effects.push({ kind: 'persist', puts, deletes });
+  }
+  note(note: Note): void {
+    this.effects.push({ kind: 'note', note });
+  }
+  push(e: Effect): void {
+    this.effects.push(e);
+  }
+  drain(): Effect[] {
+    let out = this.effects;
+    this.effects = [];
+    if (this.writes.size > 0) {
+      const puts: [string, Uint8Array][] = [];
+      const deletes: string[] = [];
+      for (const [k, v] of this.writes) {
+        if (v === undefined) deletes.push(k);
+        else puts.push([k, v]);
+      }
+      this.writes.clear();
+      out = [{ kind: 'persist', puts, deletes }, ...out];
+    }
+    return out;
+  }
+}

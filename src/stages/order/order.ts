@@ -1,0 +1,1176 @@
+/**
+ * Order stage (UpRight §5.1.3, §6.2; PBFT normal case and view change with MAC
+ * authenticators, Castro & Liskov TOCS 2002).
+ *
+ * Normal case, view v, primary = order[v mod n]:
+ *   AUTH-REQ rows -> the primary batches requests holding >= max(u,r)+r+1 rows (at most one
+ *   request per client, FIFO by readiness) -> PRE-PREPARE(v, seq, time, seed, requests+rows)
+ *   -> each backup checks the batch (>= max(u,r)+1 rows valid for itself per request, distinct
+ *   clients, limits, time) and sends PREPARE(v, seq, d) -> prepared with the pre-prepare and
+ *   n-u-1 PREPAREs from backups -> COMMIT -> committed with n-u COMMITs.
+ *   Committed batches are applied in sequence order: history H_n = hash(H_{n-1}, n, d_n),
+ *   per-client last ordered request id, and NEXT-BATCH(n, H_n, batch) to every executor.
+ *
+ * Checkpoints (§5.3.1, the interlock): after committing seq s with s mod CP_int = 0 the replica
+ * snapshots its order state and waits for max(u,r)+1 matching CP-TOKENs from executors (the
+ * execution checkpoint hash at s); the order checkpoint digest covers that token. It then
+ * sends CHECKPOINT(s, D); D is stable with n-u matching. Nothing above stable + 2*CP_int is
+ * proposed or accepted, so ordering never runs more than two intervals ahead of execution.
+ *
+ * View change (decide.ts): on timeout of a waiting request, an invalid pre-prepare, or r+1
+ * replicas asking for a higher view. VIEW-CHANGE messages are signed and carry P (prepared) and
+ * Q (pre-prepared) sets; the new primary decides and sends NEW-VIEW with the view changes;
+ * backups verify signatures and recompute the decision.
+ *
+ * Catch-up: STATUS gossip every statusIntervalMs. A replica ahead answers with its stable
+ * checkpoint and committed batches; the lagging replica adopts a checkpoint or batch once r+1
+ * distinct replicas vouch for the same digest (one of them is correct).
+ *
+ * Invariants (checkInvariants):
+ * - stableSeq <= committedSeq; every slot has stableSeq < seq <= stableSeq + 2*CP_int;
+ * - committed slots above stableSeq form a contiguous prefix up to committedSeq... plus
+ *   possibly committed slots further up that wait for a gap to fill;
+ * - a slot holds at most one pre-prepare per view; once committed its digest never changes;
+ * - the view never decreases.
+ */
+import { assert } from '../../core/assert.ts';
+import { primaryOf, type Cluster } from '../../core/config.ts';
+import type { KeyRing, Principal } from '../../crypto/provider.ts';
+import { bytesEqual, nodePrincipal } from '../../crypto/provider.ts';
+import {
+  encodeBatch,
+  orderCheckpointCodec,
+  viewChangeBodyCodec,
+  type Batch,
+  type Message,
+  type MsgOf,
+  type OrderCheckpoint,
+  type ProposedRequest,
+  type SignedViewChange,
+  type ViewChangeBody,
+} from '../../codec/messages.ts';
+import { encodeWith } from '../../codec/schema.ts';
+import { batchesPerMessageMax } from '../../codec/limits.ts';
+import type { Canaries, Effect, RandomSource, StageEvent } from '../types.ts';
+import { hex, membersOf, Outbox, requestCoreBytes, u64Bytes } from '../common.ts';
+import { decideNewView } from './decide.ts';
+import { cpRecordCodec, decodeBatchRecord, decodeRecord, metaCodec, slotCodec, type SlotRecord } from './records.ts';
+
+const zeroDigest = new Uint8Array(32);
+/** The null batch: fills a sequence number nobody prepared, delivers nothing. */
+export const nullBatch: Batch = { time: 0, seed: 0, requests: [] };
+
+interface ViewDigest {
+  view: number;
+  digest: Uint8Array;
+}
+
+/** Per-sequence-number protocol state. */
+interface Slot {
+  readonly seq: number;
+  /** Pre-prepare accepted in the current view. Invariant: pp.view === view when set. */
+  pp: (ViewDigest & { batch: Batch; msg?: MsgOf<'prePrepare'> }) | undefined;
+  /** PREPARE per sender, current view (sender node id -> digest hex). */
+  prepares: Map<number, string>;
+  /** COMMIT per sender, current view. */
+  commits: Map<number, string>;
+  /** Whether this replica sent COMMIT in the current view. */
+  sentCommit: boolean;
+  /** P: latest prepared (any view). */
+  prepared: ViewDigest | undefined;
+  /** Q: pre-prepared (view, digest), latest view per digest. */
+  q: ViewDigest[];
+  /** Committed batch; final. */
+  committed: { digest: Uint8Array; batch: Batch } | undefined;
+  /** History hash after this batch; set when applied. */
+  history: Uint8Array | undefined;
+  /** Bodies known for this slot by digest hex (pp, P, committed). */
+  bodies: Map<string, Batch>;
+}
+
+interface Candidate {
+  readonly reqId: number;
+  readonly op: Uint8Array;
+  readonly coreDigest: Uint8Array;
+  /** Valid rows by auth node id. */
+  readonly rows: Map<number, Uint8Array[]>;
+  /** When it first held enough rows; undefined until then. */
+  readySince: number | undefined;
+}
+
+interface Snapshot {
+  readonly history: Uint8Array;
+  readonly time: number;
+  readonly lastOrdered: [number, number][];
+}
+
+interface MyCheckpoint {
+  readonly content: OrderCheckpoint;
+  readonly digest: Uint8Array;
+}
+
+/** Order replica state machine. */
+export class OrderCore {
+  private readonly out = new Outbox();
+  private readonly n: number;
+  private readonly medium: number;
+  private readonly small: number;
+  private readonly cpInt: number;
+  private readonly index: number;
+  private readonly peers: Principal[];
+  private readonly execPeers: Principal[];
+  private readonly nullDigest: Uint8Array;
+
+  // ---- view state ----
+  /** Current view. Invariant: never decreases. */
+  private view = 0;
+  /** False while a view change to `view` is in progress. */
+  private normal = true;
+  /** Consecutive view changes without a commit (timeout doubling). */
+  private vcBackoff = 0;
+  /** Deadline of the current view change. */
+  private vcDeadline = 0;
+  /** Latest VIEW-CHANGE per sender (any view). */
+  private readonly viewChanges = new Map<number, { signed: SignedViewChange; batches: Batch[] }>();
+  /** My VIEW-CHANGE for the current view, for retransmission. */
+  private myViewChange: MsgOf<'viewChange'> | undefined;
+  /** NEW-VIEW of the current view (primary only), for retransmission. */
+  private myNewView: MsgOf<'newView'> | undefined;
+  /** Batch bodies carried by view-change messages, by digest hex. */
+  private readonly vcBodies = new Map<string, Batch>();
+
+  // ---- log state ----
+  private readonly slots = new Map<number, Slot>();
+  private stableSeq = 0;
+  private stable: MyCheckpoint;
+  private prevStable: { seq: number; token: Uint8Array } | undefined;
+  /** Highest seq with every batch up to it committed and applied. */
+  private committedSeq = 0;
+  private history: Uint8Array = zeroDigest;
+  private lastTime = 0;
+  private readonly lastOrdered = new Map<number, number>();
+  /** Order snapshots at checkpoint seqs, awaiting their execution token. */
+  private readonly snapshots = new Map<number, Snapshot>();
+  /** Checkpoints this replica computed above stableSeq. */
+  private readonly mine = new Map<number, MyCheckpoint>();
+  /** CHECKPOINT votes: seq -> digest hex -> senders. */
+  private readonly cpVotes = new Map<number, Map<string, Set<number>>>();
+  /** CP-TOKEN votes: seq -> token hex -> exec senders. */
+  private readonly tokenVotes = new Map<number, Map<string, Set<number>>>();
+  /** Agreed execution tokens by seq. */
+  private readonly tokens = new Map<number, Uint8Array>();
+
+  // ---- primary state ----
+  /** Requests waiting to be ordered, per client. */
+  private readonly candidates = new Map<number, Candidate>();
+  /** Last time RETRANSMIT was sent per client (rate limit). */
+  private readonly retransmitAt = new Map<number, number>();
+
+  // ---- catch-up ----
+  private readonly statuses = new Map<number, MsgOf<'status'>>();
+  private nextStatusAt = 0;
+  /** Catch-up claims: seq -> digest hex -> { senders, batch }. */
+  private readonly batchClaims = new Map<number, Map<string, { senders: Set<number>; batch: Batch }>>();
+  private readonly cpClaims = new Map<string, { senders: Set<number>; content: OrderCheckpoint }>();
+
+  private started = false;
+
+  constructor(
+    private readonly cluster: Cluster,
+    private readonly nodeId: number,
+    private readonly keys: KeyRing,
+    durable: ReadonlyMap<string, Uint8Array>,
+    private readonly random: RandomSource,
+    private readonly canaries: Canaries = new Set(),
+  ) {
+    const idx = cluster.order.indexOf.get(nodeId);
+    assert(idx !== undefined, `node ${nodeId} hosts no order replica`);
+    this.index = idx;
+    this.n = cluster.order.nodes.length;
+    this.medium = cluster.order.quorum.medium;
+    this.small = cluster.order.quorum.small;
+    this.cpInt = cluster.config.checkpointInterval;
+    this.peers = membersOf(cluster.order).filter((p) => p.kind === 'node' && p.id !== nodeId);
+    this.execPeers = membersOf(cluster.exec);
+    this.nullDigest = this.batchDigest(nullBatch);
+    const genesis: OrderCheckpoint = { seq: 0, history: zeroDigest, time: 0, execToken: zeroDigest, lastOrdered: [] };
+    this.stable = { content: genesis, digest: this.cpDigest(genesis) };
+    this.recover(durable);
+    this.checkInvariants();
+  }
+
+  // =========================================================================================
+  // Public surface
+  // =========================================================================================
+
+  /** Current view and whether it is active. */
+  get status(): { view: number; normal: boolean; primary: number; committedSeq: number; stableSeq: number } {
+    return { view: this.view, normal: this.normal, primary: primaryOf(this.cluster, this.view), committedSeq: this.committedSeq, stableSeq: this.stableSeq };
+  }
+
+  step(ev: StageEvent): Effect[] {
+    if (!this.started) {
+      this.started = true;
+      this.onStart(ev.now);
+    }
+    if (ev.kind === 'tick') this.onTick(ev.now);
+    else this.onMessage(ev.from, ev.msg, ev.now);
+    this.checkInvariants();
+    return this.out.drain();
+  }
+
+  // =========================================================================================
+  // Dispatch
+  // =========================================================================================
+
+  private onMessage(from: Principal, msg: Message, now: number): void {
+    if (from.kind !== 'node') {
+      this.reject('client_to_order', from);
+      return;
+    }
+    const sender = from.id;
+    const isOrder = this.cluster.order.indexOf.has(sender);
+    switch (msg.kind) {
+      case 'authReq':
+        if (!this.cluster.auth.indexOf.has(sender)) return this.reject('authreq_from_non_auth', from);
+        return this.onAuthReq(sender, msg, now);
+      case 'cpToken':
+        if (!this.cluster.exec.indexOf.has(sender)) return this.reject('token_from_non_exec', from);
+        return this.onCpToken(sender, msg.seq, msg.token);
+      case 'lastExec':
+        if (!this.cluster.exec.indexOf.has(sender)) return this.reject('lastexec_from_non_exec', from);
+        return this.onLastExec(from, msg.next);
+      case 'prePrepare':
+      case 'prepare':
+      case 'commit':
+      case 'checkpoint':
+      case 'viewChange':
+      case 'newView':
+      case 'status':
+      case 'catchUp':
+        if (!isOrder || sender === this.nodeId) return this.reject('order_msg_from_non_order', from);
+        switch (msg.kind) {
+          case 'prePrepare':
+            return this.onPrePrepare(sender, msg, now);
+          case 'prepare':
+            return this.onPrepare(sender, msg.view, msg.seq, msg.digest);
+          case 'commit':
+            return this.onCommit(sender, msg.view, msg.seq, msg.digest);
+          case 'checkpoint':
+            return this.onCheckpoint(sender, msg.seq, msg.digest);
+          case 'viewChange':
+            return this.onViewChange(sender, msg, now);
+          case 'newView':
+            return this.onNewView(sender, msg, now);
+          case 'status':
+            return this.onStatus(sender, msg, now);
+          case 'catchUp':
+            return this.onCatchUp(sender, msg);
+        }
+      // falls through (unreachable: inner switch returns on every case)
+      default:
+        return this.reject('unexpected_kind', from);
+    }
+  }
+
+  private reject(reason: string, from: Principal): void {
+    this.out.note({ type: 'rejected', reason, from });
+  }
+
+  private onStart(now: number): void {
+    this.nextStatusAt = now;
+    if (!this.normal) {
+      // Recovered in the middle of a view change: resume it with a fresh deadline.
+      this.vcDeadline = now + this.vcTimeout();
+      this.sendViewChange();
+    }
+    for (const c of this.candidates.values()) if (c.readySince !== undefined) c.readySince = now;
+  }
+
+  private onTick(now: number): void {
+    if (now >= this.nextStatusAt) {
+      this.nextStatusAt = now + this.cluster.config.statusIntervalMs;
+      this.broadcastStatus();
+      if (!this.normal && this.myViewChange !== undefined) {
+        // Keep the new primary informed until the view starts.
+        this.out.send([nodePrincipal(primaryOf(this.cluster, this.view))].filter((p) => p.id !== this.nodeId), this.myViewChange);
+      }
+    }
+    if (!this.normal) {
+      if (now >= this.vcDeadline) this.startViewChange(this.view + 1, now);
+      return;
+    }
+    const timeout = this.vcTimeout();
+    for (const [client, c] of this.candidates) {
+      if (c.readySince === undefined) continue;
+      if (c.reqId <= (this.lastOrdered.get(client) ?? 0)) continue;
+      if (now - c.readySince >= timeout) {
+        this.startViewChange(this.view + 1, now);
+        return;
+      }
+    }
+    this.maybePropose(now);
+  }
+
+  private vcTimeout(): number {
+    return this.cluster.config.viewChangeTimeoutMs * 2 ** Math.min(this.vcBackoff, 6);
+  }
+
+  private isPrimary(): boolean {
+    return primaryOf(this.cluster, this.view) === this.nodeId;
+  }
+
+  // =========================================================================================
+  // Requests and batching
+  // =========================================================================================
+
+  private onAuthReq(authNode: number, msg: MsgOf<'authReq'>, now: number): void {
+    if (!this.cluster.clients.has(msg.client)) return this.reject('unknown_client', nodePrincipal(authNode));
+    if (msg.op.length > this.cluster.config.requestBytesMax) return this.reject('op_too_large', nodePrincipal(authNode));
+    const ordered = this.lastOrdered.get(msg.client) ?? 0;
+    if (msg.reqId <= ordered && !this.canaries.has('duplicateExecution')) {
+      // Already ordered: have the executors resend the reply (thesis OL2), rate-limited.
+      const last = this.retransmitAt.get(msg.client) ?? -Infinity;
+      if (now - last >= this.cluster.config.authResendMs / 2) {
+        this.retransmitAt.set(msg.client, now);
+        this.out.send(this.execPeers, { kind: 'retransmit', client: msg.client, reqId: msg.reqId });
+      }
+      return;
+    }
+    const core = requestCoreBytes(msg.client, msg.reqId, msg.op);
+    const coreDigest = this.keys.digest(core);
+    if (!this.keys.verifyAuthenticatorDigest(nodePrincipal(authNode), coreDigest, msg.row, this.index)) {
+      return this.reject('bad_auth_row', nodePrincipal(authNode));
+    }
+    let c = this.candidates.get(msg.client);
+    if (c !== undefined && msg.reqId < c.reqId) return; // an older request of this client
+    if (c !== undefined && msg.reqId === c.reqId && !bytesEqual(c.coreDigest, coreDigest)) {
+      return this.reject('conflicting_request', nodePrincipal(authNode));
+    }
+    if (c?.reqId !== msg.reqId) {
+      c = { reqId: msg.reqId, op: msg.op, coreDigest, rows: new Map(), readySince: undefined };
+      this.candidates.set(msg.client, c);
+    }
+    c.rows.set(authNode, msg.row);
+    if (c.readySince === undefined && c.rows.size >= this.cluster.authRowsPrimary) {
+      c.readySince = now;
+      this.maybePropose(now);
+    }
+  }
+
+  /** Sequence numbers proposed in this view and not yet committed. */
+  private inflight(): number {
+    let k = 0;
+    for (const s of this.slots.values()) if (s.pp !== undefined && s.committed === undefined) k++;
+    return k;
+  }
+
+  private highestProposed(): number {
+    let h = this.committedSeq;
+    for (const s of this.slots.values()) if (s.pp !== undefined && s.seq > h) h = s.seq;
+    return h;
+  }
+
+  private maybePropose(now: number): void {
+    if (!this.normal || !this.isPrimary()) return;
+    const cfg = this.cluster.config;
+    for (;;) {
+      const seq = this.highestProposed() + 1;
+      if (seq > this.stableSeq + 2 * this.cpInt) return; // interlock: wait for a stable checkpoint
+      const inflight = this.inflight();
+      if (inflight >= cfg.pipelineMax) return;
+      const inBatches = new Map<number, number>();
+      for (const s of this.slots.values()) {
+        if (s.pp === undefined || s.committed !== undefined) continue;
+        for (const r of s.pp.batch.requests) inBatches.set(r.client, Math.max(inBatches.get(r.client) ?? 0, r.reqId));
+      }
+      const ready: [number, Candidate][] = [];
+      for (const [client, c] of this.candidates) {
+        if (c.readySince === undefined) continue;
+        if (!this.canaries.has('duplicateExecution')) {
+          if (c.reqId <= (this.lastOrdered.get(client) ?? 0)) continue;
+          if (c.reqId <= (inBatches.get(client) ?? 0)) continue;
+        } else if (inBatches.has(client)) continue;
+        ready.push([client, c]);
+      }
+      if (ready.length === 0) return;
+      ready.sort((a, b) => a[1].readySince! - b[1].readySince! || a[0] - b[0]);
+      const oldest = ready[0]![1].readySince!;
+      const full = ready.length >= cfg.batchSizeMax;
+      if (!(inflight === 0 || full || now - oldest >= cfg.batchTimeoutMs)) return;
+      const requests: ProposedRequest[] = [];
+      let bytes = 0;
+      for (const [client, c] of ready) {
+        if (requests.length >= cfg.batchSizeMax) break;
+        if (bytes + c.op.length > cfg.batchBytesMax) break;
+        bytes += c.op.length;
+        const rows = [...c.rows.entries()]
+          .sort((a, b) => a[0] - b[0])
+          .slice(0, this.cluster.authRowsPrimary)
+          .map(([auth, macs]) => ({ auth, macs }));
+        requests.push({ client, reqId: c.reqId, op: c.op, rows });
+      }
+      this.propose(seq, requests, now);
+    }
+  }
+
+  private propose(seq: number, requests: ProposedRequest[], now: number): void {
+    const prevTime = Math.max(this.lastTime, ...[...this.slots.values()].map((s) => (s.pp ? s.pp.batch.time : 0)));
+    const time = Math.max(Math.floor(now), prevTime + 1);
+    const seed = (this.random.nextU32() & 0x1f_ffff) * 0x1_0000_0000 + this.random.nextU32();
+    const msg: MsgOf<'prePrepare'> = { kind: 'prePrepare', view: this.view, seq, time, seed, requests };
+    const batch: Batch = { time, seed, requests: requests.map((r) => ({ client: r.client, reqId: r.reqId, op: r.op })) };
+    const slot = this.slotFor(seq);
+    assert(slot !== undefined, 'proposal within the window');
+    assert(slot.pp === undefined, 'one pre-prepare per (view, seq)');
+    const digest = this.batchDigest(batch);
+    this.acceptPrePrepare(slot, digest, batch, msg);
+    this.out.send(this.peers, msg);
+  }
+
+  // =========================================================================================
+  // Normal case: pre-prepare, prepare, commit
+  // =========================================================================================
+
+  private onPrePrepare(sender: number, msg: MsgOf<'prePrepare'>, now: number): void {
+    const from = nodePrincipal(sender);
+    if (msg.view !== this.view || !this.normal) return; // not for this view
+    if (sender !== primaryOf(this.cluster, msg.view)) return this.reject('preprepare_from_backup', from);
+    if (msg.seq <= this.committedSeq) return;
+    const slot = this.slotFor(msg.seq);
+    if (slot === undefined) return this.reject('preprepare_outside_window', from);
+    const problem = this.checkProposal(msg, now);
+    if (problem !== undefined) {
+      // The primary proposed something no correct primary proposes: replace it.
+      this.reject(problem, from);
+      this.startViewChange(this.view + 1, now);
+      return;
+    }
+    const batch: Batch = { time: msg.time, seed: msg.seed, requests: msg.requests.map((r) => ({ client: r.client, reqId: r.reqId, op: r.op })) };
+    const digest = this.batchDigest(batch);
+    if (slot.pp !== undefined) {
+      if (!bytesEqual(slot.pp.digest, digest)) {
+        this.reject('equivocating_primary', from);
+        this.startViewChange(this.view + 1, now);
+      }
+      return;
+    }
+    this.acceptPrePrepare(slot, digest, batch, undefined);
+    this.out.send(this.peers, { kind: 'prepare', view: this.view, seq: msg.seq, digest });
+    slot.prepares.set(this.nodeId, hex(digest));
+    this.checkSlot(slot);
+  }
+
+  /** Returns why a proposed batch is invalid, or undefined when it is acceptable. */
+  private checkProposal(msg: MsgOf<'prePrepare'>, now: number): string | undefined {
+    const cfg = this.cluster.config;
+    if (msg.requests.length === 0) return 'empty_batch';
+    if (msg.requests.length > cfg.batchSizeMax) return 'batch_too_large';
+    if (msg.time > now + cfg.clockSkewMaxMs) return 'batch_time_in_future';
+    const prev = this.slots.get(msg.seq - 1);
+    const prevBatch = prev?.committed?.batch ?? prev?.pp?.batch;
+    if (prevBatch !== undefined && prevBatch.requests.length > 0 && msg.time <= prevBatch.time) return 'batch_time_not_increasing';
+    const clients = new Set<number>();
+    let bytes = 0;
+    for (const r of msg.requests) {
+      if (clients.has(r.client)) return 'duplicate_client_in_batch';
+      clients.add(r.client);
+      if (!this.cluster.clients.has(r.client)) return 'unknown_client_in_batch';
+      if (r.op.length > cfg.requestBytesMax) return 'op_too_large';
+      bytes += r.op.length;
+      if (!this.rowsValid(r)) return 'bad_matrix_signature';
+    }
+    if (bytes > cfg.batchBytesMax) return 'batch_bytes_too_large';
+    return undefined;
+  }
+
+  /** At least max(u,r)+1 rows from distinct auth replicas carry a valid MAC for this replica. */
+  private rowsValid(r: ProposedRequest): boolean {
+    const coreDigest = this.keys.digest(requestCoreBytes(r.client, r.reqId, r.op));
+    const seen = new Set<number>();
+    let valid = 0;
+    for (const row of r.rows) {
+      if (seen.has(row.auth) || !this.cluster.auth.indexOf.has(row.auth)) continue;
+      seen.add(row.auth);
+      if (this.keys.verifyAuthenticatorDigest(nodePrincipal(row.auth), coreDigest, row.macs, this.index)) valid++;
+      if (valid >= this.cluster.authRowsBackup) return true;
+    }
+    return false;
+  }
+
+  private acceptPrePrepare(slot: Slot, digest: Uint8Array, batch: Batch, msg: MsgOf<'prePrepare'> | undefined): void {
+    slot.pp = msg === undefined ? { view: this.view, digest, batch } : { view: this.view, digest, batch, msg };
+    slot.bodies.set(hex(digest), batch);
+    const q = slot.q.find((e) => bytesEqual(e.digest, digest));
+    if (q !== undefined) q.view = Math.max(q.view, this.view);
+    else {
+      slot.q.push({ view: this.view, digest });
+      if (slot.q.length > 8) {
+        slot.q.sort((a, b) => b.view - a.view);
+        slot.q.length = 8;
+      }
+    }
+    this.saveSlot(slot);
+  }
+
+  private onPrepare(sender: number, view: number, seq: number, digest: Uint8Array): void {
+    if (view !== this.view || !this.normal) return;
+    if (sender === primaryOf(this.cluster, view)) return this.reject('prepare_from_primary', nodePrincipal(sender));
+    const slot = this.slotFor(seq);
+    if (slot === undefined) return;
+    if (!slot.prepares.has(sender)) slot.prepares.set(sender, hex(digest));
+    this.checkSlot(slot);
+  }
+
+  private onCommit(sender: number, view: number, seq: number, digest: Uint8Array): void {
+    if (view !== this.view || !this.normal) return;
+    const slot = this.slotFor(seq);
+    if (slot === undefined || slot.committed !== undefined) return;
+    if (!slot.commits.has(sender)) slot.commits.set(sender, hex(digest));
+    this.checkSlot(slot);
+  }
+
+  private quorumMedium(): number {
+    return this.canaries.has('commitQuorumSmall') ? this.medium - 1 : this.medium;
+  }
+
+  private checkSlot(slot: Slot): void {
+    const pp = slot.pp;
+    if (pp === undefined) return;
+    // A replica that already committed this seq still votes in the current view: after a view
+    // change the others may need its COMMIT to reach the quorum.
+    const d = hex(pp.digest);
+    const primary = primaryOf(this.cluster, this.view);
+    if (!slot.sentCommit) {
+      let prepares = 0;
+      for (const [sender, dh] of slot.prepares) if (sender !== primary && dh === d) prepares++;
+      if (prepares + 1 < this.quorumMedium()) return;
+      slot.sentCommit = true;
+      slot.prepared = { view: this.view, digest: pp.digest };
+      this.saveSlot(slot);
+      slot.commits.set(this.nodeId, d);
+      this.out.send(this.peers, { kind: 'commit', view: this.view, seq: slot.seq, digest: pp.digest });
+    }
+    if (slot.committed !== undefined) return;
+    let commits = 0;
+    for (const dh of slot.commits.values()) if (dh === d) commits++;
+    if (commits < this.quorumMedium()) return;
+    this.markCommitted(slot, pp.digest, pp.batch);
+  }
+
+  private markCommitted(slot: Slot, digest: Uint8Array, batch: Batch): void {
+    assert(slot.committed === undefined, 'a slot commits once');
+    slot.committed = { digest, batch };
+    slot.bodies.set(hex(digest), batch);
+    this.saveSlot(slot);
+    this.out.note({ type: 'committed', seq: slot.seq, view: this.view, digest });
+    this.applyCommitted();
+  }
+
+  /** Applies committed slots in sequence order. */
+  private applyCommitted(): void {
+    let progressed = false;
+    for (;;) {
+      const slot = this.slots.get(this.committedSeq + 1);
+      if (slot?.committed === undefined) break;
+      this.apply(slot, true);
+      progressed = true;
+    }
+    if (progressed && this.normal) {
+      this.vcBackoff = 0;
+    }
+  }
+
+  private apply(slot: Slot, send: boolean): void {
+    const c = slot.committed;
+    assert(c !== undefined, 'apply a committed slot');
+    assert(slot.seq === this.committedSeq + 1, 'apply in order');
+    this.history = this.keys.digest(this.history, u64Bytes(slot.seq), c.digest);
+    slot.history = this.history;
+    if (c.batch.requests.length > 0) this.lastTime = Math.max(this.lastTime, c.batch.time);
+    for (const r of c.batch.requests) {
+      if (r.reqId > (this.lastOrdered.get(r.client) ?? 0)) this.lastOrdered.set(r.client, r.reqId);
+      const cand = this.candidates.get(r.client);
+      if (cand !== undefined && cand.reqId <= r.reqId) this.candidates.delete(r.client);
+    }
+    this.committedSeq = slot.seq;
+    if (send) this.out.send(this.execPeers, { kind: 'nextBatch', seq: slot.seq, history: this.history, batch: c.batch });
+    if (slot.seq % this.cpInt === 0) {
+      this.snapshots.set(slot.seq, {
+        history: this.history,
+        time: this.lastTime,
+        lastOrdered: [...this.lastOrdered.entries()].sort((a, b) => a[0] - b[0]),
+      });
+      this.maybeCheckpoint(slot.seq);
+    }
+  }
+
+  // =========================================================================================
+  // Checkpoints
+  // =========================================================================================
+
+  private onCpToken(execNode: number, seq: number, token: Uint8Array): void {
+    if (seq % this.cpInt !== 0 || seq <= this.stableSeq || seq > this.stableSeq + 3 * this.cpInt) return;
+    if (this.tokens.has(seq)) return;
+    let bySeq = this.tokenVotes.get(seq);
+    if (bySeq === undefined) {
+      bySeq = new Map();
+      this.tokenVotes.set(seq, bySeq);
+    }
+    // One vote per executor per seq: drop a second, different token from the same sender.
+    for (const voters of bySeq.values()) if (voters.has(execNode)) return;
+    const th = hex(token);
+    let voters = bySeq.get(th);
+    if (voters === undefined) {
+      voters = new Set();
+      bySeq.set(th, voters);
+    }
+    voters.add(execNode);
+    const need = this.canaries.has('cpTokenWithoutQuorum') ? 1 : this.cluster.cpTokenQuorum;
+    if (voters.size >= need) {
+      this.tokens.set(seq, token);
+      this.tokenVotes.delete(seq);
+      this.maybeCheckpoint(seq);
+    }
+  }
+
+  private maybeCheckpoint(seq: number): void {
+    const snap = this.snapshots.get(seq);
+    const token = this.tokens.get(seq);
+    if (snap === undefined || token === undefined || this.mine.has(seq)) return;
+    const content: OrderCheckpoint = {
+      seq,
+      history: snap.history,
+      time: snap.time,
+      execToken: token,
+      lastOrdered: snap.lastOrdered.map(([client, reqId]) => ({ client, reqId })),
+    };
+    const digest = this.cpDigest(content);
+    this.mine.set(seq, { content, digest });
+    this.snapshots.delete(seq);
+    this.out.send(this.peers, { kind: 'checkpoint', seq, digest });
+    this.addCheckpointVote(this.nodeId, seq, digest);
+  }
+
+  private onCheckpoint(sender: number, seq: number, digest: Uint8Array): void {
+    if (seq <= this.stableSeq || seq % this.cpInt !== 0) return;
+    if (seq > this.stableSeq + 4 * this.cpInt) {
+      // Far ahead of us: remember nothing, but the status gossip will bring us up to date.
+      return;
+    }
+    this.addCheckpointVote(sender, seq, digest);
+  }
+
+  private addCheckpointVote(sender: number, seq: number, digest: Uint8Array): void {
+    let bySeq = this.cpVotes.get(seq);
+    if (bySeq === undefined) {
+      bySeq = new Map();
+      this.cpVotes.set(seq, bySeq);
+    }
+    for (const voters of bySeq.values()) if (voters.has(sender)) return;
+    const dh = hex(digest);
+    let voters = bySeq.get(dh);
+    if (voters === undefined) {
+      voters = new Set();
+      bySeq.set(dh, voters);
+    }
+    voters.add(sender);
+    const mine = this.mine.get(seq);
+    if (mine !== undefined && hex(mine.digest) === dh && voters.size >= this.medium) this.makeStable(mine);
+  }
+
+  private makeStable(cp: MyCheckpoint): void {
+    const seq = cp.content.seq;
+    if (seq <= this.stableSeq) return;
+    assert(seq <= this.committedSeq, 'a stable checkpoint covers committed batches only');
+    this.prevStable = { seq: this.stable.content.seq, token: this.stable.content.execToken };
+    this.stable = cp;
+    this.stableSeq = seq;
+    this.out.write('o/cp', encodeWith(cpRecordCodec, { checkpoint: cp.content, prev: this.prevStable }));
+    this.garbageCollect();
+    this.out.note({ type: 'stable', seq });
+  }
+
+  /** Drops everything at or below the stable checkpoint. */
+  private garbageCollect(): void {
+    for (const [seq, slot] of this.slots) {
+      if (seq > this.stableSeq) continue;
+      this.slots.delete(seq);
+      this.out.remove(`o/s/${seq}`);
+      for (const dh of slot.bodies.keys()) this.out.remove(`o/b/${seq}/${dh}`);
+    }
+    for (const m of [this.snapshots, this.mine, this.cpVotes, this.tokenVotes, this.tokens, this.batchClaims] as Map<number, unknown>[]) {
+      for (const seq of m.keys()) if (seq <= this.stableSeq) m.delete(seq);
+    }
+    for (const [k, claim] of this.cpClaims) if (claim.content.seq <= this.stableSeq) this.cpClaims.delete(k);
+  }
+
+  // =========================================================================================
+  // Executors: LAST-EXEC
+  // =========================================================================================
+
+  private onLastExec(from: Principal, next: number): void {
+    if (next > this.committedSeq) return; // nothing newer here
+    if (next > this.stableSeq) {
+      const until = Math.min(this.committedSeq, next + 2 * this.cpInt);
+      for (let seq = next; seq <= until; seq++) {
+        const s = this.slots.get(seq);
+        if (s?.committed === undefined || s.history === undefined) break;
+        this.out.send([from], { kind: 'nextBatch', seq, history: s.history, batch: s.committed.batch });
+      }
+      return;
+    }
+    const checkpoints = [{ seq: this.stableSeq, token: this.stable.content.execToken }];
+    if (this.prevStable !== undefined && this.prevStable.seq > 0) checkpoints.push(this.prevStable);
+    this.out.send([from], { kind: 'loadCheckpoint', checkpoints });
+  }
+
+  // =========================================================================================
+  // View change
+  // =========================================================================================
+
+  private startViewChange(view: number, now: number): void {
+    assert(view > this.view || (view === this.view && this.normal), 'view changes move forward');
+    this.view = view;
+    this.normal = false;
+    this.vcBackoff += 1;
+    this.vcDeadline = now + this.vcTimeout();
+    this.myNewView = undefined;
+    for (const slot of this.slots.values()) {
+      slot.pp = undefined;
+      slot.prepares.clear();
+      slot.commits.clear();
+      slot.sentCommit = false;
+    }
+    this.out.write('o/meta', encodeWith(metaCodec, { view, normal: false }));
+    this.out.note({ type: 'viewChangeStarted', view });
+    this.sendViewChange();
+    this.maybeDecideNewView(now);
+  }
+
+  private sendViewChange(): void {
+    const prepared: ViewChangeBody['prepared'] = [];
+    const prePrepared: ViewChangeBody['prePrepared'] = [];
+    const batches: Batch[] = [];
+    const seqs = [...this.slots.keys()].sort((a, b) => a - b);
+    for (const seq of seqs) {
+      const slot = this.slots.get(seq)!;
+      if (slot.prepared !== undefined) {
+        prepared.push({ seq, view: slot.prepared.view, digest: slot.prepared.digest });
+        const body = slot.bodies.get(hex(slot.prepared.digest));
+        if (body !== undefined && batches.length < batchesPerMessageMax) batches.push(body);
+      }
+      for (const q of slot.q) prePrepared.push({ seq, view: q.view, digest: q.digest });
+    }
+    const checkpoints = [{ seq: this.stableSeq, digest: this.stable.digest }];
+    for (const [seq, cp] of [...this.mine.entries()].sort((a, b) => a[0] - b[0])) {
+      if (seq > this.stableSeq && checkpoints.length < 4) checkpoints.push({ seq, digest: cp.digest });
+    }
+    const body: ViewChangeBody = { view: this.view, sender: this.nodeId, lowWater: this.stableSeq, checkpoints, prepared, prePrepared };
+    const signature = this.keys.sign(encodeWith(viewChangeBodyCodec, body));
+    const msg: MsgOf<'viewChange'> = { kind: 'viewChange', signed: { body, signature }, batches };
+    this.myViewChange = msg;
+    this.viewChanges.set(this.nodeId, { signed: msg.signed, batches });
+    for (const b of batches) this.vcBodies.set(hex(this.batchDigest(b)), b);
+    this.out.send(this.peers, msg);
+  }
+
+  private verifyViewChange(signed: SignedViewChange): boolean {
+    const body = signed.body;
+    if (!this.cluster.order.indexOf.has(body.sender)) return false;
+    return this.keys.verifyFrom(nodePrincipal(body.sender), encodeWith(viewChangeBodyCodec, body), signed.signature);
+  }
+
+  private onViewChange(sender: number, msg: MsgOf<'viewChange'>, now: number): void {
+    const body = msg.signed.body;
+    const from = nodePrincipal(sender);
+    if (body.sender !== sender) return this.reject('viewchange_sender_mismatch', from);
+    if (!this.verifyViewChange(msg.signed)) return this.reject('viewchange_bad_signature', from);
+    const prev = this.viewChanges.get(sender);
+    if (prev !== undefined && prev.signed.body.view > body.view) return;
+    // The new primary of our current, active view answers a late view change with NEW-VIEW.
+    if (body.view === this.view && this.normal) {
+      if (this.myNewView !== undefined) this.out.send([from], this.myNewView);
+      return;
+    }
+    if (body.view < this.view) return;
+    this.viewChanges.set(sender, { signed: msg.signed, batches: msg.batches });
+    for (const b of msg.batches) {
+      const d = this.batchDigest(b);
+      if (body.prepared.some((e) => bytesEqual(e.digest, d))) this.vcBodies.set(hex(d), b);
+    }
+    this.maybeJoinViewChange(now);
+    this.maybeDecideNewView(now);
+  }
+
+  /** Joins a view change once r+1 replicas ask for views above ours (PBFT liveness rule). */
+  private maybeJoinViewChange(now: number): void {
+    const higher: number[] = [];
+    for (const [sender, vc] of this.viewChanges) {
+      if (sender !== this.nodeId && vc.signed.body.view > this.view) higher.push(vc.signed.body.view);
+    }
+    if (higher.length < this.small) return;
+    higher.sort((a, b) => b - a);
+    const target = higher[this.small - 1]!;
+    if (target > this.view) this.startViewChange(target, now);
+  }
+
+  private maybeDecideNewView(now: number): void {
+    if (this.normal || primaryOf(this.cluster, this.view) !== this.nodeId) return;
+    const vcs = [...this.viewChanges.values()].filter((v) => v.signed.body.view === this.view);
+    if (vcs.length < this.medium) return;
+    const decision = this.decide(vcs.map((v) => v.signed.body), undefined);
+    if (decision === undefined) return;
+    const batches: Batch[] = [];
+    const seen = new Set<string>();
+    for (const d of decision.choices) {
+      const dh = hex(d);
+      if (bytesEqual(d, this.nullDigest) || seen.has(dh)) continue;
+      seen.add(dh);
+      const b = this.bodyFor(dh, undefined);
+      assert(b !== undefined, 'decided batches are available (A3)');
+      batches.push(b);
+    }
+    const nv: MsgOf<'newView'> = { kind: 'newView', view: this.view, viewChanges: vcs.map((v) => v.signed), batches };
+    this.installNewView(nv, decision, new Map(), now);
+    this.myNewView = nv;
+    this.out.send(this.peers, nv);
+  }
+
+  private bodyFor(dh: string, extra: ReadonlyMap<string, Batch> | undefined): Batch | undefined {
+    const fromExtra = extra?.get(dh);
+    if (fromExtra !== undefined) return fromExtra;
+    const fromVc = this.vcBodies.get(dh);
+    if (fromVc !== undefined) return fromVc;
+    for (const s of this.slots.values()) {
+      const b = s.bodies.get(dh);
+      if (b !== undefined) return b;
+    }
+    return undefined;
+  }
+
+  private decide(bodies: ViewChangeBody[], extra: ReadonlyMap<string, Batch> | undefined): ReturnType<typeof decideNewView> {
+    return decideNewView(bodies, {
+      medium: this.medium,
+      small: this.small,
+      windowMax: 2 * this.cpInt,
+      nullDigest: this.nullDigest,
+      hasBatch: (d) => bytesEqual(d, this.nullDigest) || this.bodyFor(hex(d), extra) !== undefined,
+      ignorePrepared: this.canaries.has('viewChangeIgnoresPrepared'),
+    });
+  }
+
+  private onNewView(sender: number, msg: MsgOf<'newView'>, now: number): void {
+    const from = nodePrincipal(sender);
+    if (msg.view < this.view || (msg.view === this.view && this.normal)) return;
+    if (sender !== primaryOf(this.cluster, msg.view)) return this.reject('newview_from_non_primary', from);
+    const senders = new Set<number>();
+    for (const vc of msg.viewChanges) {
+      if (vc.body.view !== msg.view || senders.has(vc.body.sender) || !this.verifyViewChange(vc)) {
+        return this.reject('newview_bad_viewchange', from);
+      }
+      senders.add(vc.body.sender);
+    }
+    if (senders.size < this.medium) return this.reject('newview_too_few_viewchanges', from);
+    const extra = new Map<string, Batch>();
+    for (const b of msg.batches) extra.set(hex(this.batchDigest(b)), b);
+    const decision = this.decide(msg.viewChanges.map((v) => v.body), extra);
+    if (decision === undefined) return this.reject('newview_undecidable', from);
+    this.installNewView(msg, decision, extra, now);
+  }
+
+  private installNewView(nv: MsgOf<'newView'>, decision: NonNullable<ReturnType<typeof decideNewView>>, extra: ReadonlyMap<string, Batch>, now: number): void {
+    if (nv.view > this.view || this.normal) {
+      // Entering a view we had not started changing to: reset the per-view slot state.
+      for (const slot of this.slots.values()) {
+        slot.pp = undefined;
+        slot.prepares.clear();
+        slot.commits.clear();
+        slot.sentCommit = false;
+      }
+    }
+    this.view = nv.view;
+    this.normal = true;
+    this.vcDeadline = 0;
+    this.myViewChange = undefined;
+    this.out.write('o/meta', encodeWith(metaCodec, { view: this.view, normal: true }));
+    const h = decision.checkpoint.seq;
+    const primary = this.isPrimary();
+    decision.choices.forEach((digest, i) => {
+      const seq = h + 1 + i;
+      if (seq <= this.stableSeq) return;
+      const slot = this.slotFor(seq);
+      if (slot === undefined) return;
+      const batch = bytesEqual(digest, this.nullDigest) ? nullBatch : this.bodyFor(hex(digest), extra);
+      assert(batch !== undefined, 'new-view batches are available');
+      if (slot.committed !== undefined && !bytesEqual(slot.committed.digest, digest)) {
+        this.out.note({ type: 'safetyAlarm', detail: `new view ${this.view} assigns a different batch to committed seq ${seq}` });
+      }
+      this.acceptPrePrepare(slot, digest, batch, undefined);
+      if (!primary) {
+        slot.prepares.set(this.nodeId, hex(digest));
+        this.out.send(this.peers, { kind: 'prepare', view: this.view, seq, digest });
+      }
+    });
+    for (const c of this.candidates.values()) if (c.readySince !== undefined) c.readySince = now;
+    for (const [k] of this.vcBodies) this.vcBodies.delete(k);
+    this.out.note({ type: 'viewEntered', view: this.view, primary: primaryOf(this.cluster, this.view) });
+    for (const slot of this.slots.values()) this.checkSlot(slot);
+    this.maybePropose(now);
+  }
+
+  // =========================================================================================
+  // Status gossip and catch-up
+  // =========================================================================================
+
+  private broadcastStatus(): void {
+    this.out.send(this.peers, { kind: 'status', view: this.view, normal: this.normal, committed: this.committedSeq, stable: this.stableSeq });
+  }
+
+  private onStatus(sender: number, msg: MsgOf<'status'>, now: number): void {
+    this.statuses.set(sender, msg);
+    const to = [nodePrincipal(sender)];
+    if (msg.committed < this.committedSeq) this.sendCatchUp(to, msg.committed);
+    // Re-send our CHECKPOINT votes the peer may have missed (it cannot advance its window
+    // without n-u of them).
+    if (msg.stable < this.stableSeq || msg.stable < this.committedSeq) {
+      if (msg.stable < this.stableSeq && this.stableSeq > 0) this.out.send(to, { kind: 'checkpoint', seq: this.stableSeq, digest: this.stable.digest });
+      for (const [seq, cp] of this.mine) if (seq > msg.stable) this.out.send(to, { kind: 'checkpoint', seq, digest: cp.digest });
+    }
+    // View synchronisation: r+1 replicas in higher views pull us along.
+    const higher = [...this.statuses.values()].map((s) => s.view).filter((v) => v > this.view);
+    if (higher.length >= this.small) {
+      higher.sort((a, b) => b - a);
+      this.startViewChange(higher[this.small - 1]!, now);
+      return;
+    }
+    if (msg.view === this.view && this.normal) {
+      if (!msg.normal && this.myNewView !== undefined) this.out.send(to, this.myNewView);
+      if (msg.normal) this.retransmitVotes(to, msg.committed);
+    }
+  }
+
+  /** Resends this view's pre-prepares (primary) and our PREPARE/COMMIT for seqs the peer lacks. */
+  private retransmitVotes(to: Principal[], peerCommitted: number): void {
+    const primary = this.isPrimary();
+    for (const slot of this.slots.values()) {
+      if (slot.seq <= peerCommitted || slot.pp === undefined) continue;
+      if (primary && slot.pp.msg !== undefined) this.out.send(to, slot.pp.msg);
+      if (!primary && slot.prepares.has(this.nodeId)) this.out.send(to, { kind: 'prepare', view: this.view, seq: slot.seq, digest: slot.pp.digest });
+      if (slot.sentCommit) this.out.send(to, { kind: 'commit', view: this.view, seq: slot.seq, digest: slot.pp.digest });
+    }
+  }
+
+  private sendCatchUp(to: Principal[], peerCommitted: number): void {
+    const checkpoint = peerCommitted < this.stableSeq ? this.stable.content : undefined;
+    const from = Math.max(peerCommitted, this.stableSeq) + 1;
+    const batches: { seq: number; batch: Batch }[] = [];
+    let bytes = 0;
+    for (let seq = from; seq <= this.committedSeq && batches.length < batchesPerMessageMax; seq++) {
+      const s = this.slots.get(seq);
+      if (s?.committed === undefined) break;
+      const size = s.committed.batch.requests.reduce((a, r) => a + r.op.length + 24, 32);
+      if (batches.length > 0 && bytes + size > this.cluster.config.batchBytesMax * 4) break;
+      bytes += size;
+      batches.push({ seq, batch: s.committed.batch });
+    }
+    if (checkpoint !== undefined || batches.length > 0) this.out.send(to, { kind: 'catchUp', checkpoint, batches });
+  }
+
+  private onCatchUp(sender: number, msg: MsgOf<'catchUp'>): void {
+    if (msg.checkpoint !== undefined && msg.checkpoint.seq > this.committedSeq && msg.checkpoint.seq > this.stableSeq) {
+      const digest = this.cpDigest(msg.checkpoint);
+      const key = `${msg.checkpoint.seq}:${hex(digest)}`;
+      let claim = this.cpClaims.get(key);
+      if (claim === undefined) {
+        // Bound the claims: one pending checkpoint claim per (seq, digest), few seqs.
+        if (this.cpClaims.size >= 4 * this.n) this.cpClaims.clear();
+        claim = { senders: new Set(), content: msg.checkpoint };
+        this.cpClaims.set(key, claim);
+      }
+      claim.senders.add(sender);
+      if (claim.senders.size >= this.small) this.installCheckpoint(claim.content, digest);
+    }
+    for (const { seq, batch } of msg.batches) {
+      if (seq <= this.committedSeq || seq > this.stableSeq + 2 * this.cpInt) continue;
+      const slot = this.slots.get(seq);
+      if (slot?.committed !== undefined) continue;
+      const digest = this.batchDigest(batch);
+      const dh = hex(digest);
+      let bySeq = this.batchClaims.get(seq);
+      if (bySeq === undefined) {
+        bySeq = new Map();
+        this.batchClaims.set(seq, bySeq);
+      }
+      let claim = bySeq.get(dh);
+      if (claim === undefined) {
+        if (bySeq.size >= this.n) continue; // a faulty peer inventing digests
+        claim = { senders: new Set(), batch };
+        bySeq.set(dh, claim);
+      }
+      claim.senders.add(sender);
+    }
+    // Adopt vouched-for batches in order.
+    for (;;) {
+      const seq = this.committedSeq + 1;
+      const bySeq = this.batchClaims.get(seq);
+      if (bySeq === undefined) break;
+      let adopted = false;
+      for (const [dh, claim] of bySeq) {
+        if (claim.senders.size < this.small) continue;
+        const slot = this.slotFor(seq);
+        if (slot === undefined) break;
+        if (slot.committed === undefined) {
+          const digest = this.batchDigest(claim.batch);
+          assert(hex(digest) === dh, 'claim keyed by its digest');
+          slot.committed = { digest, batch: claim.batch };
+          slot.bodies.set(dh, claim.batch);
+          this.saveSlot(slot);
+          this.out.note({ type: 'committed', seq, view: this.view, digest });
+        }
+        this.apply(slot, true);
+        adopted = true;
+        break;
+      }
+      if (!adopted) break;
+      this.batchClaims.delete(seq);
+    }
+    this.applyCommitted();
+  }
+
+  /** Installs an order checkpoint vouched for by r+1 replicas (we are behind it). */
+  private installCheckpoint(content: OrderCheckpoint, digest: Uint8Array): void {
+    if (content.seq <= this.committedSeq) return;
+    this.committedSeq = content.seq;
+    this.history = content.history;
+    this.lastTime = content.time;
+    this.lastOrdered.clear();
+    for (const { client, reqId } of content.lastOrdered) this.lastOrdered.set(client, reqId);
+    for (const [client, c] of this.candidates) if (c.reqId <= (this.lastOrdered.get(client) ?? 0)) this.candidates.delete(client);
+    this.makeStable({ content, digest });
+    this.out.note({ type: 'checkpointLoaded', seq: content.seq, token: content.execToken });
+    this.applyCommitted();
+  }
+
+  // =========================================================================================
+  // Slots, digests, durability
+  // =========================================================================================
+
+  /** Slot for `seq` inside the window, created on demand; undefined outside the window. */
+  private slotFor(seq: number): Slot | undefined {
+    if (seq <= this.stableSeq || seq > this.stableSeq + 2 * this.cpInt) return undefined;
+    let s = this.slots.get(seq);
+    if (s === undefined) {
+      s = {
+        seq,
+        pp: undefined,
+        prepares: new Map(),
+        commits: new Map(),
+        sentCommit: false,
+        prepared: undefined,
+        q: [],
+        committed: undefined,
+        history: undefined,
+        bodies: new Map(),
+      };
+      this.slots.set(seq, s);
+    }
+    return s;
+  }
+
+  private batchDigest(b: Batch): Uint8Array {
+    return this.keys.digest(encodeBatch(b));
+  }
+
+  private cpDigest(c: OrderCheckpoint): Uint8Array {
+    return this.keys.digest(encodeWith(orderCheckpointCodec, c));
+  }
+
+  private saveSlot(slot: Slot): void {
+    const rec: SlotRecord = {
+      seq: slot.seq,
+      pp: slot.pp === undefined ? undefined : { view: slot.pp.view, digest: slot.pp.digest },
+      prepared: slot.prepared,
+      q: slot.q,
+      committed: slot.committed?.digest,
+    };
+    this.out.write(`o/s/${slot.seq}`, encodeWith(slotCodec, rec));
+    const needed = new Set<string>();
+    if (slot.pp !== undefined) needed.add(hex(slot.pp.digest));
+    if (slot.prepared !== undefined) needed.add(hex(slot.prepared.digest));
+    if (slot.committed !== undefined) needed.add(hex(slot.committed.digest));
+    for (const [dh, b] of slot.bodies) {
+      if (!needed.has(dh)) {
+        slot.bodies.delete(dh);
+        this.out.remove(`o/b/${slot.seq}/${dh}`);
+      } else if (!this.persistedBodies.has(`${slot.seq}/${dh}`)) {
+        this.persistedBodies.add(`${slot.seq}/${dh}`);
+        this.out.write(`o/b/${slot.seq}/${dh}`, encodeBatch(b));
+      }
+    }
+  }
+  /** Bodies already written, "seq/digesthex". */
+  private readonly persistedBodies = new Set<string>();
+
+  private recover(durable: ReadonlyMap<string, Uint8Array>): void {
+    const meta = durable.get('o/meta');
+    if (meta !== undefined) {
+      const m = decodeRecord(metaCodec, 'o/meta', meta);
+      this.view = m.view;
+      this.normal = m.normal;
+    }
+    const cp = durable.get('o/cp');
+    if (cp !== undefined) {
+      const rec = decodeRecord(cpRecordCodec, 'o/cp', cp);
+      this.stable = { content: rec.checkpoint, digest: this.cpDigest(rec.checkpoint) };
+      this.stableSeq = rec.checkpoint.seq;
+      this.prevStable = rec.prev;
+      this.committedSeq = this.stableSeq;
+      this.history = rec.checkpoint.history;
+      this.lastTime = rec.checkpoint.time;
+      for (const { client, reqId } of rec.checkpoint.lastOrdered) this.lastOrdered.set(client, reqId);
+    }
+    for (const [key, value] of durable) {
+      if (!key.startsWith('o/s/')) continue;
+      const rec = decodeRecord(slotCodec, key, value);
+      const slot = this.slotFor(rec.seq);
+      if (slot === undefined) continue; // below the stable checkpoint: garbage not yet removed
+      const body = (d: Uint8Array): Batch => {
+        const k = `o/b/${rec.seq}/${hex(d)}`;
+        const b = durable.get(k);
+        if (b === undefined) throw new Error(`durable slot ${rec.seq} names a batch body that is missing (${k})`);
+        this.persistedBodies.add(`${rec.seq}/${hex(d)}`);
+        const batch = decodeBatchRecord(k, b);
+        slot.bodies.set(hex(d), batch);
+        return batch;
+      };
+      slot.q = rec.q.map((e) => ({ view: e.view, digest: e.digest }));
+      if (rec.prepared !== undefined) {
+        slot.prepared = { view: rec.prepared.view, digest: rec.prepared.digest };
+        body(rec.prepared.digest);
+      }
+      if (rec.pp !== undefined && rec.pp.view === this.view) slot.pp = { view: rec.pp.view, digest: rec.pp.digest, batch: body(rec.pp.digest) };
+      if (rec.committed !== undefined) slot.committed = { digest: rec.committed, batch: body(rec.committed) };
+      if (slot.prepared?.view === this.view && slot.pp !== undefined && bytesEqual(slot.prepared.digest, slot.pp.digest)) {
+        slot.sentCommit = true;
+        slot.commits.set(this.nodeId, hex(slot.pp.digest));
+      }
+      if (slot.pp !== undefined && primaryOf(this.cluster, this.view) !== this.nodeId) slot.prepares.set(this.nodeId, hex(slot.pp.digest));
+    }
+    // Replay committed batches above the checkpoint to rebuild the order state.
+    for (;;) {
+      const slot = this.slots.get(this.committedSeq + 1);
+      if (slot?.committed === undefined) break;
+      this.apply(slot, false);
+    }
+  }
+
+  private checkInvariants(): void {
+    assert(this.stableSeq <= this.committedSeq, 'stable <= committed');
+    for (const s of this.slots.values()) {
+      assert(s.seq > this.stableSeq && s.seq <= this.stableSeq + 2 * this.cpInt, 'slots stay inside the window');
+      if (s.pp !== undefined) assert(s.pp.view === this.view, 'pre-prepares belong to the current view');
+      if (s.seq <= this.committedSeq) assert(s.committed !== undefined, 'slots up to committedSeq are committed');
+    }
+  }
+}
