@@ -24,7 +24,6 @@ import {
   type DecodeResult,
   type Infer,
   Reader,
-  Writer,
 } from './schema.ts';
 import {
   authenticatorMax,
@@ -185,11 +184,18 @@ const kindByTag = new Map<number, MsgKindName>(Object.entries(MsgKind).map(([k, 
 
 /** Encodes a message: tag byte, then its fields. Throws RangeError if a field breaks a limit (a bug). */
 export function encodeMessage(m: Message): Bytes {
-  const w = new Writer(128);
-  w.u8(MsgKind[m.kind]);
-  (messageSchemas[m.kind] as Codec<unknown>).encode(w, m);
-  return w.finish();
+  return encodeWith(messageCodec, m);
 }
+
+/** Tag byte then the fields of the message's kind. */
+const messageCodec: Codec<Message> = {
+  desc: { t: 'u8' },
+  encode: (w, m) => {
+    w.u8(MsgKind[m.kind]);
+    (messageSchemas[m.kind] as Codec<unknown>).encode(w, m);
+  },
+  decode: (r) => r.fail('decode messages with tryDecodeMessage'),
+};
 
 /** Decodes untrusted bytes into a message; never throws. */
 export function tryDecodeMessage(b: Bytes): DecodeResult<Message> {
@@ -204,7 +210,7 @@ export function tryDecodeMessage(b: Bytes): DecodeResult<Message> {
 
 /** Encodes a batch canonically (the bytes its digest is taken over). */
 export function encodeBatch(b: Batch): Bytes {
-  return encodeWith(batchCodec, b, 64 + b.requests.length * 64);
+  return encodeWith(batchCodec, b);
 }
 
 /** Reads only the tag of a frame; undefined for an unknown tag. */

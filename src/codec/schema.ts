@@ -77,7 +77,24 @@ export class Writer {
   finish(): Bytes {
     return this.buf.subarray(0, this.length);
   }
+  /** A copy of the written bytes; the Writer may then be reset and reused. */
+  copy(): Bytes {
+    return this.buf.slice(0, this.length);
+  }
+  /** Bytes allocated. */
+  get capacity(): number {
+    return this.buf.length;
+  }
+  /** Empties the writer, keeping its buffer. */
+  reset(): void {
+    this.length = 0;
+  }
 }
+
+/** Shared scratch writer for encodeWith: encoding is synchronous and never re-entrant. */
+let scratch = new Writer(64 * 1024);
+/** A scratch buffer grown past this by one large value is dropped after use. */
+const scratchKeepMax = 4 << 20;
 
 /** Bounds-checked input reader over untrusted bytes. */
 export class Reader {
@@ -321,10 +338,17 @@ export function struct<F extends Record<string, Codec<unknown>>>(fields: F): Cod
 }
 
 /** Encodes `v` with `c` into fresh bytes. Throws RangeError when `v` breaks a limit (a bug). */
-export function encodeWith<T>(c: Codec<T>, v: T, initial = 256): Bytes {
-  const w = new Writer(initial);
-  c.encode(w, v);
-  return w.finish();
+export function encodeWith<T>(c: Codec<T>, v: T): Bytes {
+  scratch.reset();
+  try {
+    c.encode(scratch, v);
+  } catch (e) {
+    scratch.reset();
+    throw e;
+  }
+  const out = scratch.copy();
+  if (scratch.capacity > scratchKeepMax) scratch = new Writer(64 * 1024);
+  return out;
 }
 
 /** Result of decoding untrusted bytes: the value, or a typed rejection. */

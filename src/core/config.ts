@@ -128,18 +128,30 @@ export function defaultConfig(opts: { u: number; r: number; clients: number; tun
   return { ...defaultTunables, ...opts.tunables, u: opts.u, r: opts.r, nodes, clients };
 }
 
+/** Describes an untrusted value in a message; never throws (String throws on `{"toString": 1}`). */
+function show(x: unknown): string {
+  try {
+    return String(x);
+  } catch {
+    return `(${typeof x} without a string form)`;
+  }
+}
+
 /** Returns every problem of `cfg`; empty when valid. */
 export function checkConfig(cfg: ProtocolConfig): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
+  // Parsed input may be null (an empty YAML file) or a scalar: report it, do not crash.
+  const whole: unknown = cfg;
+  if (typeof whole !== 'object' || whole === null) return [{ path: '', message: `must be an object, got ${show(whole)}` }];
   const bad = (path: string, message: string): void => {
     problems.push({ path, message });
   };
   const isInt = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x);
-  if (!isInt(cfg.u) || cfg.u < 0 || cfg.u > 10) bad('u', `must be an integer in [0, 10], got ${String(cfg.u)}`);
-  if (!isInt(cfg.r) || cfg.r < 0 || cfg.r > 10) bad('r', `must be an integer in [0, 10], got ${String(cfg.r)}`);
+  if (!isInt(cfg.u) || cfg.u < 0 || cfg.u > 10) bad('u', `must be an integer in [0, 10], got ${show(cfg.u)}`);
+  if (!isInt(cfg.r) || cfg.r < 0 || cfg.r > 10) bad('r', `must be an integer in [0, 10], got ${show(cfg.r)}`);
   for (const [key, [lo, hi]] of Object.entries(tunableRanges) as [keyof Tunables, readonly [number, number]][]) {
     const v: unknown = cfg[key];
-    if (!isInt(v) || v < lo || v > hi) bad(key, `must be an integer in [${lo}, ${hi}], got ${String(v)}`);
+    if (!isInt(v) || v < lo || v > hi) bad(key, `must be an integer in [${lo}, ${hi}], got ${show(v)}`);
   }
   if (isInt(cfg.clientRetryMs) && isInt(cfg.clientRetryMaxMs) && cfg.clientRetryMaxMs < cfg.clientRetryMs) {
     bad('clientRetryMaxMs', `must be >= clientRetryMs (${cfg.clientRetryMs})`);
@@ -165,7 +177,7 @@ export function checkConfig(cfg: ProtocolConfig): ConfigProblem[] {
       } else {
         for (const st of node.stages as unknown[]) {
           if (typeof st !== 'string' || !(stageNames as readonly string[]).includes(st)) {
-            bad(`nodes[${i}].stages`, `unknown stage "${String(st)}" (expected auth, order or exec)`);
+            bad(`nodes[${i}].stages`, `unknown stage "${show(st)}" (expected auth, order or exec)`);
           } else if (valid.includes(st as StageName)) bad(`nodes[${i}].stages`, `stage ${st} listed twice`);
           else valid.push(st as StageName);
         }

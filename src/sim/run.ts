@@ -233,8 +233,11 @@ export function runSeed(o: SeedOptions): SeedResult {
     if (o === undefined) return;
     outstanding.delete(c);
     const h = history[o.index]!;
-    const output = decodeKvOutput(result);
-    history[o.index] = { ...h, output: output ?? { kind: 'error', code: 'bad_request' }, complete: nowUs * 1000 };
+    const decoded = decodeKvOutput(result);
+    // An undecodable reply, or one of another kind than the op, is recorded as bad_request,
+    // which no linearization can explain: accepting a forged reply fails the check.
+    const output = decoded !== undefined && (decoded.kind === h.op.kind || decoded.kind === 'error') ? decoded : ({ kind: 'error', code: 'bad_request' } as const);
+    history[o.index] = { ...h, output, complete: nowUs * 1000 };
     if (h.op.kind !== 'get') ackedWrites.push({ client: c, reqId, result, index: o.index });
     done.set(c, (done.get(c) ?? 0) + 1);
     if (healed) afterHeal.set(c, (afterHeal.get(c) ?? 0) + 1);

@@ -19,7 +19,7 @@ const requestCoreCodec = struct({ client: u32, reqId: uint, op: bytes(opBytesMax
 
 /** Canonical bytes of (client, reqId, op): what client and auth authenticators cover. */
 export function requestCoreBytes(client: number, reqId: number, op: Uint8Array): Uint8Array {
-  return encodeWith(requestCoreCodec, { client, reqId, op }, 24 + op.length);
+  return encodeWith(requestCoreCodec, { client, reqId, op });
 }
 
 /** Hex of bytes, for map keys and logs. */

@@ -363,7 +363,8 @@ function hashState(state: string | null): number {
 }
 
 function describe(h: HistoryOp): string {
-  const { output } = toJsonObject(h);
+  // A forged reply may carry an output of another kind than its op: show it raw.
+  const output = h.output !== undefined && h.output.kind !== 'error' && h.output.kind !== h.op.kind ? h.output : toJsonObject(h).output;
   const args = h.op.kind === 'get' || h.op.kind === 'del' ? '' : `, ${JSON.stringify(jsonValue(h.op))}`;
   return `client ${h.client} ${h.op.kind}(${JSON.stringify(h.op.key)}${args}) -> ${JSON.stringify(output)} [${h.invoke}, ${h.complete ?? 'pending'}]`;
 }
