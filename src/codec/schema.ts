@@ -34,7 +34,7 @@ export class Writer {
   /** Bytes written so far. */
   length = 0;
   constructor(initial = 256) {
-    this.buf = new Uint8Array(initial);
+    this.buf = new Uint8Array(Math.max(16, initial));
     this.view = new DataView(this.buf.buffer);
   }
   private ensure(n: number): void {

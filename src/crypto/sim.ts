@@ -36,7 +36,9 @@ export class SimCrypto implements CryptoProvider {
 }
 
 /** Four 32-bit lanes seeded from the key, mixed over the data (murmur3-style rounds). */
-function keyedMix(key: Uint8Array, data: Uint8Array, outLen: number): Uint8Array {
+function keyedMix(rawKey: Uint8Array, data: Uint8Array, outLen: number): Uint8Array {
+  // Keys from SimKeys are 32 bytes; any other length is stretched so nothing reads past it.
+  const key = rawKey.length === 32 ? rawKey : new Uint8Array(hash('sha256', rawKey, 'buffer'));
   const kv = new DataView(key.buffer, key.byteOffset, key.byteLength);
   let h1 = kv.getUint32(0) ^ 0x9e3779b9;
   let h2 = kv.getUint32(4) ^ 0x85ebca6b;

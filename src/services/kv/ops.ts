@@ -125,6 +125,7 @@ export function decodeKvOutput(b: Uint8Array): KvOutput | undefined {
     case outTags.incr: {
       const r = tryDecodeWith(signedInt, body);
       if (!r.ok) return undefined;
+      if (r.value.negative && r.value.magnitude === 0) return undefined; // one encoding of zero
       return { kind: 'incr', value: r.value.negative ? -r.value.magnitude : r.value.magnitude };
     }
     case outTags.error: {

@@ -1,0 +1,33 @@
+/**
+ * bulwark: state machine replication with the fault model chosen by configuration.
+ *
+ * The public surface: configuration and quorum math, the application contract, the replicated
+ * key-value store and its typed client, the pure stage state machines, and the crypto
+ * interfaces. The simulator is exported separately from `bulwark/sim`.
+ */
+export { stageCounts, quorums, type Quorums, type StageCounts } from './core/quorum.ts';
+export {
+  defaultConfig,
+  defaultTunables,
+  checkConfig,
+  validateConfig,
+  deriveCluster,
+  primaryOf,
+  type Cluster,
+  type NodeSpec,
+  type ProtocolConfig,
+  type StageName,
+  type Tunables,
+} from './core/config.ts';
+export { BulwarkError, ConfigError, DecodeError, StorageCorruptError, type ConfigProblem } from './core/errors.ts';
+export type { AppBatch, AppFactory, AppRequest, ReplicatedApp } from './app/contract.ts';
+export { KvStore } from './services/kv/store.ts';
+export { KvClient, KvError, type Invoker } from './services/kv/client.ts';
+export type { KvOp, KvOutput } from './services/kv/model.ts';
+export { encodeKvOp, decodeKvOp, encodeKvOutput, decodeKvOutput } from './services/kv/ops.ts';
+export { ReplicaNode, type NodeDeps } from './stages/node.ts';
+export { ClientCore, type ClientEvent, type ClientOptions } from './stages/client/client.ts';
+export type { Effect, Note, StageEvent, RandomSource } from './stages/types.ts';
+export { KeyRing, nodePrincipal, clientPrincipal, type CryptoProvider, type KeyMaterial, type Principal } from './crypto/provider.ts';
+export { NodeCrypto, generateEd25519 } from './crypto/node.ts';
+export { encodeMessage, tryDecodeMessage, type Message } from './codec/messages.ts';

@@ -1,0 +1,102 @@
+/** Client stage (UpRight §5.1.1, §6.4.2; §7.4.3 for the read path). */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ClientCore } from './client.ts';
+import { clientPrincipal, nodePrincipal } from '../../crypto/provider.ts';
+import { firstIndex, sends, testCluster } from '../testing.ts';
+import type { Effect } from '../types.ts';
+
+const { cluster, ring } = testCluster(1, 1, 4, { clientRetryMs: 100, clientRetryMaxMs: 400, readTimeoutMs: 50 });
+const op = new Uint8Array([1, 2, 3]);
+const reply = (from: number, reqId: number, result: number[], now = 10) => ({ kind: 'message' as const, from: nodePrincipal(from), msg: { kind: 'reply' as const, reqId, result: new Uint8Array(result) }, now });
+
+function fresh(durable = new Map<string, Uint8Array>(), canaries = new Set<never>()) {
+  return new ClientCore(cluster, 1, ring(clientPrincipal(1)), durable, canaries, { reserveBlock: 1, queueMax: 4 });
+}
+
+test('CS3: the request-id reservation is persisted before the first send', () => {
+  const c = fresh();
+  const effects = c.step({ kind: 'invoke', callId: 1, op, readOnly: false, now: 0 });
+  const p = firstIndex(effects, 'persist');
+  const s = firstIndex(effects, 'send');
+  assert.ok(p >= 0 && s > p, 'persist precedes send');
+});
+
+test('§6.4.2: the first send goes to n_auth - u auth replicas starting at client mod n_auth', () => {
+  const c = fresh();
+  const out = sends(c.step({ kind: 'invoke', callId: 1, op, readOnly: false, now: 0 }));
+  const ids = out.map((s) => (s.to.kind === 'node' ? s.to.id : -1));
+  assert.deepEqual(ids, [1, 2, 3]); // n_auth = 4, u = 1, client 1
+  assert.ok(out.every((s) => s.msg.kind === 'request'));
+});
+
+test('a reply is accepted on r+1 matching replies from distinct executors, not before', () => {
+  const c = fresh();
+  c.step({ kind: 'invoke', callId: 7, op, readOnly: false, now: 0 });
+  const results = (es: Effect[]) => es.filter((e) => e.kind === 'result');
+  assert.equal(results(c.step(reply(0, 1, [9]))).length, 0);
+  assert.equal(results(c.step(reply(0, 1, [9]))).length, 0, 'a duplicate from the same executor does not count');
+  assert.equal(results(c.step(reply(1, 1, [8]))).length, 0, 'a different answer does not match');
+  const done = results(c.step(reply(2, 1, [9])));
+  assert.equal(done.length, 1);
+  assert.deepEqual(done[0], { kind: 'result', callId: 7, reqId: 1, result: new Uint8Array([9]), readOnly: false });
+});
+
+test('replies from non-executors and for other request ids are ignored', () => {
+  const c = fresh();
+  c.step({ kind: 'invoke', callId: 1, op, readOnly: false, now: 0 });
+  const es = c.step(reply(3, 1, [1])); // node 3 hosts no exec replica when n_exec = 3
+  assert.ok(es.some((e) => e.kind === 'note' && e.note.type === 'rejected'));
+  c.step(reply(0, 2, [1]));
+  c.step(reply(1, 2, [1]));
+  assert.equal(c.idle, false);
+});
+
+test('retransmissions go to every auth replica with a timeout that doubles up to the maximum', () => {
+  const c = fresh();
+  c.step({ kind: 'invoke', callId: 1, op, readOnly: false, now: 0 });
+  assert.equal(sends(c.step({ kind: 'tick', now: 99 })).length, 0);
+  const r1 = sends(c.step({ kind: 'tick', now: 100 }));
+  assert.equal(r1.length, 4);
+  assert.equal(sends(c.step({ kind: 'tick', now: 299 })).length, 0, 'next timeout is 200 ms later');
+  assert.equal(sends(c.step({ kind: 'tick', now: 300 })).length, 4);
+  assert.equal(sends(c.step({ kind: 'tick', now: 699 })).length, 0);
+  assert.equal(sends(c.step({ kind: 'tick', now: 700 })).length, 4, 'capped at 400 ms');
+  assert.equal(sends(c.step({ kind: 'tick', now: 1100 })).length, 4);
+});
+
+test('read-only path: unanimous answers complete the read; a disagreement reissues it ordered with a new id', () => {
+  const c = fresh();
+  const first = sends(c.step({ kind: 'invoke', callId: 1, op, readOnly: true, now: 0 }));
+  assert.equal(first.length, 3);
+  assert.ok(first.every((s) => s.msg.kind === 'readRequest'));
+  const rr = (from: number, result: number[]) => ({ kind: 'message' as const, from: nodePrincipal(from), msg: { kind: 'readReply' as const, reqId: 1, result: new Uint8Array(result), seq: 5 }, now: 1 });
+  c.step(rr(0, [1]));
+  c.step(rr(1, [1]));
+  const fallback = c.step(rr(2, [2]));
+  const ordered = sends(fallback);
+  assert.ok(ordered.length > 0 && ordered.every((s) => s.msg.kind === 'request' && s.msg.reqId === 2));
+  assert.ok(firstIndex(fallback, 'persist') < firstIndex(fallback, 'send'), 'the new id is reserved durably first');
+});
+
+test('read-only path: r+1 matching answers are not enough (all executors must agree)', () => {
+  const c = fresh();
+  c.step({ kind: 'invoke', callId: 1, op, readOnly: true, now: 0 });
+  const rr = (from: number) => ({ kind: 'message' as const, from: nodePrincipal(from), msg: { kind: 'readReply' as const, reqId: 1, result: new Uint8Array([4]), seq: 5 }, now: 1 });
+  c.step(rr(0));
+  const es = c.step(rr(1));
+  assert.equal(es.filter((e) => e.kind === 'result').length, 0);
+  const timeout = sends(c.step({ kind: 'tick', now: 50 }));
+  assert.ok(timeout.every((s) => s.msg.kind === 'request'), 'falls back to ordering after readTimeoutMs');
+});
+
+test('after a restart, request ids continue past the durable reservation', () => {
+  const durable = new Map<string, Uint8Array>();
+  const c = fresh(durable);
+  for (const e of c.step({ kind: 'invoke', callId: 1, op, readOnly: false, now: 0 })) {
+    if (e.kind === 'persist') for (const [k, v] of e.puts) durable.set(k, v);
+  }
+  const again = fresh(durable);
+  const out = sends(again.step({ kind: 'invoke', callId: 2, op, readOnly: false, now: 0 }));
+  assert.ok(out.every((s) => s.msg.kind === 'request' && s.msg.reqId === 2));
+});

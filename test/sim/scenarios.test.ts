@@ -1,0 +1,91 @@
+/**
+ * Named scenarios on the simulated cluster: one fault each, placed by hand, with the
+ * expectation in the test name (style of etcd's raft_paper_test and TigerBeetle's scenarios).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Harness } from '../../src/sim/harness.ts';
+import { nodePrincipal } from '../../src/crypto/provider.ts';
+
+test('primary crashes: backups time out, change view, and the service continues (PBFT §4.4)', () => {
+  const h = new Harness({ u: 1, r: 1 });
+  assert.equal(h.runOps(30), 30);
+  assert.equal(h.viewOf(1), 0);
+  h.world.crash(nodePrincipal(0)); // primary of view 0
+  assert.equal(h.runOps(30), 30, 'operations complete after the primary crashed');
+  for (const id of [1, 2, 3]) assert.ok((h.viewOf(id) ?? 0) >= 1, `node ${id} moved past view 0`);
+  assert.ok(h.notesOf('viewEntered').length > 0);
+  assert.deepEqual(h.problems(), []);
+});
+
+test('a replica down across several checkpoints catches up: order state by checkpoint, execution by fetching a checkpoint from a peer', () => {
+  const h = new Harness({ u: 1, r: 1, tunables: { checkpointInterval: 4 } });
+  h.runOps(10);
+  h.world.crash(nodePrincipal(2));
+  h.runOps(120); // many checkpoint intervals; the others garbage-collect what node 2 missed
+  h.world.restart(nodePrincipal(2));
+  h.runOps(20);
+  h.idle(2_000_000);
+  const loadedOrder = h.notesOf('checkpointLoaded', 2);
+  assert.ok(loadedOrder.length >= 1, 'node 2 installed a checkpoint');
+  const exec2 = h.world.replica(2)?.exec;
+  const exec0 = h.world.replica(0)?.exec;
+  assert.ok(exec2 !== undefined && exec0 !== undefined);
+  assert.equal(exec2.next, exec0.next, 'node 2 executes at the head again');
+  assert.deepEqual(Buffer.from(exec2.appCheckpoint()), Buffer.from(exec0.appCheckpoint()), 'same state as a peer');
+  assert.deepEqual(h.problems(), []);
+});
+
+test('an executor fetching a checkpoint ignores corrupted data from a Byzantine peer and loads a verified copy', () => {
+  const h = new Harness({ u: 1, r: 1, tunables: { checkpointInterval: 4 }, byzantine: new Map([[1, new Set(['wrongCheckpoint'] as const)]]) });
+  h.runOps(10);
+  h.world.crash(nodePrincipal(2));
+  h.runOps(80);
+  h.world.restart(nodePrincipal(2));
+  h.runOps(20);
+  h.idle(2_000_000);
+  const exec2 = h.world.replica(2)?.exec;
+  const exec0 = h.world.replica(0)?.exec;
+  assert.ok(exec2 !== undefined && exec0 !== undefined);
+  assert.equal(exec2.next, exec0.next);
+  assert.deepEqual(Buffer.from(exec2.appCheckpoint()), Buffer.from(exec0.appCheckpoint()));
+  assert.deepEqual(h.problems(), []);
+});
+
+test('an equivocating primary cannot make correct replicas commit different batches; it is replaced', () => {
+  const h = new Harness({ u: 1, r: 1, byzantine: new Map([[0, new Set(['equivocate'] as const)]]) });
+  assert.equal(h.runOps(60), 60);
+  assert.deepEqual(h.problems(), []);
+});
+
+test('a silent Byzantine replica (u = r = 1) cannot stop progress', () => {
+  const h = new Harness({ u: 1, r: 1, byzantine: new Map([[1, new Set(['silent'] as const)]]) });
+  assert.equal(h.runOps(60), 60);
+  assert.deepEqual(h.problems(), []);
+});
+
+test('CFT (u = 1, r = 0): three nodes, one crashed, still serve', () => {
+  const h = new Harness({ u: 1, r: 0 });
+  h.runOps(10);
+  h.world.crash(nodePrincipal(2));
+  assert.equal(h.runOps(40), 40);
+  assert.deepEqual(h.problems(), []);
+});
+
+test('a partitioned-away primary is replaced; after the partition heals the old primary rejoins the new view', () => {
+  const h = new Harness({ u: 1, r: 1 });
+  h.runOps(10);
+  for (const other of [1, 2, 3]) {
+    h.world.block(nodePrincipal(0), nodePrincipal(other));
+    h.world.block(nodePrincipal(other), nodePrincipal(0));
+  }
+  assert.equal(h.runOps(20), 20);
+  for (const other of [1, 2, 3]) {
+    h.world.unblock(nodePrincipal(0), nodePrincipal(other));
+    h.world.unblock(nodePrincipal(other), nodePrincipal(0));
+  }
+  h.runOps(20);
+  h.idle(3_000_000);
+  assert.equal(h.viewOf(0), h.viewOf(1), 'node 0 joined the current view');
+  assert.deepEqual(h.problems(), []);
+});
