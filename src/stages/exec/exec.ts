@@ -36,6 +36,7 @@ import type { AppRequest, ReplicatedApp } from '../../app/contract.ts';
 import type { Canaries, Effect, StageEvent } from '../types.ts';
 import { hex, membersOf, Outbox, requestCoreBytes, u64Bytes } from '../common.ts';
 import { StorageCorruptError } from '../../core/errors.ts';
+import { VoteTable } from '../votes.ts';
 
 /** Execution checkpoint layout: what the token hashes. */
 export const execCheckpointCodec = struct({
@@ -52,7 +53,6 @@ interface Claim {
   readonly history: Uint8Array;
   readonly digest: Uint8Array;
   readonly batch: Batch;
-  readonly senders: Set<number>;
 }
 
 interface Loading {
@@ -81,10 +81,8 @@ export class ExecCore {
   private readonly replyCache = new Map<number, { reqId: number; result: Uint8Array }>();
   /** Own checkpoints (seq -> token, bytes), the latest three. */
   private readonly checkpoints = new Map<number, { token: Uint8Array; data: Uint8Array }>();
-  /** NEXT-BATCH claims: seq -> (history hex + digest hex) -> claim. */
-  private readonly claims = new Map<number, Map<string, Claim>>();
-  /** Which claim each order replica made per seq (one per sender). */
-  private readonly claimedBy = new Map<number, Map<number, string>>();
+  /** NEXT-BATCH claims per seq, keyed by history hex + digest hex; one per order replica. */
+  private readonly claims = new VoteTable<Claim>();
   /** LOAD-CP claims: "seq:token" -> order senders. */
   private readonly loadClaims = new Map<string, Set<number>>();
   private loading: Loading | undefined;
@@ -172,35 +170,16 @@ export class ExecCore {
     if (msg.seq < this.nextSeq || msg.seq >= this.nextSeq + 4 * this.cpInt) return;
     const digest = this.keys.digest(encodeBatch(msg.batch));
     const key = this.canaries.has('skipHistoryCheck') ? hex(msg.history) : hex(msg.history) + hex(digest);
-    let by = this.claimedBy.get(msg.seq);
-    if (by === undefined) {
-      by = new Map();
-      this.claimedBy.set(msg.seq, by);
-    }
-    if (by.has(sender)) return; // one claim per order replica per seq
-    by.set(sender, key);
-    let bySeq = this.claims.get(msg.seq);
-    if (bySeq === undefined) {
-      bySeq = new Map();
-      this.claims.set(msg.seq, bySeq);
-    }
-    let claim = bySeq.get(key);
-    if (claim === undefined) {
-      claim = { history: msg.history, digest, batch: msg.batch, senders: new Set() };
-      bySeq.set(key, claim);
-    }
-    claim.senders.add(sender);
+    this.claims.add(msg.seq, key, { history: msg.history, digest, batch: msg.batch }, sender);
     this.executeReady(now);
   }
 
   private executeReady(now: number): void {
     for (;;) {
       if (this.loading !== undefined) return;
-      const bySeq = this.claims.get(this.nextSeq);
-      if (bySeq === undefined) return;
       let chosen: Claim | undefined;
-      for (const claim of bySeq.values()) {
-        if (claim.senders.size < this.small) continue;
+      for (const { value: claim, voters } of this.claims.tallies(this.nextSeq)) {
+        if (voters.size < this.small) continue;
         if (!this.canaries.has('skipHistoryCheck')) {
           const expected = this.keys.digest(this.history, u64Bytes(this.nextSeq), claim.digest);
           if (!bytesEqual(expected, claim.history)) {
@@ -241,7 +220,6 @@ export class ExecCore {
     this.history = claim.history;
     this.nextSeq = seq + 1;
     this.claims.delete(seq);
-    this.claimedBy.delete(seq);
     this.lastProgressAt = now;
     this.out.note({ type: 'executed', seq, history: claim.history, batchDigest: claim.digest, batch: claim.batch, time, results: executed });
     if (seq % this.cpInt === 0) this.takeCheckpoint(seq, now);
@@ -352,8 +330,7 @@ export class ExecCore {
     this.nextSeq = seq + 1;
     const token = this.keys.digest(data);
     this.storeCheckpoint(seq, token, data);
-    for (const s of [...this.claims.keys()]) if (s < this.nextSeq) this.claims.delete(s);
-    for (const s of [...this.claimedBy.keys()]) if (s < this.nextSeq) this.claimedBy.delete(s);
+    this.claims.deleteBelow(this.nextSeq);
     this.loading = undefined;
     this.lastProgressAt = now;
     this.out.note({ type: 'checkpointLoaded', seq, token });

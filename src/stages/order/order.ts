@@ -54,6 +54,7 @@ import { batchesPerMessageMax } from '../../codec/limits.ts';
 import type { Canaries, Effect, RandomSource, StageEvent } from '../types.ts';
 import { hex, membersOf, Outbox, requestCoreBytes, u64Bytes } from '../common.ts';
 import { decideNewView } from './decide.ts';
+import { VoteTable } from '../votes.ts';
 import { cpRecordCodec, decodeBatchRecord, decodeRecord, metaCodec, slotCodec, type SlotRecord } from './records.ts';
 
 const zeroDigest = new Uint8Array(32);
@@ -153,10 +154,10 @@ export class OrderCore {
   private readonly snapshots = new Map<number, Snapshot>();
   /** Checkpoints this replica computed above stableSeq. */
   private readonly mine = new Map<number, MyCheckpoint>();
-  /** CHECKPOINT votes: seq -> digest hex -> senders. */
-  private readonly cpVotes = new Map<number, Map<string, Set<number>>>();
-  /** CP-TOKEN votes: seq -> token hex -> exec senders. */
-  private readonly tokenVotes = new Map<number, Map<string, Set<number>>>();
+  /** CHECKPOINT votes per seq. */
+  private readonly cpVotes = new VoteTable<Uint8Array>();
+  /** CP-TOKEN votes per seq (executors). */
+  private readonly tokenVotes = new VoteTable<Uint8Array>();
   /** Agreed execution tokens by seq. */
   private readonly tokens = new Map<number, Uint8Array>();
 
@@ -169,8 +170,8 @@ export class OrderCore {
   // ---- catch-up ----
   private readonly statuses = new Map<number, MsgOf<'status'>>();
   private nextStatusAt = 0;
-  /** Catch-up claims: seq -> digest hex -> { senders, batch }. */
-  private readonly batchClaims = new Map<number, Map<string, { senders: Set<number>; batch: Batch }>>();
+  /** Catch-up claims of committed batches per seq. */
+  private readonly batchClaims = new VoteTable<Batch>();
   private readonly cpClaims = new Map<string, { senders: Set<number>; content: OrderCheckpoint }>();
 
   private started = false;
@@ -612,23 +613,10 @@ export class OrderCore {
   private onCpToken(execNode: number, seq: number, token: Uint8Array): void {
     if (seq % this.cpInt !== 0 || seq <= this.stableSeq || seq > this.stableSeq + 3 * this.cpInt) return;
     if (this.tokens.has(seq)) return;
-    let bySeq = this.tokenVotes.get(seq);
-    if (bySeq === undefined) {
-      bySeq = new Map();
-      this.tokenVotes.set(seq, bySeq);
-    }
-    // One vote per executor per seq: drop a second, different token from the same sender.
-    for (const voters of bySeq.values()) if (voters.has(execNode)) return;
-    const th = hex(token);
-    let voters = bySeq.get(th);
-    if (voters === undefined) {
-      voters = new Set();
-      bySeq.set(th, voters);
-    }
-    voters.add(execNode);
+    const tally = this.tokenVotes.add(seq, hex(token), token, execNode);
     const need = this.canaries.has('cpTokenWithoutQuorum') ? 1 : this.cluster.cpTokenQuorum;
-    if (voters.size >= need) {
-      this.tokens.set(seq, token);
+    if (tally.voters.size >= need) {
+      this.tokens.set(seq, tally.value);
       this.tokenVotes.delete(seq);
       this.maybeCheckpoint(seq);
     }
@@ -662,21 +650,11 @@ export class OrderCore {
   }
 
   private addCheckpointVote(sender: number, seq: number, digest: Uint8Array): void {
-    let bySeq = this.cpVotes.get(seq);
-    if (bySeq === undefined) {
-      bySeq = new Map();
-      this.cpVotes.set(seq, bySeq);
-    }
-    for (const voters of bySeq.values()) if (voters.has(sender)) return;
-    const dh = hex(digest);
-    let voters = bySeq.get(dh);
-    if (voters === undefined) {
-      voters = new Set();
-      bySeq.set(dh, voters);
-    }
-    voters.add(sender);
+    this.cpVotes.add(seq, hex(digest), digest, sender);
     const mine = this.mine.get(seq);
-    if (mine !== undefined && hex(mine.digest) === dh && voters.size >= this.medium) this.makeStable(mine);
+    if (mine === undefined) return;
+    const tally = this.cpVotes.get(seq, hex(mine.digest));
+    if (tally !== undefined && tally.voters.size >= this.medium) this.makeStable(mine);
   }
 
   private makeStable(cp: MyCheckpoint): void {
@@ -699,9 +677,10 @@ export class OrderCore {
       this.out.remove(`o/s/${seq}`);
       for (const dh of slot.bodies.keys()) this.out.remove(`o/b/${seq}/${dh}`);
     }
-    for (const m of [this.snapshots, this.mine, this.cpVotes, this.tokenVotes, this.tokens, this.batchClaims] as Map<number, unknown>[]) {
+    for (const m of [this.snapshots, this.mine, this.tokens] as Map<number, unknown>[]) {
       for (const seq of m.keys()) if (seq <= this.stableSeq) m.delete(seq);
     }
+    for (const v of [this.cpVotes, this.tokenVotes, this.batchClaims] as VoteTable<unknown>[]) v.deleteUpTo(this.stableSeq);
     for (const [k, claim] of this.cpClaims) if (claim.content.seq <= this.stableSeq) this.cpClaims.delete(k);
   }
 
@@ -993,46 +972,24 @@ export class OrderCore {
     }
     for (const { seq, batch } of msg.batches) {
       if (seq <= this.committedSeq || seq > this.stableSeq + 2 * this.cpInt) continue;
-      const slot = this.slots.get(seq);
-      if (slot?.committed !== undefined) continue;
-      const digest = this.batchDigest(batch);
-      const dh = hex(digest);
-      let bySeq = this.batchClaims.get(seq);
-      if (bySeq === undefined) {
-        bySeq = new Map();
-        this.batchClaims.set(seq, bySeq);
-      }
-      let claim = bySeq.get(dh);
-      if (claim === undefined) {
-        if (bySeq.size >= this.n) continue; // a faulty peer inventing digests
-        claim = { senders: new Set(), batch };
-        bySeq.set(dh, claim);
-      }
-      claim.senders.add(sender);
+      if (this.slots.get(seq)?.committed !== undefined) continue;
+      this.batchClaims.add(seq, hex(this.batchDigest(batch)), batch, sender);
     }
     // Adopt vouched-for batches in order.
     for (;;) {
       const seq = this.committedSeq + 1;
-      const bySeq = this.batchClaims.get(seq);
-      if (bySeq === undefined) break;
-      let adopted = false;
-      for (const [dh, claim] of bySeq) {
-        if (claim.senders.size < this.small) continue;
-        const slot = this.slotFor(seq);
-        if (slot === undefined) break;
-        if (slot.committed === undefined) {
-          const digest = this.batchDigest(claim.batch);
-          assert(hex(digest) === dh, 'claim keyed by its digest');
-          slot.committed = { digest, batch: claim.batch };
-          slot.bodies.set(dh, claim.batch);
-          this.saveSlot(slot);
-          this.out.note({ type: 'committed', seq, view: this.view, digest });
-        }
-        this.apply(slot, true);
-        adopted = true;
-        break;
+      const vouched = this.batchClaims.tallies(seq).find((t) => t.voters.size >= this.small);
+      if (vouched === undefined) break;
+      const slot = this.slotFor(seq);
+      if (slot === undefined) break;
+      if (slot.committed === undefined) {
+        const digest = this.batchDigest(vouched.value);
+        slot.committed = { digest, batch: vouched.value };
+        slot.bodies.set(hex(digest), vouched.value);
+        this.saveSlot(slot);
+        this.out.note({ type: 'committed', seq, view: this.view, digest });
       }
-      if (!adopted) break;
+      this.apply(slot, true);
       this.batchClaims.delete(seq);
     }
     this.applyCommitted();
