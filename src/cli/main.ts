@@ -3,12 +3,24 @@
  * module; this file only wires options to them.
  */
 import { Command, InvalidArgumentError } from 'commander';
+import { BulwarkError } from '../core/errors.ts';
 import { simCommand } from './sim.ts';
+import { downCommand, initCommand, nodeCommand, statusCommand, upCommand } from './cluster.ts';
+import { kvCommand } from './kv.ts';
+import { benchCommand } from './bench.ts';
 
 function int(name: string, min = 0): (v: string) => number {
   return (v: string) => {
     const n = Number(v);
     if (!Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got "${v}"`);
+    return n;
+  };
+}
+
+function ratio(name: string): (v: string) => number {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0 || n > 1) throw new InvalidArgumentError(`${name} must be a number in [0, 1], got "${v}"`);
     return n;
   };
 }
@@ -33,10 +45,98 @@ export function buildProgram(): Command {
     .action(async (opts: { seeds?: number; seed?: number; u?: number; r?: number; canaries?: boolean; history?: string; workers?: number; determinism: boolean; verbose?: boolean }) => {
       process.exitCode = await simCommand(opts);
     });
+  program
+    .command('init')
+    .description('Write a cluster file and one key file per node and client.')
+    .option('--u <u>', 'faults tolerated while live', int('--u', 0), 1)
+    .option('--r <r>', 'commission faults tolerated while safe', int('--r', 0), 1)
+    .option('--nodes <n>', 'number of nodes (default: the minimum for u and r)', int('--nodes', 1))
+    .option('--clients <n>', 'client identities to create', int('--clients', 1), 128)
+    .option('--dir <dir>', 'cluster directory', 'cluster')
+    .option('--host <host>', 'address of every node', '127.0.0.1')
+    .option('--base-port <port>', 'first node port (metrics ports start 2000 higher)', int('--base-port', 1), 7100)
+    .action((o: { u: number; r: number; nodes?: number; clients: number; dir: string; host: string; basePort: number }) => {
+      initCommand({ dir: o.dir, u: o.u, r: o.r, clients: o.clients, host: o.host, basePort: o.basePort, baseMetricsPort: o.basePort + 2000, ...(o.nodes === undefined ? {} : { nodes: o.nodes }) });
+    });
+  program
+    .command('node')
+    .description('Run one node in the foreground (one per host in a real deployment).')
+    .requiredOption('--config <file>', 'cluster file')
+    .requiredOption('--id <n>', 'node id', int('--id', 0))
+    .option('--key <file>', 'key file (default: keys/node-<id>.key next to the cluster file)')
+    .option('--data <dir>', 'data directory (default: data/node-<id> next to the cluster file)')
+    .option('--log-level <level>', 'pino log level (default: from the cluster file)')
+    .action(async (o: { config: string; id: number; key?: string; data?: string; logLevel?: string }) => {
+      await nodeCommand(o);
+    });
+  program
+    .command('up')
+    .description('Start every node of the cluster in --dir on this host (creating the cluster if needed), then return.')
+    .option('--u <u>', 'faults tolerated while live (new clusters only; default 1)', int('--u', 0))
+    .option('--r <r>', 'commission faults tolerated while safe (new clusters only; default 1)', int('--r', 0))
+    .option('--nodes <n>', 'number of nodes (new clusters only)', int('--nodes', 1))
+    .option('--dir <dir>', 'cluster directory', 'cluster')
+    .action(async (o: { u?: number; r?: number; nodes?: number; dir: string }) => {
+      await upCommand(o);
+    });
+  program
+    .command('down')
+    .description('Stop the nodes that `bulwark up` started in --dir.')
+    .option('--dir <dir>', 'cluster directory', 'cluster')
+    .action(async (o: { dir: string }) => {
+      await downCommand(o);
+    });
+  program
+    .command('status')
+    .description('Per node: view, primary, executed and committed seq, stable checkpoint, peers, queues.')
+    .option('--dir <dir>', 'cluster directory', 'cluster')
+    .option('--config <file>', 'cluster file (instead of --dir)')
+    .option('--digest', 'also fetch each node\'s state digest')
+    .action(async (o: { dir: string; config?: string; digest?: boolean }) => {
+      await statusCommand(o);
+    });
+  program
+    .command('kv')
+    .description('Key-value client: kv put KEY VALUE | get KEY | del KEY | cas KEY EXPECTED|- NEW | incr KEY [DELTA]')
+    .argument('<op>', 'put, get, del, cas or incr')
+    .argument('[args...]', 'arguments of the operation')
+    .option('--dir <dir>', 'cluster directory', 'cluster')
+    .option('--config <file>', 'cluster file (instead of --dir)')
+    .option('--client <id>', 'client identity to use (default: the first free one)', int('--client', 0))
+    .option('--timeout <ms>', 'give up after this long', int('--timeout', 1), 10_000)
+    .action(async (op: string, args: string[], o: { dir: string; config?: string; client?: number; timeout: number }) => {
+      process.exitCode = await kvCommand(op, args, { dir: o.dir, timeoutMs: o.timeout, ...(o.config === undefined ? {} : { config: o.config }), ...(o.client === undefined ? {} : { client: o.client }) });
+    });
+  program
+    .command('bench')
+    .description('Closed-loop clients against a cluster; ends with one "bench:" line.')
+    .option('--clients <c>', 'concurrent clients', int('--clients', 1), 32)
+    .option('--duration <s>', 'measured seconds (after 1 s of warm-up)', int('--duration', 1), 10)
+    .option('--size <b>', 'value bytes of each put', int('--size', 0), 0)
+    .option('--read-ratio <x>', 'fraction of gets', ratio('--read-ratio'), 0)
+    .option('--json', 'also print the result as JSON')
+    .option('--dir <dir>', 'cluster directory (default: the one bulwark up made)', 'cluster')
+    .option('--config <file>', 'cluster file (instead of --dir)')
+    .option('--spawn', 'start a temporary local cluster for the run, stop it afterwards')
+    .option('--u <u>', 'with --spawn: faults tolerated while live', int('--u', 0), 1)
+    .option('--r <r>', 'with --spawn: commission faults tolerated while safe', int('--r', 0), 1)
+    .action(async (o: { clients: number; duration: number; size: number; readRatio: number; json?: boolean; dir: string; config?: string; spawn?: boolean; u: number; r: number }) => {
+      await benchCommand({ clients: o.clients, durationS: o.duration, size: o.size, readRatio: o.readRatio, json: o.json === true, dir: o.dir, spawn: o.spawn === true, u: o.u, r: o.r, ...(o.config === undefined ? {} : { config: o.config }) });
+    });
   return program;
 }
 
 /** Runs the command line. */
 export async function main(argv: readonly string[]): Promise<void> {
-  await buildProgram().parseAsync([...argv]);
+  try {
+    await buildProgram().parseAsync([...argv]);
+  } catch (e) {
+    // Operating errors (bad config, unreachable cluster) get one clear line, not a stack.
+    if (e instanceof BulwarkError) {
+      console.error(`bulwark: ${e.message}`);
+      process.exitCode = 1;
+      return;
+    }
+    throw e;
+  }
 }

@@ -124,13 +124,19 @@ export const MsgKind = {
   checkpointData: 18,
   reply: 19,
   readReply: 20,
+  viewHint: 21,
+  relayReply: 22,
 } as const;
 export type MsgKindName = keyof typeof MsgKind;
 
 /** Field schemas per message kind. */
 export const messageSchemas = {
-  /** CLIENT-REQ (client -> auth): authenticator has one MAC per auth replica. */
-  request: struct({ client: u32, reqId: uint, op, macs: authenticator }),
+  /**
+   * CLIENT-REQ (client -> auth, or relayed auth -> auth): authenticator has one MAC per auth
+   * replica. `fanout` asks the receiving auth replica (the client's relay) to pass the request
+   * on to the rest of the client's preferred quorum.
+   */
+  request: struct({ client: u32, reqId: uint, op, macs: authenticator, fanout: bool }),
   /** Read-only request (client -> exec): authenticator has one MAC per exec replica. */
   readRequest: struct({ client: u32, reqId: uint, op, macs: authenticator }),
   /** AUTH-REQ (auth -> order): the request and this auth replica's row of the matrix signature. */
@@ -168,10 +174,17 @@ export const messageSchemas = {
   fetchCheckpoint: struct({ seq: uint }),
   /** EXEC-CP-STATE (exec -> exec): the checkpoint bytes; the receiver checks their hash. */
   checkpointData: struct({ seq: uint, data: bytes(checkpointBytesMax) }),
-  /** REPLY (exec -> client). */
-  reply: struct({ reqId: uint, result: op }),
+  /**
+   * REPLY (exec -> client, possibly through the client's home node): the executor that made it
+   * and its MAC for the client over (exec, reqId, result).
+   */
+  reply: struct({ reqId: uint, result: op, exec: u8, mac }),
   /** Read-only reply (exec -> client), with the executor's next batch number. */
-  readReply: struct({ reqId: uint, result: op, seq: uint }),
+  readReply: struct({ reqId: uint, result: op, seq: uint, exec: u8, mac }),
+  /** VIEW-HINT (order -> auth): the sender's current view, so auth can send to the primary first. */
+  viewHint: struct({ view: uint }),
+  /** A reply on its way to the client's home node, which forwards it as REPLY. */
+  relayReply: struct({ client: u32, reqId: uint, result: op, exec: u8, mac }),
 } as const satisfies Record<MsgKindName, Codec<unknown>>;
 
 type Schemas = typeof messageSchemas;

@@ -1,6 +1,6 @@
 /**
- * CryptoProvider on node:crypto: SHA-256 digests, HMAC-SHA-256 truncated to 128 bits, Ed25519
- * signatures. Keys are raw bytes: 32-byte MAC keys, 32-byte Ed25519 seeds (private) and
+ * CryptoProvider on node:crypto: SHA-256 digests, HMAC-SHA-512 truncated to 128 bits (the MAC
+ * of libsodium's crypto_auth, cut short, so both providers interoperate), Ed25519 signatures. Keys are raw bytes: 32-byte MAC keys, 32-byte Ed25519 seeds (private) and
  * 32-byte public keys; KeyObjects are cached per key.
  */
 import { createHash, createHmac, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
@@ -47,7 +47,8 @@ export class NodeCrypto implements CryptoProvider {
   }
 
   mac(key: Uint8Array, data: Uint8Array): Uint8Array {
-    return new Uint8Array(createHmac('sha256', key).update(data).digest().subarray(0, macBytes));
+    // HMAC-SHA-512 truncated: the same function as libsodium's crypto_auth, cut to macBytes.
+    return new Uint8Array(createHmac('sha512', key).update(data).digest().subarray(0, macBytes));
   }
 
   sign(privateKey: Uint8Array, data: Uint8Array): Uint8Array {

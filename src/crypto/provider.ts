@@ -70,6 +70,11 @@ export class KeyRing {
     return this.provider.digest(...parts);
   }
 
+  /** The static MAC key shared with `peer` (session keys derive from it). */
+  macKeyFor(peer: Principal): Uint8Array {
+    return this.keys.macKey(peer);
+  }
+
   /** MAC for one peer. */
   macFor(peer: Principal, data: Uint8Array): Uint8Array {
     return this.provider.mac(this.keys.macKey(peer), data);

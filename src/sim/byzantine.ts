@@ -10,9 +10,10 @@
 import type { Batch, Message, MsgOf } from '../codec/messages.ts';
 import { encodeBatch, viewChangeBodyCodec } from '../codec/messages.ts';
 import { encodeWith } from '../codec/schema.ts';
-import { nodePrincipal, type KeyRing, type Principal } from '../crypto/provider.ts';
+import { clientPrincipal, nodePrincipal, type KeyRing, type Principal } from '../crypto/provider.ts';
+import { replyCoreBytes } from '../stages/common.ts';
 import { encodeKvOutput } from '../services/kv/ops.ts';
-import type { Prng } from './prng.ts';
+import type { Prng } from '../core/prng.ts';
 
 /** Names of the replica behaviours. */
 export const byzantineBehaviours = [
@@ -107,11 +108,16 @@ export class ReplicaAdversary {
         return d === undefined ? msg : { ...msg, digest: d };
       }
       case 'reply':
-        if (!this.has('wrongReplies') || !rng.chance(2, 3)) return msg;
-        return { ...msg, result: this.fakeResult(msg.result) };
       case 'readReply':
+      case 'relayReply': {
         if (!this.has('wrongReplies') || !rng.chance(2, 3)) return msg;
-        return { ...msg, result: this.fakeResult(msg.result) };
+        const result = this.fakeResult(msg.result);
+        // Its own replies it can MAC properly; others' (forwarded as home) it can only break.
+        if (msg.exec !== this.nodeId) return { ...msg, result };
+        const client = msg.kind === 'relayReply' ? msg.client : to.id;
+        const mac = this.keys.macFor(clientPrincipal(client), replyCoreBytes(this.nodeId, msg.reqId, result));
+        return { ...msg, result, mac };
+      }
       case 'cpToken':
         if (!this.has('wrongCheckpoint')) return msg;
         return { ...msg, token: mutateBytes(rng, msg.token) };

@@ -22,7 +22,7 @@ import { KvStore } from '../services/kv/store.ts';
 import { encodeKvOp, decodeKvOutput } from '../services/kv/ops.ts';
 import type { KvOp } from '../services/kv/model.ts';
 import { World, type NetworkFaults } from './world.ts';
-import { Prng } from './prng.ts';
+import { Prng } from '../core/prng.ts';
 import { byzantineBehaviours, type ByzantineBehaviour } from './byzantine.ts';
 import { AgreementChecker } from './checkers/agreement.ts';
 import { checkLinearizable, type HistoryOp } from './checkers/linearizability.ts';
@@ -258,7 +258,7 @@ export function runSeed(o: SeedOptions): SeedResult {
         const body = encodeKvOp({ kind: 'put', key: `z${c}`, value: `reuse${wrng.int(0, 99)}` });
         const core = requestCoreBytes(c, 1, body);
         const auths = cluster.auth.nodes.map((id) => nodePrincipal(id));
-        world.clientSendRaw(c, auths, { kind: 'request', client: c, reqId: 1, op: body, macs: ring.authenticate(auths, core) });
+        world.clientSendRaw(c, auths, { kind: 'request', client: c, reqId: 1, op: body, macs: ring.authenticate(auths, core), fanout: false });
       }
       world.at(world.now + wrng.int(5_000, 60_000), loop);
     };

@@ -30,7 +30,7 @@ import type { Canaries, Effect, Note } from '../stages/types.ts';
 import { ClientCore, type ClientEvent } from '../stages/client/client.ts';
 import type { AppFactory } from '../app/contract.ts';
 import { EventHeap } from './heap.ts';
-import { Prng } from './prng.ts';
+import { Prng } from '../core/prng.ts';
 import { ReplicaAdversary, type ByzantineBehaviour } from './byzantine.ts';
 import { Trace } from './trace.ts';
 
@@ -78,6 +78,8 @@ interface Host {
   epoch: number;
   /** Messages that arrived while paused. */
   parked: { from: Principal; bytes: Uint8Array }[];
+  /** Completion time of the latest scheduled write (writes complete in order). */
+  lastPersistAt: number;
 }
 
 interface NodeHost extends Host {
@@ -152,6 +154,7 @@ export class World {
         blocked: false,
         epoch: 0,
         parked: [],
+        lastPersistAt: 0,
         node: undefined,
         adversary: undefined,
       };
@@ -198,6 +201,7 @@ export class World {
       blocked: false,
       epoch: 0,
       parked: [],
+      lastPersistAt: 0,
       core: undefined,
       onResult,
       faulty,
@@ -453,9 +457,12 @@ export class World {
       const e = h.queue.shift()!;
       switch (e.kind) {
         case 'persist': {
-          const delay = this.rng.int(this.opts.fsyncMinUs, this.opts.fsyncMaxUs);
-          this.heap.push(this.now + delay, { t: 'persisted', host: h, epoch: h.epoch, puts: e.puts, deletes: e.deletes, barrier: !barrierless });
-          if (!barrierless) h.blocked = true;
+          // Writes of one host complete in order, as with an append-only log.
+          const delay = Math.max(this.rng.int(this.opts.fsyncMinUs, this.opts.fsyncMaxUs), h.lastPersistAt + 1 - this.now);
+          h.lastPersistAt = this.now + delay;
+          const barrier = !barrierless && e.barrier !== false;
+          this.heap.push(this.now + delay, { t: 'persisted', host: h, epoch: h.epoch, puts: e.puts, deletes: e.deletes, barrier });
+          if (barrier) h.blocked = true;
           break;
         }
         case 'send':

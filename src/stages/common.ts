@@ -22,6 +22,31 @@ export function requestCoreBytes(client: number, reqId: number, op: Uint8Array):
   return encodeWith(requestCoreCodec, { client, reqId, op });
 }
 
+const replyCoreCodec = struct({ exec: u32, reqId: uint, result: bytes(opBytesMax) });
+
+/** Canonical bytes of a reply: what the executor's MAC for the client covers. */
+export function replyCoreBytes(exec: number, reqId: number, result: Uint8Array): Uint8Array {
+  return encodeWith(replyCoreCodec, { exec, reqId, result });
+}
+
+/** The auth replica (index) that relays a client's first sends: client mod n_auth. */
+export function relayIndexOf(client: number, nAuth: number): number {
+  return client % nAuth;
+}
+
+/** The execution replica (node id) that gathers a client's replies and forwards them. */
+export function homeExecOf(client: number, execNodes: readonly number[]): number {
+  return execNodes[client % execNodes.length]!;
+}
+
+/**
+ * Whether execution replica `execIndex` answers `client` in the normal case: the r+1 replicas
+ * from the client's home onwards. The others answer only after a retransmission.
+ */
+export function isResponder(client: number, execIndex: number, nExec: number, r: number): boolean {
+  return (execIndex - (client % nExec) + nExec) % nExec <= r;
+}
+
 /** Hex of bytes, for map keys and logs. */
 export function hex(b: Uint8Array): string {
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
@@ -66,9 +91,24 @@ export function memberIndex(m: StageMembers, p: Principal): number | undefined {
 export class Outbox {
   private effects: Effect[] = [];
   private readonly writes = new Map<string, Uint8Array | undefined>();
+  private readonly lazyWrites = new Map<string, Uint8Array | undefined>();
   /** Buffers a durable put; emitted at drain(), ahead of the step's other effects. */
   write(key: string, value: Uint8Array): void {
     this.writes.set(key, value);
+    this.lazyWrites.delete(key);
+  }
+  /**
+   * Buffers a put that no send of this step depends on: emitted after the step's effects as a
+   * non-barrier persist (unless the key also has a barrier write this step, which then carries it).
+   */
+  writeLazy(key: string, value: Uint8Array): void {
+    if (this.writes.has(key)) this.writes.set(key, value);
+    else this.lazyWrites.set(key, value);
+  }
+  /** A delete that goes with lazy writes (same persist, so they land together or not at all). */
+  removeLazy(key: string): void {
+    if (this.writes.has(key)) this.writes.set(key, undefined);
+    else this.lazyWrites.set(key, undefined);
   }
   /** Buffers a durable delete. */
   remove(key: string): void {
@@ -98,6 +138,16 @@ export class Outbox {
       }
       this.writes.clear();
       out = [{ kind: 'persist', puts, deletes }, ...out];
+    }
+    if (this.lazyWrites.size > 0) {
+      const puts: [string, Uint8Array][] = [];
+      const deletes: string[] = [];
+      for (const [k, v] of this.lazyWrites) {
+        if (v === undefined) deletes.push(k);
+        else puts.push([k, v]);
+      }
+      out.push({ kind: 'persist', puts, deletes, barrier: false });
+      this.lazyWrites.clear();
     }
     return out;
   }

@@ -35,6 +35,8 @@ export const destinationOf: Readonly<Record<MsgKindName, StageName | 'client'>> 
   checkpointData: 'exec',
   reply: 'client',
   readReply: 'client',
+  viewHint: 'auth',
+  relayReply: 'exec',
 };
 
 /** Dependencies of a node. */

@@ -25,6 +25,11 @@ export interface PersistEffect {
   readonly kind: 'persist';
   readonly puts: readonly (readonly [string, Uint8Array])[];
   readonly deletes: readonly string[];
+  /**
+   * False for writes nothing later depends on (they may become durable after the effects behind
+   * them run, and may be lost by a crash): drivers start them but do not wait.
+   */
+  readonly barrier?: boolean;
 }
 
 /** Observation emitted by a stage (metrics, logs, checkers). */

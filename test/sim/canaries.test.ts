@@ -9,7 +9,7 @@ import { canaryCatalogue, type CanaryName } from '../../src/stages/types.ts';
 import { runJob } from '../../src/sim/jobs.ts';
 import { defaultFaultModels } from '../../src/sim/run.ts';
 
-const seedsMax = 150;
+const seedsMax = 250;
 
 for (const name of Object.keys(canaryCatalogue) as CanaryName[]) {
   test(`canary ${name} (${canaryCatalogue[name]}) is caught within ${seedsMax} seeds`, () => {

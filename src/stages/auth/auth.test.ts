@@ -11,17 +11,31 @@ const { cluster, ring } = testCluster(1, 1, 4, { authResendMs: 100 });
 const auth = () => new AuthCore(cluster, 2, ring(nodePrincipal(2)));
 const authPeers = membersOf(cluster.auth);
 
-function request(client: number, reqId: number, op: number[], opts: { breakMac?: boolean; from?: number } = {}) {
+function request(client: number, reqId: number, op: number[], opts: { breakMac?: boolean; from?: number; fanout?: boolean } = {}) {
   const body = new Uint8Array(op);
   const macs = ring(clientPrincipal(client)).authenticate(authPeers, requestCoreBytes(client, reqId, body));
   if (opts.breakMac === true) macs[2] = macs[2]!.map((x) => x ^ 1);
-  return { kind: 'message' as const, from: clientPrincipal(opts.from ?? client), msg: { kind: 'request' as const, client, reqId, op: body, macs }, now: 0 };
+  return { kind: 'message' as const, from: clientPrincipal(opts.from ?? client), msg: { kind: 'request' as const, client, reqId, op: body, macs, fanout: opts.fanout ?? false }, now: 0 };
 }
 const rejected = (es: Effect[]) => es.flatMap((e) => (e.kind === 'note' && e.note.type === 'rejected' ? [e.note.reason] : []));
 
-test('an authenticated request is forwarded to every order replica with a row valid at each', () => {
+test('§6.2.3: a new request goes to the order primary first, with a row valid at every order replica', () => {
   const a = auth();
   const out = sends(a.step(request(1, 1, [5])));
+  assert.equal(out.length, 1);
+  assert.deepEqual(out[0]!.to, nodePrincipal(0), 'primary of view 0');
+  const msg = out[0]!.msg;
+  assert.ok(msg.kind === 'authReq');
+  for (let i = 0; i < cluster.order.nodes.length; i++) {
+    const orderRing = ring(nodePrincipal(cluster.order.nodes[i]!));
+    assert.ok(orderRing.verifyAuthenticatorEntry(nodePrincipal(2), requestCoreBytes(1, 1, msg.op), msg.row, i));
+  }
+});
+
+test('a retransmission is forwarded to every order replica', () => {
+  const a = auth();
+  a.step(request(1, 1, [5]));
+  const out = sends(a.step({ ...request(1, 1, [5]), now: 10 }));
   assert.equal(out.length, cluster.order.nodes.length);
   for (const [i, s] of out.entries()) {
     assert.equal(s.msg.kind, 'authReq');
@@ -40,11 +54,32 @@ test('each bad input is dropped and counted with its reason', () => {
   assert.deepEqual(rejected(a.step({ ...request(1, 5, [6]), now: 1000 })), ['conflicting_request']);
 });
 
-test('a retransmission is forwarded again at most once per authResendMs', () => {
+test('a retransmission is forwarded to all again at most once per authResendMs', () => {
   const a = auth();
   a.step(request(1, 1, [5]));
+  assert.equal(sends(a.step({ ...request(1, 1, [5]), now: 10 })).length, cluster.order.nodes.length);
   assert.deepEqual(rejected(a.step({ ...request(1, 1, [5]), now: 50 })), ['resend_rate_limited']);
-  assert.equal(sends(a.step({ ...request(1, 1, [5]), now: 100 })).length, cluster.order.nodes.length);
+  assert.equal(sends(a.step({ ...request(1, 1, [5]), now: 110 })).length, cluster.order.nodes.length);
+});
+
+test('the client relay passes a first send on to the rest of the preferred quorum; others do not', () => {
+  // Client 2's relay is auth index 2 (node 2); the preferred quorum is nodes 2, 3, 0.
+  const relay = auth();
+  const out = sends(relay.step(request(2, 1, [7], { fanout: true })));
+  const relayed = out.filter((s) => s.msg.kind === 'request').map((s) => s.to);
+  assert.deepEqual(relayed, [nodePrincipal(3), nodePrincipal(0)]);
+  assert.ok(out.every((s) => s.msg.kind !== 'request' || !s.msg.fanout), 'relayed copies do not fan out again');
+  const notRelay = auth();
+  assert.equal(sends(notRelay.step(request(1, 1, [7], { fanout: true }))).filter((s) => s.msg.kind === 'request').length, 0);
+});
+
+test('a request relayed by another auth replica is accepted on the client MAC; from a non-auth node it is not', () => {
+  const a = auth();
+  const ev = request(3, 1, [9]);
+  const relayed = { ...ev, from: nodePrincipal(1) };
+  assert.equal(sends(a.step(relayed)).length, 1);
+  const fromClientOfOther = { ...request(3, 2, [9]), from: clientPrincipal(7) };
+  assert.deepEqual(rejected(a.step(fromClientOfOther)), ['sender_mismatch']);
 });
 
 test('at most one pending request per client: a newer id replaces the older one', () => {

@@ -7,13 +7,19 @@
  * max(u,r)+r+1 rows; each backup then finds at least max(u,r)+1 rows valid for itself.
  *
  * Filter order (each step drops and counts on failure):
- *   1. channel sender is the client named in the request (no spoofing);
+ *   1. channel sender is the client named in the request, or an auth replica relaying it;
  *   2. client is authorised;
  *   3. body within requestBytesMax;
  *   4. this replica's MAC entry of the client's authenticator verifies;
  *   5. request id: older than the last forwarded -> drop (stale); equal -> a retransmission:
- *      forward the same AUTH-REQ again at most once per authResendMs; newer -> becomes the
- *      client's single pending request (replacing the previous one) and is forwarded.
+ *      forward the same AUTH-REQ to every order replica, at most once per authResendMs (the
+ *      first retransmission after a primary-only forward always goes out); newer -> becomes
+ *      the client's single pending request (replacing the previous one) and is forwarded.
+ *
+ * First sends go to the order primary only; retransmissions to every order replica (§6.2.3).
+ * The auth replica learns the view from VIEW-HINT messages of order replicas and follows the
+ * (r+1)-th highest view reported, so r lying order replicas cannot misdirect it; a wrong guess
+ * only costs the client one retransmission.
  *
  * Auth replicas never talk to each other and may diverge (§6.4). Bodies are ordered inline
  * (no FETCH/COMMAND round), so this stage keeps no durable state: after a restart it simply
@@ -29,23 +35,30 @@ import type { KeyRing, Principal } from '../../crypto/provider.ts';
 import { bytesEqual, clientPrincipal } from '../../crypto/provider.ts';
 import type { Message, MsgOf } from '../../codec/messages.ts';
 import type { Effect, StageEvent } from '../types.ts';
-import { membersOf, Outbox, requestCoreBytes } from '../common.ts';
+import { membersOf, Outbox, relayIndexOf, requestCoreBytes } from '../common.ts';
 
 interface Pending {
   readonly reqId: number;
   readonly opDigest: Uint8Array;
   readonly authReq: MsgOf<'authReq'>;
   forwardedAt: number;
+  /** Whether it has been sent to every order replica (not only the primary). */
+  toAll: boolean;
 }
 
 /** Authentication stage state machine of one auth replica. */
 export class AuthCore {
   private readonly out = new Outbox();
   private readonly orderPeers: Principal[];
+  private readonly authPeers: Principal[];
   /** This replica's index in the auth stage. */
   private readonly index: number;
   /** Last forwarded request per client. Invariant: one entry per client at most. */
   private readonly pending = new Map<number, Pending>();
+  /** Latest view reported by each order replica. */
+  private readonly hints = new Map<number, number>();
+  /** View whose primary gets first sends: the (r+1)-th highest hint. */
+  private view = 0;
 
   constructor(
     private readonly cluster: Cluster,
@@ -56,6 +69,7 @@ export class AuthCore {
     assert(idx !== undefined, `node ${nodeId} hosts no auth replica`);
     this.index = idx;
     this.orderPeers = membersOf(cluster.order);
+    this.authPeers = membersOf(cluster.auth);
   }
 
   /** Number of clients with a pending request. */
@@ -72,12 +86,31 @@ export class AuthCore {
     this.out.note({ type: 'rejected', reason, from });
   }
 
+  /** The order replica first sends go to. */
+  private primary(): Principal {
+    return this.orderPeers[this.view % this.orderPeers.length]!;
+  }
+
+  private onViewHint(from: Principal, view: number): void {
+    if (from.kind !== 'node' || !this.cluster.order.indexOf.has(from.id)) return this.reject('viewhint_from_non_order', from);
+    if (view <= (this.hints.get(from.id) ?? -1)) return;
+    this.hints.set(from.id, view);
+    const views = [...this.hints.values()].sort((a, b) => b - a);
+    const v = views[this.cluster.r];
+    if (v !== undefined && v > this.view) this.view = v;
+  }
+
   private onMessage(from: Principal, msg: Message, now: number): void {
+    if (msg.kind === 'viewHint') return this.onViewHint(from, msg.view);
     if (msg.kind !== 'request') {
       this.reject('unexpected_kind', from);
       return;
     }
-    if (from.kind !== 'client' || from.id !== msg.client) {
+    // From the client itself, or relayed by another auth replica (the client's MAC entry for
+    // this replica, checked below, is what authenticates the request either way).
+    const direct = from.kind === 'client' && from.id === msg.client;
+    const relayed = from.kind === 'node' && this.cluster.auth.indexOf.has(from.id);
+    if (!direct && !relayed) {
       this.reject('sender_mismatch', from);
       return;
     }
@@ -106,17 +139,25 @@ export class AuthCore {
         this.reject('conflicting_request', from);
         return;
       }
-      if (now - last.forwardedAt < this.cluster.config.authResendMs) {
+      if (last.toAll && now - last.forwardedAt < this.cluster.config.authResendMs) {
         this.reject('resend_rate_limited', from);
         return;
       }
       last.forwardedAt = now;
+      last.toAll = true;
       this.out.send(this.orderPeers, last.authReq);
       return;
     }
     const row = this.keys.authenticate(this.orderPeers, core);
     const authReq: MsgOf<'authReq'> = { kind: 'authReq', client: msg.client, reqId: msg.reqId, op: msg.op, row };
-    this.pending.set(msg.client, { reqId: msg.reqId, opDigest, authReq, forwardedAt: now });
-    this.out.send(this.orderPeers, authReq);
+    this.pending.set(msg.client, { reqId: msg.reqId, opDigest, authReq, forwardedAt: now, toAll: false });
+    this.out.send([this.primary()], authReq);
+    // The client's relay passes a first send on to the rest of the preferred quorum.
+    if (direct && msg.fanout && this.index === relayIndexOf(msg.client, this.authPeers.length)) {
+      const quorum = this.cluster.auth.quorum.medium;
+      const others: Principal[] = [];
+      for (let i = 1; i < quorum; i++) others.push(this.authPeers[(this.index + i) % this.authPeers.length]!);
+      this.out.send(others, { ...msg, fanout: false });
+    }
   }
 }

@@ -4,11 +4,23 @@ import assert from 'node:assert/strict';
 import { ClientCore } from './client.ts';
 import { clientPrincipal, nodePrincipal } from '../../crypto/provider.ts';
 import { firstIndex, sends, testCluster } from '../testing.ts';
+import { replyCoreBytes } from '../common.ts';
 import type { Effect } from '../types.ts';
 
 const { cluster, ring } = testCluster(1, 1, 4, { clientRetryMs: 100, clientRetryMaxMs: 400, readTimeoutMs: 50 });
 const op = new Uint8Array([1, 2, 3]);
-const reply = (from: number, reqId: number, result: number[], now = 10) => ({ kind: 'message' as const, from: nodePrincipal(from), msg: { kind: 'reply' as const, reqId, result: new Uint8Array(result) }, now });
+/** A reply made by executor `exec` for client 1 (MAC'd), delivered by node `via` (default: exec). */
+function reply(exec: number, reqId: number, result: number[], opts: { now?: number; via?: number; badMac?: boolean } = {}) {
+  const r = new Uint8Array(result);
+  let mac = ring(nodePrincipal(exec)).macFor(clientPrincipal(1), replyCoreBytes(exec, reqId, r));
+  if (opts.badMac === true) mac = mac.map((x) => x ^ 1);
+  return { kind: 'message' as const, from: nodePrincipal(opts.via ?? exec), msg: { kind: 'reply' as const, reqId, result: r, exec, mac }, now: opts.now ?? 10 };
+}
+function readReply(exec: number, result: number[]) {
+  const r = new Uint8Array(result);
+  const mac = ring(nodePrincipal(exec)).macFor(clientPrincipal(1), replyCoreBytes(exec, 1, r));
+  return { kind: 'message' as const, from: nodePrincipal(exec), msg: { kind: 'readReply' as const, reqId: 1, result: r, seq: 5, exec, mac }, now: 1 };
+}
 
 function fresh(durable = new Map<string, Uint8Array>(), canaries = new Set<never>()) {
   return new ClientCore(cluster, 1, ring(clientPrincipal(1)), durable, canaries, { reserveBlock: 1, queueMax: 4 });
@@ -22,12 +34,11 @@ test('CS3: the request-id reservation is persisted before the first send', () =>
   assert.ok(p >= 0 && s > p, 'persist precedes send');
 });
 
-test('§6.4.2: the first send goes to n_auth - u auth replicas starting at client mod n_auth', () => {
+test('§6.4.2: the first send goes to the client relay (auth client mod n_auth), asking it to fan out', () => {
   const c = fresh();
   const out = sends(c.step({ kind: 'invoke', callId: 1, op, readOnly: false, now: 0 }));
-  const ids = out.map((s) => (s.to.kind === 'node' ? s.to.id : -1));
-  assert.deepEqual(ids, [1, 2, 3]); // n_auth = 4, u = 1, client 1
-  assert.ok(out.every((s) => s.msg.kind === 'request'));
+  assert.deepEqual(out.map((s) => s.to), [nodePrincipal(1)]); // n_auth = 4, client 1
+  assert.ok(out[0]!.msg.kind === 'request' && out[0]!.msg.fanout);
 });
 
 test('a reply is accepted on r+1 matching replies from distinct executors, not before', () => {
@@ -42,14 +53,26 @@ test('a reply is accepted on r+1 matching replies from distinct executors, not b
   assert.deepEqual(done[0], { kind: 'result', callId: 7, reqId: 1, result: new Uint8Array([9]), readOnly: false });
 });
 
-test('replies from non-executors and for other request ids are ignored', () => {
+test('replies naming a non-executor, with a bad MAC, or for other request ids are ignored', () => {
   const c = fresh();
   c.step({ kind: 'invoke', callId: 1, op, readOnly: false, now: 0 });
   const es = c.step(reply(3, 1, [1])); // node 3 hosts no exec replica when n_exec = 3
   assert.ok(es.some((e) => e.kind === 'note' && e.note.type === 'rejected'));
+  const forged = c.step(reply(0, 1, [1], { badMac: true }));
+  assert.ok(forged.some((e) => e.kind === 'note' && e.note.type === 'rejected' && e.note.reason === 'reply_bad_mac'));
+  c.step(reply(1, 1, [1]));
+  assert.equal(c.idle, false, 'the forged reply did not count towards r+1');
   c.step(reply(0, 2, [1]));
   c.step(reply(1, 2, [1]));
   assert.equal(c.idle, false);
+});
+
+test('replies forwarded by the home node count for the executor that made them', () => {
+  const c = fresh();
+  c.step({ kind: 'invoke', callId: 3, op, readOnly: false, now: 0 });
+  c.step(reply(0, 1, [4], { via: 1 }));
+  const done = c.step(reply(2, 1, [4], { via: 1 })).filter((e) => e.kind === 'result');
+  assert.equal(done.length, 1);
 });
 
 test('retransmissions go to every auth replica with a timeout that doubles up to the maximum', () => {
@@ -70,10 +93,9 @@ test('read-only path: unanimous answers complete the read; a disagreement reissu
   const first = sends(c.step({ kind: 'invoke', callId: 1, op, readOnly: true, now: 0 }));
   assert.equal(first.length, 3);
   assert.ok(first.every((s) => s.msg.kind === 'readRequest'));
-  const rr = (from: number, result: number[]) => ({ kind: 'message' as const, from: nodePrincipal(from), msg: { kind: 'readReply' as const, reqId: 1, result: new Uint8Array(result), seq: 5 }, now: 1 });
-  c.step(rr(0, [1]));
-  c.step(rr(1, [1]));
-  const fallback = c.step(rr(2, [2]));
+  c.step(readReply(0, [1]));
+  c.step(readReply(1, [1]));
+  const fallback = c.step(readReply(2, [2]));
   const ordered = sends(fallback);
   assert.ok(ordered.length > 0 && ordered.every((s) => s.msg.kind === 'request' && s.msg.reqId === 2));
   assert.ok(firstIndex(fallback, 'persist') < firstIndex(fallback, 'send'), 'the new id is reserved durably first');
@@ -82,9 +104,8 @@ test('read-only path: unanimous answers complete the read; a disagreement reissu
 test('read-only path: r+1 matching answers are not enough (all executors must agree)', () => {
   const c = fresh();
   c.step({ kind: 'invoke', callId: 1, op, readOnly: true, now: 0 });
-  const rr = (from: number) => ({ kind: 'message' as const, from: nodePrincipal(from), msg: { kind: 'readReply' as const, reqId: 1, result: new Uint8Array([4]), seq: 5 }, now: 1 });
-  c.step(rr(0));
-  const es = c.step(rr(1));
+  c.step(readReply(0, [4]));
+  const es = c.step(readReply(1, [4]));
   assert.equal(es.filter((e) => e.kind === 'result').length, 0);
   const timeout = sends(c.step({ kind: 'tick', now: 50 }));
   assert.ok(timeout.every((s) => s.msg.kind === 'request'), 'falls back to ordering after readTimeoutMs');

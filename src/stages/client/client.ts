@@ -4,11 +4,13 @@
  * A closed-loop client: one operation outstanding at a time, later ones queued (bounded).
  *
  * Ordered path: the request, with an authenticator holding one MAC per auth replica, goes
- * first to a preferred quorum of n_auth - u auth replicas starting at index (client mod
- * n_auth); every retransmission goes to all auth replicas, with a timeout that starts at
- * clientRetryMs, doubles per retry up to clientRetryMaxMs, and after a reply restarts from
- * max(clientRetryMs, last latency). The reply is accepted on r+1 matching replies from
- * distinct execution replicas (small quorum).
+ * first to the client's relay (auth replica client mod n_auth), which passes it on to the rest
+ * of the preferred quorum of n_auth - u auth replicas (thesis §6.4.2) over node-to-node
+ * connections; every retransmission goes to all auth replicas directly, with a timeout that
+ * starts at clientRetryMs, doubles per retry up to clientRetryMaxMs, and after a reply restarts
+ * from max(clientRetryMs, last latency). The reply is accepted on r+1 matching replies from
+ * distinct execution replicas (small quorum); each reply carries its executor's MAC for this
+ * client, so it may arrive through the client's home node.
  *
  * Read-only path (§5.5, §7.4.3): the request goes to every execution replica, which answers
  * from its current state without ordering. The client accepts only when every execution
@@ -30,9 +32,9 @@ import { assert } from '../../core/assert.ts';
 import type { Cluster } from '../../core/config.ts';
 import type { KeyRing, Principal } from '../../crypto/provider.ts';
 import type { Message, MsgOf } from '../../codec/messages.ts';
-import { bytesEqual } from '../../crypto/provider.ts';
+import { bytesEqual, nodePrincipal } from '../../crypto/provider.ts';
 import type { Canaries, Effect, StageEvent } from '../types.ts';
-import { membersOf, memberIndex, Outbox, readU64Durable, requestCoreBytes, u64Bytes } from '../common.ts';
+import { membersOf, Outbox, readU64Durable, relayIndexOf, replyCoreBytes, requestCoreBytes, u64Bytes } from '../common.ts';
 
 /** Client options beyond the cluster config. */
 export interface ClientOptions {
@@ -187,26 +189,18 @@ export class ClientCore {
     } else {
       const core = requestCoreBytes(this.id, o.reqId, o.op);
       const macs = this.keys.authenticate(this.authPeers, core);
-      const msg: MsgOf<'request'> = { kind: 'request', client: this.id, reqId: o.reqId, op: o.op, macs };
       // After an operation needed retransmissions, send to every auth replica for a while:
-      // a slow or silent member of the preferred quorum would otherwise cost a timeout per op.
+      // a slow or silent relay would otherwise cost a timeout per operation.
       const all = !first || this.sendAllRemaining > 0;
       if (first && this.sendAllRemaining > 0) this.sendAllRemaining -= 1;
       if (!first) this.sendAllRemaining = sendAllAfterRetry;
-      this.out.send(all ? this.authPeers : this.preferredAuthQuorum(), msg);
+      const msg: MsgOf<'request'> = { kind: 'request', client: this.id, reqId: o.reqId, op: o.op, macs, fanout: !all };
+      // First sends go to the client's relay, which passes them to the rest of the preferred
+      // quorum over its (batched) node-to-node connections.
+      this.out.send(all ? this.authPeers : [this.authPeers[relayIndexOf(this.id, this.authPeers.length)]!], msg);
       o.timeoutMs = first ? this.retryBaseMs : Math.min(o.timeoutMs * 2, cfg.clientRetryMaxMs);
     }
     o.deadline = now + o.timeoutMs;
-  }
-
-  /** n_auth - u auth replicas starting at index (client mod n_auth) (thesis §6.4.2). */
-  private preferredAuthQuorum(): Principal[] {
-    const n = this.authPeers.length;
-    const q = this.cluster.auth.quorum.medium;
-    const start = this.id % n;
-    const out: Principal[] = [];
-    for (let i = 0; i < q; i++) out.push(this.authPeers[(start + i) % n]!);
-    return out;
   }
 
   private onMessage(from: Principal, msg: Message, now: number): void {
@@ -214,14 +208,20 @@ export class ClientCore {
       this.out.note({ type: 'rejected', reason: 'unexpected_kind', from });
       return;
     }
-    const execIndex = memberIndex(this.cluster.exec, from);
-    if (execIndex === undefined) {
+    // Replies may be forwarded by the client's home node: the executor is named in the reply
+    // and proven by its MAC for this client, not by the channel.
+    const execIndex = this.cluster.exec.indexOf.get(msg.exec);
+    if (execIndex === undefined || from.kind !== 'node') {
       this.out.note({ type: 'rejected', reason: 'reply_from_non_executor', from });
       return;
     }
     const o = this.outstanding;
     if (o?.reqId !== msg.reqId) return; // late reply of an earlier request: ignore
     if ((msg.kind === 'readReply') !== o.readOnlyPhase) return; // reply of the other path
+    if (!this.keys.verifyMacFrom(nodePrincipal(msg.exec), replyCoreBytes(msg.exec, msg.reqId, msg.result), msg.mac)) {
+      this.out.note({ type: 'rejected', reason: 'reply_bad_mac', from });
+      return;
+    }
     o.replies.set(execIndex, msg.result);
     if (o.readOnlyPhase) this.maybeFinishRead(now);
     else this.maybeFinishOrdered(now);

@@ -9,7 +9,11 @@
  *   replica's own history. Requests already answered for their client (id <= cached id) are
  *   skipped, so a request ordered twice runs once. Only non-empty batches reach the app; the
  *   delivered time is max(batch time, last delivered time + 1), so it strictly increases.
- * - Reply cache: the last reply per client, resent when the order stage reports a
+ * - Replies carry this executor's MAC for the client. In the normal case only the client's r+1
+ *   responders (exec replicas from index client mod n_exec onwards) answer, through the first of
+ *   them, the client's home, which sends the r+1 matching replies together; after a
+ *   retransmission every executor answers the client directly for a while (`directReplyMs`).
+ * - Reply cache: the last reply per client, resent directly when the order stage reports a
  *   retransmission (RETRANSMIT).
  * - Checkpoints every checkpointInterval batches: the app checkpoint plus reply cache, history
  *   and time, hashed into a token; the checkpoint is durable BEFORE CP-TOKEN leaves. The last
@@ -34,7 +38,7 @@ import { array, bytes, encodeWith, fixed, struct, tryDecodeWith, u32, uint } fro
 import { checkpointBytesMax, clientsMax, digestBytes, opBytesMax } from '../../codec/limits.ts';
 import type { AppRequest, ReplicatedApp } from '../../app/contract.ts';
 import type { Canaries, Effect, StageEvent } from '../types.ts';
-import { hex, membersOf, Outbox, requestCoreBytes, u64Bytes } from '../common.ts';
+import { hex, homeExecOf, isResponder, membersOf, Outbox, replyCoreBytes, requestCoreBytes, u64Bytes } from '../common.ts';
 import { StorageCorruptError } from '../../core/errors.ts';
 import { VoteTable } from '../votes.ts';
 
@@ -48,6 +52,8 @@ export const execCheckpointCodec = struct({
 });
 
 const zeroDigest = new Uint8Array(32);
+/** How long replies to a retransmitting client bypass its home node. */
+const directReplyMs = 10_000;
 
 interface Claim {
   readonly history: Uint8Array;
@@ -90,6 +96,10 @@ export class ExecCore {
   private lastExecSentAt = -Infinity;
   private lastTokenSentAt = 0;
   private readonly replyResentAt = new Map<number, number>();
+  /** Clients whose replies go out directly (not through their home node) until a time. */
+  private readonly directUntil = new Map<number, number>();
+  /** Replies being gathered for clients homed here (one request per client). */
+  private readonly gathering = new Map<number, { reqId: number; replies: Map<number, { reqId: number; result: Uint8Array; exec: number; mac: Uint8Array }>; sent: boolean }>();
   private started = false;
 
   constructor(
@@ -154,8 +164,10 @@ export class ExecCore {
         return this.onRetransmit(msg.client, msg.reqId, now);
       case 'fetchCheckpoint':
       case 'checkpointData':
+      case 'relayReply':
         if (!this.cluster.exec.indexOf.has(from.id) || from.id === this.nodeId) return this.reject('exec_msg_from_non_exec', from);
         if (msg.kind === 'fetchCheckpoint') return this.onFetchCheckpoint(from, msg.seq);
+        if (msg.kind === 'relayReply') return this.onRelayReply(from.id, msg);
         return this.onCheckpointData(from.id, msg.seq, msg.data, now);
       default:
         return this.reject('unexpected_kind', from);
@@ -214,7 +226,7 @@ export class ExecCore {
         const result = results[i]!;
         this.replyCache.set(r.client, { reqId: r.reqId, result });
         executed.push({ client: r.client, reqId: r.reqId, result });
-        this.out.send([clientPrincipal(r.client)], { kind: 'reply', reqId: r.reqId, result });
+        this.sendReply(r.client, r.reqId, result, now, false);
       });
     }
     this.history = claim.history;
@@ -353,13 +365,62 @@ export class ExecCore {
       const last = this.replyResentAt.get(client) ?? -Infinity;
       if (now - last < this.cluster.config.execRetryMs / 2) return;
       this.replyResentAt.set(client, now);
-      this.out.send([clientPrincipal(client)], { kind: 'reply', reqId, result: cached.result });
+      // The client is retransmitting: its home node may be down or lying. Reply directly,
+      // now and for a while.
+      this.directUntil.set(client, now + directReplyMs);
+      this.sendReply(client, reqId, cached.result, now, true);
       return;
     }
     if ((cached === undefined || cached.reqId < reqId) && now - this.lastExecSentAt >= this.cluster.config.execRetryMs) {
       // Ordered but not executed here: we are behind.
       this.sendLastExec(now);
     }
+  }
+
+  /**
+   * Sends a reply with this executor's MAC for the client: directly when this node is the
+   * client's home (or the client is in direct mode), else through the home node, which gathers
+   * the executors' replies so the client receives them over one connection.
+   */
+  private sendReply(client: number, reqId: number, result: Uint8Array, now: number, direct: boolean): void {
+    const n = this.cluster.exec.nodes.length;
+    if (direct || (this.directUntil.get(client) ?? -Infinity) > now) {
+      const mac = this.keys.macFor(clientPrincipal(client), replyCoreBytes(this.nodeId, reqId, result));
+      this.out.send([clientPrincipal(client)], { kind: 'reply', reqId, result, exec: this.nodeId, mac });
+      return;
+    }
+    if (!isResponder(client, this.index, n, this.cluster.r)) return;
+    const mac = this.keys.macFor(clientPrincipal(client), replyCoreBytes(this.nodeId, reqId, result));
+    const home = homeExecOf(client, this.cluster.exec.nodes);
+    if (home === this.nodeId) this.gather(client, { reqId, result, exec: this.nodeId, mac });
+    else this.out.send([nodePrincipal(home)], { kind: 'relayReply', client, reqId, result, exec: this.nodeId, mac });
+  }
+
+  /**
+   * Home-node gathering: replies for a client homed here are held until r+1 of them match, then
+   * sent together (one packet to the client). A home that never sees r+1 matching replies sends
+   * nothing; the client's retransmission then switches every executor to direct replies.
+   */
+  private gather(client: number, reply: { reqId: number; result: Uint8Array; exec: number; mac: Uint8Array }): void {
+    let g = this.gathering.get(client);
+    if (g === undefined || g.reqId < reply.reqId) {
+      g = { reqId: reply.reqId, replies: new Map(), sent: false };
+      this.gathering.set(client, g);
+    }
+    if (g.reqId !== reply.reqId || g.sent || g.replies.has(reply.exec)) return;
+    g.replies.set(reply.exec, reply);
+    const matching = [...g.replies.values()].filter((x) => bytesEqual(x.result, reply.result));
+    if (matching.length < this.small) return;
+    g.sent = true;
+    g.replies.clear();
+    for (const x of matching) this.out.send([clientPrincipal(client)], { kind: 'reply', reqId: x.reqId, result: x.result, exec: x.exec, mac: x.mac });
+  }
+
+  private onRelayReply(sender: number, m: MsgOf<'relayReply'>): void {
+    if (m.exec !== sender) return this.reject('relay_reply_exec_mismatch', nodePrincipal(sender));
+    if (homeExecOf(m.client, this.cluster.exec.nodes) !== this.nodeId) return this.reject('relay_reply_not_home', nodePrincipal(sender));
+    if (!this.cluster.clients.has(m.client)) return this.reject('unknown_client', nodePrincipal(sender));
+    this.gather(m.client, { reqId: m.reqId, result: m.result, exec: m.exec, mac: m.mac });
   }
 
   private onReadRequest(from: Principal, msg: MsgOf<'readRequest'>): void {
@@ -369,7 +430,8 @@ export class ExecCore {
     const core = requestCoreBytes(msg.client, msg.reqId, msg.op);
     if (!this.keys.verifyAuthenticatorEntry(from, core, msg.macs, this.index)) return this.reject('bad_authenticator', from);
     const result = this.app.executeReadOnly(msg.op);
-    this.out.send([from], { kind: 'readReply', reqId: msg.reqId, result, seq: this.nextSeq });
+    const mac = this.keys.macFor(from, replyCoreBytes(this.nodeId, msg.reqId, result));
+    this.out.send([from], { kind: 'readReply', reqId: msg.reqId, result, seq: this.nextSeq, exec: this.nodeId, mac });
   }
 
   private onTick(now: number): void {

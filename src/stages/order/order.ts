@@ -120,6 +120,7 @@ export class OrderCore {
   private readonly index: number;
   private readonly peers: Principal[];
   private readonly execPeers: Principal[];
+  private readonly authPeers: Principal[];
   private readonly nullDigest: Uint8Array;
 
   // ---- view state ----
@@ -193,6 +194,7 @@ export class OrderCore {
     this.cpInt = cluster.config.checkpointInterval;
     this.peers = membersOf(cluster.order).filter((p) => p.kind === 'node' && p.id !== nodeId);
     this.execPeers = membersOf(cluster.exec);
+    this.authPeers = membersOf(cluster.auth);
     this.nullDigest = this.batchDigest(nullBatch);
     const genesis: OrderCheckpoint = { seq: 0, history: zeroDigest, time: 0, execToken: zeroDigest, lastOrdered: [] };
     this.stable = { content: genesis, digest: this.cpDigest(genesis) };
@@ -563,7 +565,9 @@ export class OrderCore {
     assert(slot.committed === undefined, 'a slot commits once');
     slot.committed = { digest, batch };
     slot.bodies.set(hex(digest), batch);
-    this.saveSlot(slot);
+    // Lazy: nothing sent depends on it; after a crash the prepared record and the peers
+    // (catch-up, view change) re-establish the commit.
+    this.saveSlot(slot, true);
     this.out.note({ type: 'committed', seq: slot.seq, view: this.view, digest });
     this.applyCommitted();
   }
@@ -675,7 +679,10 @@ export class OrderCore {
       if (seq > this.stableSeq) continue;
       this.slots.delete(seq);
       this.out.remove(`o/s/${seq}`);
-      for (const dh of slot.bodies.keys()) this.out.remove(`o/b/${seq}/${dh}`);
+      for (const dh of slot.bodies.keys()) {
+        this.out.remove(`o/b/${seq}/${dh}`);
+        this.persistedBodies.delete(`${seq}/${dh}`);
+      }
     }
     for (const m of [this.snapshots, this.mine, this.tokens] as Map<number, unknown>[]) {
       for (const seq of m.keys()) if (seq <= this.stableSeq) m.delete(seq);
@@ -894,6 +901,7 @@ export class OrderCore {
     for (const c of this.candidates.values()) if (c.readySince !== undefined) c.readySince = now;
     for (const [k] of this.vcBodies) this.vcBodies.delete(k);
     this.out.note({ type: 'viewEntered', view: this.view, primary: primaryOf(this.cluster, this.view) });
+    this.out.send(this.authPeers, { kind: 'viewHint', view: this.view });
     for (const slot of this.slots.values()) this.checkSlot(slot);
     this.maybePropose(now);
   }
@@ -904,6 +912,7 @@ export class OrderCore {
 
   private broadcastStatus(): void {
     this.out.send(this.peers, { kind: 'status', view: this.view, normal: this.normal, committed: this.committedSeq, stable: this.stableSeq });
+    if (this.normal) this.out.send(this.authPeers, { kind: 'viewHint', view: this.view });
   }
 
   private onStatus(sender: number, msg: MsgOf<'status'>, now: number): void {
@@ -1043,7 +1052,29 @@ export class OrderCore {
     return this.keys.digest(encodeWith(orderCheckpointCodec, c));
   }
 
-  private saveSlot(slot: Slot): void {
+  private saveSlot(slot: Slot, lazy = false): void {
+    const put = (k: string, v: Uint8Array): void => {
+      if (lazy) this.out.writeLazy(k, v);
+      else this.out.write(k, v);
+    };
+    const needed = new Set<string>();
+    if (slot.pp !== undefined) needed.add(hex(slot.pp.digest));
+    if (slot.prepared !== undefined) needed.add(hex(slot.prepared.digest));
+    if (slot.committed !== undefined) needed.add(hex(slot.committed.digest));
+    // Bodies first, then the record that names them; bodies no longer named go in the same
+    // persist as the record, so a crash never leaves a record naming a deleted body.
+    for (const [dh, b] of slot.bodies) {
+      const key = `o/b/${slot.seq}/${dh}`;
+      if (!needed.has(dh)) {
+        slot.bodies.delete(dh);
+        this.persistedBodies.delete(`${slot.seq}/${dh}`);
+        if (lazy) this.out.removeLazy(key);
+        else this.out.remove(key);
+      } else if (!this.persistedBodies.has(`${slot.seq}/${dh}`)) {
+        this.persistedBodies.add(`${slot.seq}/${dh}`);
+        put(key, encodeBatch(b));
+      }
+    }
     const rec: SlotRecord = {
       seq: slot.seq,
       pp: slot.pp === undefined ? undefined : { view: slot.pp.view, digest: slot.pp.digest },
@@ -1051,20 +1082,7 @@ export class OrderCore {
       q: slot.q,
       committed: slot.committed?.digest,
     };
-    this.out.write(`o/s/${slot.seq}`, encodeWith(slotCodec, rec));
-    const needed = new Set<string>();
-    if (slot.pp !== undefined) needed.add(hex(slot.pp.digest));
-    if (slot.prepared !== undefined) needed.add(hex(slot.prepared.digest));
-    if (slot.committed !== undefined) needed.add(hex(slot.committed.digest));
-    for (const [dh, b] of slot.bodies) {
-      if (!needed.has(dh)) {
-        slot.bodies.delete(dh);
-        this.out.remove(`o/b/${slot.seq}/${dh}`);
-      } else if (!this.persistedBodies.has(`${slot.seq}/${dh}`)) {
-        this.persistedBodies.add(`${slot.seq}/${dh}`);
-        this.out.write(`o/b/${slot.seq}/${dh}`, encodeBatch(b));
-      }
-    }
+    put(`o/s/${slot.seq}`, encodeWith(slotCodec, rec));
   }
   /** Bodies already written, "seq/digesthex". */
   private readonly persistedBodies = new Set<string>();

@@ -1,0 +1,301 @@
+/**
+ * The Node driver of one replica node: the pure stage machines (stages/node.ts) wired to real
+ * TCP (transport.ts), real files (file-store.ts), the real clock and the OS random source.
+ *
+ * One event loop; every input (message, tick) is one synchronous `step`; its effects run in
+ * order. A `persist` effect is a barrier: the effects behind it wait until the write is durable.
+ * Persists queued while an fdatasync is in flight join the next group commit (one fdatasync for
+ * all of them), so barriers cost one sync per group, not per write.
+ *
+ * A storage failure or a broken invariant (AssertionError) stops the process: a replica that
+ * cannot keep its promises must not go on answering (fail stop).
+ */
+import type { Server } from 'node:http';
+import type { Logger } from 'pino';
+import { deriveCluster, primaryOf, type Cluster } from '../core/config.ts';
+import { KeyRing, nodePrincipal, principalKey, clientPrincipal, type CryptoProvider, type Principal } from '../crypto/provider.ts';
+import { DerivedKeys } from '../crypto/pairing.ts';
+import { ReplicaNode } from '../stages/node.ts';
+import type { Effect, Note } from '../stages/types.ts';
+import type { AppFactory } from '../app/contract.ts';
+import type { Message } from '../codec/messages.ts';
+import { hex } from '../stages/common.ts';
+import { FileStore } from './file-store.ts';
+import { EffectRunner } from './effects.ts';
+import { Transport } from './transport.ts';
+import { NodeMetrics, serveMetrics } from './metrics.ts';
+import { OsRandom, monotonicClock } from './random.ts';
+import type { ClusterFile } from './cluster-file.ts';
+
+/** Everything a node needs to run. */
+export interface NodeDriverOptions {
+  readonly cluster: ClusterFile;
+  readonly nodeId: number;
+  /** The node's Ed25519 seed (from its key file). */
+  readonly privateKey: Uint8Array;
+  readonly dataDir: string;
+  readonly crypto: CryptoProvider;
+  readonly appFactory: AppFactory;
+  readonly logger: Logger;
+}
+
+/** Public keys of every principal in a cluster file, keyed by principal name. */
+export function publicKeysOf(cf: ClusterFile): Map<string, Uint8Array> {
+  const m = new Map<string, Uint8Array>();
+  for (const n of cf.nodes) m.set(principalKey(nodePrincipal(n.id)), n.publicKey);
+  for (const c of cf.clients) m.set(principalKey(clientPrincipal(c.id)), c.publicKey);
+  return m;
+}
+
+/** What /status reports about a node. */
+export interface NodeStatus {
+  readonly node: number;
+  readonly view: number | undefined;
+  readonly primary: number | undefined;
+  readonly normal: boolean | undefined;
+  readonly committedSeq: number | undefined;
+  readonly stableSeq: number | undefined;
+  readonly executedSeq: number | undefined;
+  /** SHA-256 of the application state (only when asked for: it serialises the whole state). */
+  readonly stateDigest: string | undefined;
+  readonly peers: readonly string[];
+  readonly clients: number;
+  readonly queueBytes: Readonly<Record<string, number>>;
+  readonly pendingHandshakes: number;
+  readonly rejected: Readonly<Record<string, number>>;
+  readonly storage: { readonly syncs: number; readonly logBytes: number; readonly keys: number };
+  readonly rssBytes: number;
+  readonly uptimeMs: number;
+}
+
+/** A running node. */
+export class NodeDriver {
+  readonly cluster: Cluster;
+  readonly metrics: NodeMetrics;
+  private readonly node: ReplicaNode;
+  private readonly store: FileStore;
+  private readonly transport: Transport;
+  private readonly now = monotonicClock();
+  private readonly effects: EffectRunner;
+  private ticker: NodeJS.Timeout | undefined;
+  private http: Server | undefined;
+  private readonly firstSeen = new Map<string, number>();
+  private readonly rejectedCounts = new Map<string, number>();
+  private readonly startedAt = Date.now();
+  private stopped = false;
+  /** Messages from this node to itself, delivered on the next turn. */
+  private readonly local: Message[] = [];
+  private localScheduled = false;
+  private readonly self: Principal;
+
+  private constructor(private readonly o: NodeDriverOptions) {
+    this.cluster = deriveCluster(o.cluster.protocol);
+    const self = nodePrincipal(o.nodeId);
+    this.self = self;
+    const keys = new KeyRing(self, o.crypto, new DerivedKeys(self, o.privateKey, publicKeysOf(o.cluster)));
+    this.metrics = new NodeMetrics(o.nodeId);
+    this.store = FileStore.open(o.dataDir);
+    if (this.store.stats.tornTailBytes > 0) o.logger.warn({ bytes: this.store.stats.tornTailBytes }, 'truncated a torn tail of the state log');
+    this.effects = new EffectRunner(
+      this.store,
+      (e) => {
+        this.execute(e);
+      },
+      (err) => {
+        this.fatal('storage failed', err);
+      },
+      () => this.metrics.storageSyncs.set(this.store.stats.syncs),
+    );
+    this.node = new ReplicaNode({ cluster: this.cluster, nodeId: o.nodeId, keys, appFactory: o.appFactory, durable: this.store.map, random: new OsRandom() });
+    const entry = o.cluster.nodes.find((n) => n.id === o.nodeId);
+    if (entry === undefined) throw new Error(`node ${o.nodeId} is not in the cluster file`);
+    const dial = new Map<number, { host: string; port: number }>();
+    for (const n of o.cluster.nodes) if (n.id > o.nodeId) dial.set(n.id, { host: n.host, port: n.port });
+    const knownNodes = new Set(o.cluster.nodes.map((n) => n.id));
+    const knownClients = new Set(o.cluster.clients.map((c) => c.id));
+    this.transport = new Transport({
+      keys,
+      listen: { host: entry.host === 'localhost' ? '127.0.0.1' : bindHost(entry.host), port: entry.port },
+      dial,
+      known: (p) => (p.kind === 'node' ? knownNodes.has(p.id) : knownClients.has(p.id)),
+      onMessage: (from, msg) => {
+        this.onMessage(from, msg);
+      },
+      onReject: (reason, peer) => {
+        this.countReject(reason);
+        o.logger.debug({ reason, peer }, 'rejected input');
+      },
+      onPeer: (peer, up) => {
+        if (peer.kind === 'node') o.logger.info({ peer: principalKey(peer), up }, up ? 'peer connected' : 'peer disconnected');
+      },
+    });
+  }
+
+  /** Opens storage, starts listening and dialing, starts the ticker and the metrics server. */
+  static async start(o: NodeDriverOptions): Promise<NodeDriver> {
+    const d = new NodeDriver(o);
+    await d.transport.start();
+    const entry = o.cluster.nodes.find((n) => n.id === o.nodeId)!;
+    if (entry.metricsPort > 0) {
+      d.http = await serveMetrics({ host: bindHost(entry.host), port: entry.metricsPort, metrics: d.metrics, status: (url) => d.status(url.searchParams.has('digest')) });
+    }
+    d.ticker = setInterval(() => {
+      d.step({ kind: 'tick', now: d.now() });
+    }, o.cluster.runtime.tickMs);
+    d.step({ kind: 'tick', now: d.now() });
+    o.logger.info({ node: o.nodeId, port: entry.port, metricsPort: entry.metricsPort, crypto: o.crypto.name, recovered: d.store.map.size }, 'node started');
+    return d;
+  }
+
+  /** Stops everything; pending durable writes complete first. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.ticker !== undefined) clearInterval(this.ticker);
+    await this.transport.stop();
+    if (this.http !== undefined) await new Promise<void>((r) => this.http!.close(() => r()));
+    await this.store.close();
+  }
+
+  private countReject(reason: string): void {
+    this.metrics.rejected.inc({ reason });
+    this.rejectedCounts.set(reason, (this.rejectedCounts.get(reason) ?? 0) + 1);
+  }
+
+  private onMessage(from: Principal, msg: Message): void {
+    if (msg.kind === 'authReq') {
+      const k = `${msg.client}:${msg.reqId}`;
+      if (!this.firstSeen.has(k)) {
+        if (this.firstSeen.size > 100_000) this.firstSeen.clear();
+        this.firstSeen.set(k, this.now());
+      }
+    }
+    this.step({ kind: 'message', from, msg, now: this.now() });
+  }
+
+  private step(ev: Parameters<ReplicaNode['step']>[0]): void {
+    if (this.stopped) return;
+    let effects: Effect[];
+    try {
+      effects = this.node.step(ev);
+    } catch (e) {
+      this.fatal('a protocol invariant broke', e);
+      return;
+    }
+    this.effects.run(effects);
+  }
+
+  private execute(e: Exclude<Effect, { kind: 'persist' }>): void {
+    switch (e.kind) {
+      case 'send': {
+        // Co-located stages talk through an in-memory hop, on the next turn (no re-entrancy).
+        const remote = e.to.filter((p) => p.kind !== 'node' || p.id !== this.o.nodeId);
+        if (remote.length !== e.to.length) this.local.push(e.msg);
+        if (remote.length > 0) this.transport.send(remote, e.msg);
+        if (this.local.length > 0 && !this.localScheduled) {
+          this.localScheduled = true;
+          setImmediate(() => {
+            this.localScheduled = false;
+            const msgs = this.local.splice(0);
+            for (const m of msgs) this.onMessage(this.self, m);
+          });
+        }
+        return;
+      }
+      case 'note':
+        this.onNote(e.note);
+        return;
+      case 'result':
+        return;
+    }
+  }
+
+  private onNote(n: Note): void {
+    const log = this.o.logger;
+    switch (n.type) {
+      case 'executed': {
+        this.metrics.batches.inc();
+        this.metrics.executed.inc(n.results.length);
+        this.metrics.executedSeq.set(n.seq);
+        const now = this.now();
+        for (const r of n.results) {
+          const k = `${r.client}:${r.reqId}`;
+          const t = this.firstSeen.get(k);
+          if (t !== undefined) {
+            this.metrics.latency.observe((now - t) / 1000);
+            this.firstSeen.delete(k);
+          }
+        }
+        return;
+      }
+      case 'committed':
+        this.metrics.committedSeq.set(n.seq);
+        return;
+      case 'stable':
+        this.metrics.stableCheckpoint.set(n.seq);
+        log.debug({ seq: n.seq }, 'checkpoint stable');
+        return;
+      case 'viewChangeStarted':
+        this.metrics.viewChanges.inc();
+        log.info({ view: n.view }, 'view change started');
+        return;
+      case 'viewEntered':
+        this.metrics.view.set(n.view);
+        log.info({ view: n.view, primary: n.primary }, 'entered view');
+        return;
+      case 'checkpointTaken':
+        log.debug({ seq: n.seq, token: hex(n.token).slice(0, 16) }, 'checkpoint taken');
+        return;
+      case 'checkpointLoaded':
+        log.info({ seq: n.seq, token: hex(n.token).slice(0, 16) }, 'loaded an agreed checkpoint');
+        return;
+      case 'rejected':
+        this.countReject(n.reason);
+        log.debug({ reason: n.reason, from: principalKey(n.from) }, 'rejected input');
+        return;
+      case 'safetyAlarm':
+        log.error({ detail: n.detail }, 'SAFETY ALARM');
+        return;
+    }
+  }
+
+  private fatal(what: string, e: unknown): void {
+    this.o.logger.fatal({ err: e instanceof Error ? { message: e.message, stack: e.stack } : String(e) }, `${what}: stopping this node`);
+    this.stopped = true;
+    // Fail stop: exit so a supervisor restarts the node from its durable state.
+    setImmediate(() => process.exit(70));
+  }
+
+  /** Status for `bulwark status` and tests; `digest` adds the hash of the app state. */
+  status(digest = false): NodeStatus {
+    const order = this.node.order?.status;
+    const exec = this.node.exec;
+    const depths = Object.fromEntries(this.transport.queueDepths());
+    for (const [peer, bytes] of Object.entries(depths)) this.metrics.queueDepth.set({ peer }, bytes);
+    const peers = this.transport.connectedPeers();
+    this.metrics.connectedPeers.set(peers.length);
+    return {
+      node: this.o.nodeId,
+      view: order?.view,
+      primary: order === undefined ? undefined : primaryOf(this.cluster, order.view),
+      normal: order?.normal,
+      committedSeq: order?.committedSeq,
+      stableSeq: order?.stableSeq,
+      executedSeq: exec === undefined ? undefined : exec.next - 1,
+      stateDigest: digest && exec !== undefined ? hex(this.o.crypto.digest(exec.appCheckpoint())) : undefined,
+      peers: peers.filter((p) => p.startsWith('n')),
+      clients: peers.filter((p) => p.startsWith('c')).length,
+      queueBytes: depths,
+      pendingHandshakes: this.transport.pendingCount,
+      rejected: Object.fromEntries(this.rejectedCounts),
+      storage: { syncs: this.store.stats.syncs, logBytes: this.store.logSize, keys: this.store.map.size },
+      rssBytes: process.memoryUsage().rss,
+      uptimeMs: Date.now() - this.startedAt,
+    };
+  }
+}
+
+/** Address to bind for a configured host: names bind on all interfaces of their family. */
+function bindHost(host: string): string {
+  return /^[0-9.]+$/.test(host) || host.includes(':') ? host : '0.0.0.0';
+}
