@@ -8,6 +8,7 @@ import { simCommand } from './sim.ts';
 import { downCommand, initCommand, nodeCommand, statusCommand, upCommand } from './cluster.ts';
 import { kvCommand } from './kv.ts';
 import { benchCommand } from './bench.ts';
+import { demoCommand } from './demo.ts';
 
 function int(name: string, min = 0): (v: string) => number {
   return (v: string) => {
@@ -122,6 +123,15 @@ export function buildProgram(): Command {
     .option('--r <r>', 'with --spawn: commission faults tolerated while safe', int('--r', 0), 1)
     .action(async (o: { clients: number; duration: number; size: number; readRatio: number; json?: boolean; dir: string; config?: string; spawn?: boolean; u: number; r: number }) => {
       await benchCommand({ clients: o.clients, durationS: o.duration, size: o.size, readRatio: o.readRatio, json: o.json === true, dir: o.dir, spawn: o.spawn === true, u: o.u, r: o.r, ...(o.config === undefined ? {} : { config: o.config }) });
+    });
+  program
+    .command('demo')
+    .description('Start a local u=1 r=1 cluster, run a workload, kill and restart a replica, silence the primary, check every acknowledged write.')
+    .option('--dir <dir>', 'keep the cluster in this directory (default: a temporary one, removed afterwards)')
+    .option('--clients <c>', 'concurrent clients', int('--clients', 1), 8)
+    .option('--phase <s>', 'seconds per phase', int('--phase', 1), 4)
+    .action(async (o: { dir?: string; clients: number; phase: number }) => {
+      process.exitCode = await demoCommand({ clients: o.clients, phaseS: o.phase, live: process.stdout.isTTY === true, ...(o.dir === undefined ? {} : { dir: o.dir }) });
     });
   return program;
 }

@@ -66,6 +66,8 @@ export interface NodeStatus {
   readonly storage: { readonly syncs: number; readonly logBytes: number; readonly keys: number };
   readonly rssBytes: number;
   readonly uptimeMs: number;
+  /** Packets, frames and bytes sent so far. */
+  readonly traffic: { readonly packets: number; readonly frames: number; readonly bytes: number };
 }
 
 /** A running node. */
@@ -291,6 +293,7 @@ export class NodeDriver {
       storage: { syncs: this.store.stats.syncs, logBytes: this.store.logSize, keys: this.store.map.size },
       rssBytes: process.memoryUsage().rss,
       uptimeMs: Date.now() - this.startedAt,
+      traffic: { packets: this.transport.stats.packetsSent, frames: this.transport.stats.framesSent, bytes: this.transport.stats.bytesSent },
     };
   }
 }
