@@ -70,6 +70,11 @@ export async function serveMetrics(o: { host: string; port: number; metrics: Nod
     res.writeHead(404);
     res.end('not found: try /metrics or /status\n');
   });
+  // Bounded exposure to slow or idle clients of the HTTP port.
+  server.headersTimeout = 5_000;
+  server.requestTimeout = 10_000;
+  server.keepAliveTimeout = 5_000;
+  server.maxConnections = 256;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(o.port, o.host, () => {
