@@ -53,6 +53,13 @@ export async function nodeCommand(o: { config: string; id: number; key?: string;
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
+    // Test harnesses set BULWARK_EXIT_WITH_PID so nodes never outlive a killed test run.
+    const owner = Number(process.env.BULWARK_EXIT_WITH_PID ?? 0);
+    if (owner > 0) {
+      setInterval(() => {
+        if (!alive(owner)) stop();
+      }, 1000).unref();
+    }
   });
 }
 

@@ -14,6 +14,9 @@ import { encodeKvOp, decodeKvOutput } from '../../src/services/kv/ops.ts';
 import type { KvOp } from '../../src/services/kv/model.ts';
 import type { HistoryOp } from '../../src/sim/checkers/linearizability.ts';
 
+/** Nodes started by tests exit when the test process is gone (see nodeCommand). */
+const ownerEnv = { BULWARK_EXIT_WITH_PID: String(process.pid) };
+
 /** A running test cluster. */
 export class ProcessCluster {
   readonly dir: string;
@@ -28,7 +31,7 @@ export class ProcessCluster {
     const dir = mkdtempSync(join(tmpdir(), 'bulwark-it-'));
     const basePort = 23_000 + Math.floor(Math.random() * 20_000);
     const cf = initCluster({ dir, clients: 24, basePort, baseMetricsPort: basePort + 100, ...o });
-    for (const n of cf.nodes) spawnNode(dir, n.id);
+    for (const n of cf.nodes) spawnNode(dir, n.id, ownerEnv);
     await waitServing(cf, cf.nodes.map((n) => n.id), 60_000);
     return new ProcessCluster(dir, cf);
   }
@@ -42,7 +45,7 @@ export class ProcessCluster {
   }
 
   restart(id: number): void {
-    spawnNode(this.dir, id);
+    spawnNode(this.dir, id, ownerEnv);
   }
 
   async waitServing(ids: readonly number[]): Promise<void> {

@@ -95,7 +95,7 @@ test('four nodes in four network namespaces (own addresses, same ports) serve a 
     mkdirSync(clusterPaths(dir).logs, { recursive: true });
     for (let i = 0; i < n; i++) {
       const out = openSync(join(clusterPaths(dir).logs, `node-${i}.log`), 'a');
-      const child = spawn('ip', ['netns', 'exec', ns(i), process.execPath, binPath, 'node', '--config', clusterPaths(dir).file, '--id', String(i)], { detached: true, stdio: ['ignore', out, out] });
+      const child = spawn('ip', ['netns', 'exec', ns(i), process.execPath, binPath, 'node', '--config', clusterPaths(dir).file, '--id', String(i)], { detached: true, stdio: ['ignore', out, out], env: { ...process.env, BULWARK_EXIT_WITH_PID: String(process.pid) } });
       child.unref();
     }
     await waitServing(cf, [0, 1, 2, 3], 60_000);
