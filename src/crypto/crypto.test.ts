@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { blake2b } from './blake2b.ts';
 import fc from 'fast-check';
 import {
   clientPrincipal,
@@ -237,13 +238,20 @@ void test('NodeCrypto: Ed25519 matches RFC 8032 §7.1 test 1 and ed25519PublicOf
   assert.equal(nc.verify(Buffer.from(pub, 'hex'), new Uint8Array(0), Buffer.from(sig, 'hex')), true);
 });
 
-void test('NodeCrypto: MAC is HMAC-SHA-512 truncated to 16 bytes (RFC 4231 test case 2)', () => {
-  const nc = new NodeCrypto();
-  const enc = new TextEncoder();
-  assert.equal(hex(nc.mac(enc.encode('Jefe'), enc.encode('what do ya want for nothing?'))), '164b7a7bfcf819e2e395fbe73b56e0a3');
+void test('BLAKE2b in TypeScript: RFC 7693 "abc" vector, equals node:crypto unkeyed and libsodium keyed', () => {
+  assert.equal(hex(blake2b(new TextEncoder().encode('abc'), undefined, 64)), 'ba80a53f981c4d0d6a2797b69f12f6e94c212f14685ac4b74b12bb6fdbffa2d17d87c5392aab792dc252d5de4533cc9518d38aa8dbf1925ab92386edd4009923');
+  const sodium = loadSodium();
+  assert.ok(sodium !== undefined);
+  const sc = new SodiumCrypto(sodium);
+  for (let i = 0; i < 300; i++) {
+    const data = randomBytes(i * 5);
+    assert.equal(hex(blake2b(data, undefined, 64)), createHash('blake2b512').update(data).digest('hex'));
+    const key = randomBytes(32);
+    assert.equal(hex(blake2b(data, key, 16)), hex(sc.mac(key, data)), `keyed, ${data.length} bytes`);
+  }
 });
 
-void test('SodiumCrypto and NodeCrypto agree byte for byte: digests, MACs (crypto_auth), Ed25519 signatures', () => {
+void test('SodiumCrypto and NodeCrypto agree byte for byte: digests, MACs (keyed BLAKE2b), Ed25519 signatures', () => {
   const sodium = loadSodium();
   assert.ok(sodium !== undefined, 'sodium-native loads on this platform');
   const sc = new SodiumCrypto(sodium);

@@ -1,9 +1,10 @@
 /**
- * CryptoProvider on node:crypto: SHA-256 digests, HMAC-SHA-512 truncated to 128 bits (the MAC
- * of libsodium's crypto_auth, cut short, so both providers interoperate), Ed25519 signatures. Keys are raw bytes: 32-byte MAC keys, 32-byte Ed25519 seeds (private) and
+ * CryptoProvider on node:crypto: SHA-256 digests, keyed BLAKE2b-128 MACs (in TypeScript, the same
+ * function as libsodium's crypto_generichash, so both providers interoperate), Ed25519 signatures. Keys are raw bytes: 32-byte MAC keys, 32-byte Ed25519 seeds (private) and
  * 32-byte public keys; KeyObjects are cached per key.
  */
-import { createHash, createHmac, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { blake2b } from './blake2b.ts';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import type { CryptoProvider } from './provider.ts';
 import { macBytes } from '../codec/limits.ts';
 
@@ -47,8 +48,9 @@ export class NodeCrypto implements CryptoProvider {
   }
 
   mac(key: Uint8Array, data: Uint8Array): Uint8Array {
-    // HMAC-SHA-512 truncated: the same function as libsodium's crypto_auth, cut to macBytes.
-    return new Uint8Array(createHmac('sha512', key).update(data).digest().subarray(0, macBytes));
+    // Keyed BLAKE2b, the same function as libsodium's crypto_generichash (node:crypto has no
+    // keyed BLAKE2b, so this one runs in TypeScript: slower, but byte-identical).
+    return blake2b(data, key, macBytes);
   }
 
   sign(privateKey: Uint8Array, data: Uint8Array): Uint8Array {

@@ -111,7 +111,7 @@ export function pairKey(opts: { seed: Uint8Array; self: Principal; peer: Princip
  * principal's public key; pair keys are derived on first use and cached.
  */
 export class DerivedKeys implements KeyMaterial {
-  private readonly cache = new Map<string, Uint8Array>();
+  private readonly cache = new Map<number, Uint8Array>();
   constructor(
     private readonly self: Principal,
     readonly signingKey: Uint8Array,
@@ -119,13 +119,15 @@ export class DerivedKeys implements KeyMaterial {
   ) {}
 
   macKey(peer: Principal): Uint8Array {
-    const k = principalKey(peer);
-    let key = this.cache.get(k);
+    // Nodes as their id, clients as -(id + 1): no string building on the hot path.
+    const code = peer.kind === 'node' ? peer.id : -(peer.id + 1);
+    let key = this.cache.get(code);
     if (key === undefined) {
+      const k = principalKey(peer);
       const peerPublic = this.publicKeys.get(k);
       // An unknown peer gets a random-looking key nobody else holds: its MACs never verify.
       key = peerPublic === undefined ? createHash('sha256').update('unknown-peer').update(k).update(this.signingKey).digest() : pairKey({ seed: this.signingKey, self: this.self, peer, peerPublic });
-      this.cache.set(k, key);
+      this.cache.set(code, key);
     }
     return key;
   }

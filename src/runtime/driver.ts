@@ -108,7 +108,7 @@ export class NodeDriver {
       },
       () => this.metrics.storageSyncs.set(this.store.stats.syncs),
     );
-    this.node = new ReplicaNode({ cluster: this.cluster, nodeId: o.nodeId, keys, appFactory: o.appFactory, durable: this.store.map, random: new OsRandom() });
+    this.node = new ReplicaNode({ cluster: this.cluster, nodeId: o.nodeId, keys, appFactory: o.appFactory, durable: this.store.map, random: new OsRandom(), verify: false });
     const entry = o.cluster.nodes.find((n) => n.id === o.nodeId);
     if (entry === undefined) throw new Error(`node ${o.nodeId} is not in the cluster file`);
     const dial = new Map<number, { host: string; port: number }>();

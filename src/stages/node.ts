@@ -49,6 +49,8 @@ export interface NodeDeps {
   readonly durable: ReadonlyMap<string, Uint8Array>;
   readonly random: RandomSource;
   readonly canaries?: Canaries;
+  /** Run the costly invariant checks after every step (simulator and tests; off in production). */
+  readonly verify?: boolean;
 }
 
 /** The stage replicas hosted by one node. */
@@ -61,7 +63,7 @@ export class ReplicaNode {
     const { cluster, nodeId, keys, durable, random } = deps;
     const canaries = deps.canaries ?? new Set();
     this.auth = cluster.auth.indexOf.has(nodeId) ? new AuthCore(cluster, nodeId, keys) : undefined;
-    this.order = cluster.order.indexOf.has(nodeId) ? new OrderCore(cluster, nodeId, keys, durable, random, canaries) : undefined;
+    this.order = cluster.order.indexOf.has(nodeId) ? new OrderCore(cluster, nodeId, keys, durable, random, canaries, deps.verify ?? true) : undefined;
     this.exec = cluster.exec.indexOf.has(nodeId) ? new ExecCore(cluster, nodeId, keys, deps.appFactory(), durable, canaries) : undefined;
   }
 

@@ -143,6 +143,8 @@ export class OrderCore {
 
   // ---- log state ----
   private readonly slots = new Map<number, Slot>();
+  /** Highest seq with a pre-prepare in the current view (0 if none). */
+  private highestPP = 0;
   private stableSeq = 0;
   private stable: MyCheckpoint;
   private prevStable: { seq: number; token: Uint8Array } | undefined;
@@ -184,6 +186,7 @@ export class OrderCore {
     durable: ReadonlyMap<string, Uint8Array>,
     private readonly random: RandomSource,
     private readonly canaries: Canaries = new Set(),
+    private readonly verify = true,
   ) {
     const idx = cluster.order.indexOf.get(nodeId);
     assert(idx !== undefined, `node ${nodeId} hosts no order replica`);
@@ -340,12 +343,12 @@ export class OrderCore {
       }
       return;
     }
-    const core = requestCoreBytes(msg.client, msg.reqId, msg.op);
-    const coreDigest = this.keys.digest(core);
+    let c = this.candidates.get(msg.client);
+    // Every auth replica forwards the same request: digest its core once.
+    const coreDigest = c?.reqId === msg.reqId && bytesEqual(c.op, msg.op) ? c.coreDigest : this.keys.digest(requestCoreBytes(msg.client, msg.reqId, msg.op));
     if (!this.keys.verifyAuthenticatorDigest(nodePrincipal(authNode), coreDigest, msg.row, this.index)) {
       return this.reject('bad_auth_row', nodePrincipal(authNode));
     }
-    let c = this.candidates.get(msg.client);
     if (c !== undefined && msg.reqId < c.reqId) return; // an older request of this client
     if (c !== undefined && msg.reqId === c.reqId && !bytesEqual(c.coreDigest, coreDigest)) {
       return this.reject('conflicting_request', nodePrincipal(authNode));
@@ -364,14 +367,15 @@ export class OrderCore {
   /** Sequence numbers proposed in this view and not yet committed. */
   private inflight(): number {
     let k = 0;
-    for (const s of this.slots.values()) if (s.pp !== undefined && s.committed === undefined) k++;
+    for (let seq = this.committedSeq + 1; seq <= this.highestPP; seq++) {
+      const s = this.slots.get(seq);
+      if (s?.pp !== undefined && s.committed === undefined) k++;
+    }
     return k;
   }
 
   private highestProposed(): number {
-    let h = this.committedSeq;
-    for (const s of this.slots.values()) if (s.pp !== undefined && s.seq > h) h = s.seq;
-    return h;
+    return Math.max(this.committedSeq, this.highestPP);
   }
 
   private maybePropose(now: number): void {
@@ -383,9 +387,10 @@ export class OrderCore {
       const inflight = this.inflight();
       if (inflight >= cfg.pipelineMax) return;
       const inBatches = new Map<number, number>();
-      for (const s of this.slots.values()) {
-        if (s.pp === undefined || s.committed !== undefined) continue;
-        for (const r of s.pp.batch.requests) inBatches.set(r.client, Math.max(inBatches.get(r.client) ?? 0, r.reqId));
+      for (let s = this.committedSeq + 1; s <= this.highestPP; s++) {
+        const slot = this.slots.get(s);
+        if (slot?.pp === undefined || slot.committed !== undefined) continue;
+        for (const r of slot.pp.batch.requests) inBatches.set(r.client, Math.max(inBatches.get(r.client) ?? 0, r.reqId));
       }
       const ready: [number, Candidate][] = [];
       for (const [client, c] of this.candidates) {
@@ -503,6 +508,7 @@ export class OrderCore {
 
   private acceptPrePrepare(slot: Slot, digest: Uint8Array, batch: Batch, msg: MsgOf<'prePrepare'> | undefined): void {
     slot.pp = msg === undefined ? { view: this.view, digest, batch } : { view: this.view, digest, batch, msg };
+    if (slot.seq > this.highestPP) this.highestPP = slot.seq;
     slot.bodies.set(hex(digest), batch);
     const q = slot.q.find((e) => bytesEqual(e.digest, digest));
     if (q !== undefined) q.view = Math.max(q.view, this.view);
@@ -728,6 +734,7 @@ export class OrderCore {
       slot.commits.clear();
       slot.sentCommit = false;
     }
+    this.highestPP = 0;
     this.out.write('o/meta', encodeWith(metaCodec, { view, normal: false }));
     this.out.note({ type: 'viewChangeStarted', view });
     this.sendViewChange();
@@ -1124,7 +1131,10 @@ export class OrderCore {
         slot.prepared = { view: rec.prepared.view, digest: rec.prepared.digest };
         body(rec.prepared.digest);
       }
-      if (rec.pp !== undefined && rec.pp.view === this.view) slot.pp = { view: rec.pp.view, digest: rec.pp.digest, batch: body(rec.pp.digest) };
+      if (rec.pp !== undefined && rec.pp.view === this.view) {
+        slot.pp = { view: rec.pp.view, digest: rec.pp.digest, batch: body(rec.pp.digest) };
+        this.highestPP = Math.max(this.highestPP, slot.seq);
+      }
       if (rec.committed !== undefined) slot.committed = { digest: rec.committed, batch: body(rec.committed) };
       if (slot.prepared?.view === this.view && slot.pp !== undefined && bytesEqual(slot.prepared.digest, slot.pp.digest)) {
         slot.sentCommit = true;
@@ -1142,6 +1152,8 @@ export class OrderCore {
 
   private checkInvariants(): void {
     assert(this.stableSeq <= this.committedSeq, 'stable <= committed');
+    // The per-slot scan is O(window) per step: only when verifying (simulator, tests).
+    if (!this.verify) return;
     for (const s of this.slots.values()) {
       assert(s.seq > this.stableSeq && s.seq <= this.stableSeq + 2 * this.cpInt, 'slots stay inside the window');
       if (s.pp !== undefined) assert(s.pp.view === this.view, 'pre-prepares belong to the current view');
