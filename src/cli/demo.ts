@@ -195,7 +195,7 @@ export async function demoCommand(o: DemoOptions = {}, print: (s: string) => voi
     // 4. Stop the workload and read every key back.
     w.stopped = true;
     await w.done;
-    if (live !== undefined) clearInterval(live);
+    clearInterval(live);
     const reader = new KvClient(clients[0]!);
     let lost = 0;
     for (const [key, value] of w.acked) {

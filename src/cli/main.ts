@@ -131,7 +131,7 @@ export function buildProgram(): Command {
     .option('--clients <c>', 'concurrent clients', int('--clients', 1), 8)
     .option('--phase <s>', 'seconds per phase', int('--phase', 1), 4)
     .action(async (o: { dir?: string; clients: number; phase: number }) => {
-      process.exitCode = await demoCommand({ clients: o.clients, phaseS: o.phase, live: process.stdout.isTTY === true, ...(o.dir === undefined ? {} : { dir: o.dir }) });
+      process.exitCode = await demoCommand({ clients: o.clients, phaseS: o.phase, live: process.stdout.isTTY, ...(o.dir === undefined ? {} : { dir: o.dir }) });
     });
   return program;
 }

@@ -66,13 +66,13 @@ function mix(a: number, b: number, c: number, d: number, x: number, y: number): 
   add64(a, b);
   addM(a, y);
   // d = rotr64(d ^ a, 16)
-  xl = v[d]! ^ v[a]!;
+  xl = v[d] ^ v[a]!;
   xh = v[d + 1]! ^ v[a + 1]!;
   v[d] = (xl >>> 16) | (xh << 16);
   v[d + 1] = (xh >>> 16) | (xl << 16);
   add64(c, d);
   // b = rotr64(b ^ c, 63) = rotl64(b ^ c, 1)
-  xl = v[b]! ^ v[c]!;
+  xl = v[b] ^ v[c]!;
   xh = v[b + 1]! ^ v[c + 1]!;
   v[b] = (xh >>> 31) | (xl << 1);
   v[b + 1] = (xl >>> 31) | (xh << 1);

@@ -45,7 +45,7 @@ test('4 processes (u=r=1): SIGKILL a replica, restart it, SIGSTOP the primary; t
     const execs = cluster.cf.nodes.filter((n) => n.stages.includes('exec')).map((n) => n.id);
     await eventually('all executors at the same seq with the same state digest', async () => {
       const st = await Promise.all(execs.map((id) => cluster.status(id, true)));
-      return st.every((s) => s !== undefined) && new Set(st.map((s) => s!.executedSeq)).size === 1 && new Set(st.map((s) => s!.stateDigest)).size === 1;
+      return st.every((s) => s !== undefined) && new Set(st.map((s) => s.executedSeq)).size === 1 && new Set(st.map((s) => s.stateDigest)).size === 1;
     });
 
     const lin = checkLinearizable(w.history);
