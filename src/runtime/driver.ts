@@ -80,6 +80,7 @@ export class NodeDriver {
   private readonly now = monotonicClock();
   private readonly effects: EffectRunner;
   private ticker: NodeJS.Timeout | undefined;
+  private gauges: NodeJS.Timeout | undefined;
   private http: Server | undefined;
   private readonly firstSeen = new Map<string, number>();
   private readonly rejectedCounts = new Map<string, number>();
@@ -144,6 +145,10 @@ export class NodeDriver {
     d.ticker = setInterval(() => {
       d.step({ kind: 'tick', now: d.now() });
     }, o.cluster.runtime.tickMs);
+    d.gauges = setInterval(() => {
+      d.refreshGauges();
+    }, 1000);
+    d.gauges.unref();
     d.step({ kind: 'tick', now: d.now() });
     o.logger.info({ node: o.nodeId, port: entry.port, metricsPort: entry.metricsPort, crypto: o.crypto.name, recovered: d.store.map.size }, 'node started');
     return d;
@@ -154,6 +159,7 @@ export class NodeDriver {
     if (this.stopped) return;
     this.stopped = true;
     if (this.ticker !== undefined) clearInterval(this.ticker);
+    if (this.gauges !== undefined) clearInterval(this.gauges);
     await this.transport.stop();
     if (this.http !== undefined) await new Promise<void>((r) => this.http!.close(() => r()));
     await this.store.close();
@@ -269,13 +275,20 @@ export class NodeDriver {
   }
 
   /** Status for `bulwark status` and tests; `digest` adds the hash of the app state. */
-  status(digest = false): NodeStatus {
-    const order = this.node.order?.status;
-    const exec = this.node.exec;
+  /** Updates the gauges that are read from the transport rather than from notes. */
+  private refreshGauges(): { depths: Record<string, number>; peers: string[] } {
     const depths = Object.fromEntries(this.transport.queueDepths());
     for (const [peer, bytes] of Object.entries(depths)) this.metrics.queueDepth.set({ peer }, bytes);
     const peers = this.transport.connectedPeers();
     this.metrics.connectedPeers.set(peers.length);
+    this.metrics.storageSyncs.set(this.store.stats.syncs);
+    return { depths, peers };
+  }
+
+  status(digest = false): NodeStatus {
+    const order = this.node.order?.status;
+    const exec = this.node.exec;
+    const { depths, peers } = this.refreshGauges();
     return {
       node: this.o.nodeId,
       view: order?.view,
