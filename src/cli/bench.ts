@@ -13,9 +13,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KvClient } from '../services/kv/client.ts';
 import type { TcpClient } from '../runtime/client.ts';
-import { initCluster, type ClusterFile } from '../runtime/cluster-file.ts';
+import type { ClusterFile } from '../runtime/cluster-file.ts';
 import { connectClient, resolveCluster } from './kv.ts';
-import { downCommand, spawnNode, waitServing } from './cluster.ts';
+import { downCommand, initLoopbackCluster, spawnNode, waitServing } from './cluster.ts';
 
 /** Options of `bulwark bench`. */
 export interface BenchOptions {
@@ -61,8 +61,7 @@ function percentile(sorted: readonly number[], p: number): number {
 /** Starts a throwaway local cluster for --spawn; returns its directory. */
 export async function spawnTemporaryCluster(u: number, r: number): Promise<{ dir: string; cf: ClusterFile }> {
   const dir = mkdtempSync(join(tmpdir(), 'bulwark-bench-'));
-  const basePort = 20_000 + Math.floor(Math.random() * 20_000);
-  const cf = initCluster({ dir, u, r, basePort, baseMetricsPort: basePort + 100 });
+  const cf = await initLoopbackCluster({ dir, u, r });
   for (const n of cf.nodes) spawnNode(dir, n.id);
   await waitServing(cf, cf.nodes.map((n) => n.id));
   return { dir, cf };

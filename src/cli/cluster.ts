@@ -11,7 +11,8 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { ConfigError } from '../core/errors.ts';
-import { clusterPaths, initCluster, loadClusterFile, loadKeyFile, type ClusterFile, type InitOptions } from '../runtime/cluster-file.ts';
+import { clusterPaths, formatClusterFile, initCluster, loadClusterFile, loadKeyFile, type ClusterFile, type InitOptions } from '../runtime/cluster-file.ts';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import { NodeDriver, type NodeStatus } from '../runtime/driver.ts';
 import { defaultCrypto } from '../crypto/sodium.ts';
 import { KvStore } from '../services/kv/store.ts';
@@ -61,6 +62,33 @@ export async function nodeCommand(o: { config: string; id: number; key?: string;
       }, 1000).unref();
     }
   });
+}
+
+/** `count` distinct TCP ports that are free on loopback at the moment of asking. */
+export async function freePorts(count: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({ length: count }, () =>
+      new Promise<Server>((resolve, reject) => {
+        const s = createServer();
+        s.once('error', reject);
+        s.listen(0, '127.0.0.1', () => {
+          resolve(s);
+        });
+      }),
+    ),
+  );
+  const ports = servers.map((s) => (s.address() as AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
+}
+
+/** Initialises a cluster in `dir` whose nodes listen on loopback ports that are free now. */
+export async function initLoopbackCluster(o: InitOptions): Promise<ClusterFile> {
+  const base = initCluster(o);
+  const ports = await freePorts(base.nodes.length * 2);
+  const cf = { ...base, nodes: base.nodes.map((n, i) => ({ ...n, port: ports[2 * i]!, metricsPort: ports[2 * i + 1]! })) };
+  writeFileSync(clusterPaths(o.dir).file, formatClusterFile(cf));
+  return cf;
 }
 
 /** Pid file of a node. */

@@ -10,12 +10,12 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { initCluster, type ClusterFile } from '../runtime/cluster-file.ts';
+import type { ClusterFile } from '../runtime/cluster-file.ts';
 import type { TcpClient } from '../runtime/client.ts';
 import type { NodeStatus } from '../runtime/driver.ts';
 import { KvClient } from '../services/kv/client.ts';
 import { connectClient } from './kv.ts';
-import { downCommand, fetchStatus, pidFile, spawnNode, waitServing } from './cluster.ts';
+import { downCommand, fetchStatus, initLoopbackCluster, pidFile, spawnNode, waitServing } from './cluster.ts';
 
 /** Options of `bulwark demo`. */
 export interface DemoOptions {
@@ -77,7 +77,6 @@ export async function demoCommand(o: DemoOptions = {}, print: (s: string) => voi
   const phaseMs = (o.phaseS ?? 4) * 1000;
   const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'bulwark-demo-'));
   const temporary = o.dir === undefined;
-  const basePort = 21_000 + Math.floor(Math.random() * 15_000);
   const t0 = Date.now();
   const at = (): string => `${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s`;
   const say = (s: string): void => {
@@ -90,9 +89,9 @@ export async function demoCommand(o: DemoOptions = {}, print: (s: string) => voi
   const clients: TcpClient[] = [];
   let live: NodeJS.Timeout | undefined;
   try {
-    cf = initCluster({ dir, u: 1, r: 1, clients: 16, basePort, baseMetricsPort: basePort + 100, tunables: { viewChangeTimeoutMs: 800, clientRetryMs: 300 } });
+    cf = await initLoopbackCluster({ dir, u: 1, r: 1, clients: 16, tunables: { viewChangeTimeoutMs: 800, clientRetryMs: 300 } });
     const cluster = cf;
-    say(`starting a u=1 r=1 cluster: ${cluster.nodes.length} nodes on 127.0.0.1:${basePort}..${basePort + cluster.nodes.length - 1} (data in ${dir})`);
+    say(`starting a u=1 r=1 cluster: ${cluster.nodes.length} nodes on 127.0.0.1 ports ${cluster.nodes.map((n) => n.port).join(', ')} (data in ${dir})`);
     for (const n of cluster.nodes) spawnNode(dir, n.id);
     await waitServing(cluster, cluster.nodes.map((n) => n.id));
     const statuses = async (digest = false): Promise<(NodeStatus | undefined)[]> => Promise.all(cluster.nodes.map((n) => fetchStatus(cluster, n.id, digest)));

@@ -5,14 +5,24 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { initCluster, type ClusterFile, type InitOptions } from '../../src/runtime/cluster-file.ts';
-import { downCommand, fetchStatus, pidFile, spawnNode, waitServing } from '../../src/cli/cluster.ts';
+import { clusterPaths, type ClusterFile, type InitOptions } from '../../src/runtime/cluster-file.ts';
+import { downCommand, fetchStatus, initLoopbackCluster, pidFile, spawnNode, waitServing } from '../../src/cli/cluster.ts';
 import { connectClient } from '../../src/cli/kv.ts';
 import type { TcpClient } from '../../src/runtime/client.ts';
 import type { NodeStatus } from '../../src/runtime/driver.ts';
 import { encodeKvOp, decodeKvOutput } from '../../src/services/kv/ops.ts';
 import type { KvOp } from '../../src/services/kv/model.ts';
 import type { HistoryOp } from '../../src/sim/checkers/linearizability.ts';
+
+/** The last lines of a log file (for failure messages). */
+function tail(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').split('\n').slice(-8).join('\n');
+  } catch {
+    // No log: the node never started.
+    return '(no log)';
+  }
+}
 
 /** Nodes started by tests exit when the test process is gone (see nodeCommand). */
 const ownerEnv = { BULWARK_EXIT_WITH_PID: String(process.pid) };
@@ -29,10 +39,15 @@ export class ProcessCluster {
   /** Initialises and starts a cluster; ports are randomised to avoid collisions. */
   static async start(o: Partial<InitOptions> & { u: number; r: number }): Promise<ProcessCluster> {
     const dir = mkdtempSync(join(tmpdir(), 'bulwark-it-'));
-    const basePort = 23_000 + Math.floor(Math.random() * 20_000);
-    const cf = initCluster({ dir, clients: 24, basePort, baseMetricsPort: basePort + 100, ...o });
+    // Ports the OS says are free right now (tests run in parallel; fixed ranges collide).
+    const cf = await initLoopbackCluster({ dir, clients: 24, ...o });
     for (const n of cf.nodes) spawnNode(dir, n.id, ownerEnv);
-    await waitServing(cf, cf.nodes.map((n) => n.id), 60_000);
+    try {
+      await waitServing(cf, cf.nodes.map((n) => n.id), 60_000);
+    } catch (e) {
+      const logs = cf.nodes.map((n) => `--- node ${n.id}\n${tail(join(clusterPaths(dir).logs, `node-${n.id}.log`))}`).join('\n');
+      throw new Error(`${e instanceof Error ? e.message : String(e)}\n${logs}`);
+    }
     return new ProcessCluster(dir, cf);
   }
 

@@ -19,7 +19,8 @@
  *   and time, hashed into a token; the checkpoint is durable BEFORE CP-TOKEN leaves. The last
  *   three are kept, so any checkpoint the order stage may still name is available.
  * - Catch-up: on a gap (later batches buffered, or a retransmission for a request not yet
- *   executed) send LAST-EXEC(next) to the order stage, which resends batches or answers
+ *   executed), and as a heartbeat after 4 x execRetryMs without progress, send LAST-EXEC(next)
+ *   to the order stage, which resends batches or answers
  *   LOAD-CP with its stable checkpoints. A checkpoint named by r+1 matching LOAD-CPs is fetched
  *   from execution peers one at a time and loaded only if its bytes hash to the token.
  * - Read-only requests are answered from the current state (client needs all executors to agree).
@@ -439,6 +440,11 @@ export class ExecCore {
     if (this.loading !== undefined && now >= this.loading.deadline) this.askNextPeer(now);
     const waiting = this.claims.size > 0;
     if ((waiting || this.loading !== undefined) && now - this.lastProgressAt >= retry && now - this.lastExecSentAt >= retry) {
+      this.sendLastExec(now);
+    } else if (now - this.lastProgressAt >= 4 * retry && now - this.lastExecSentAt >= 4 * retry) {
+      // Heartbeat: an executor that missed every NEXT-BATCH of a stretch sees no gap and no
+      // retransmission (the requests waiting may not be ordered yet, because ordering waits for
+      // this executor's checkpoint token); asking now and then is what gets it going again.
       this.sendLastExec(now);
     }
     if (now - this.lastTokenSentAt >= 3 * retry) {

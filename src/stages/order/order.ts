@@ -73,8 +73,13 @@ interface Slot {
   pp: (ViewDigest & { batch: Batch; msg?: MsgOf<'prePrepare'> }) | undefined;
   /** PREPARE per sender, current view (sender node id -> digest hex). */
   prepares: Map<number, string>;
-  /** COMMIT per sender, current view. */
-  commits: Map<number, string>;
+  /**
+   * Latest COMMIT vote per sender, of any view: "view:digest hex". n-u votes for the same
+   * (view, digest) commit the slot whatever view this replica is in (a commit certificate: at
+   * least u+1 correct replicas prepared it), so a replica that missed the COMMITs of a past view
+   * can still commit when they are retransmitted.
+   */
+  commitVotes: Map<number, string>;
   /** Whether this replica sent COMMIT in the current view. */
   sentCommit: boolean;
   /** P: latest prepared (any view). */
@@ -116,6 +121,14 @@ export class OrderCore {
   private readonly n: number;
   private readonly medium: number;
   private readonly small: number;
+  /**
+   * Replicas in higher views that pull this one along: min(u, r) + 1. Joining a view is never
+   * unsafe, so the threshold only has to keep liars from forcing view changes: with r <= u at
+   * most r replicas lie (r+1 includes an honest one); with u < r liveness is only promised while
+   * at most u replicas are faulty (u+1 includes an honest one). r+1 alone would let one lying
+   * primary split the correct replicas for good when u < r (simulator seed 188, u=1 r=2).
+   */
+  private readonly joinQuorum: number;
   private readonly cpInt: number;
   private readonly index: number;
   private readonly peers: Principal[];
@@ -128,8 +141,12 @@ export class OrderCore {
   private view = 0;
   /** False while a view change to `view` is in progress. */
   private normal = true;
-  /** Consecutive view changes without a commit (timeout doubling). */
-  private vcBackoff = 0;
+  /**
+   * The last view in which this replica committed something while active; view-change timeouts
+   * grow with the distance to it. Entering a view is not enough: a lying primary may send its
+   * NEW-VIEW to some replicas only, and they must not get a different timeout schedule from it.
+   */
+  private lastProgressView = 0;
   /** Deadline of the current view change. */
   private vcDeadline = 0;
   /** Latest VIEW-CHANGE per sender (any view). */
@@ -178,6 +195,8 @@ export class OrderCore {
   private readonly cpClaims = new Map<string, { senders: Set<number>; content: OrderCheckpoint }>();
 
   private started = false;
+  /** Time of the event being handled. */
+  private lastNow = 0;
 
   constructor(
     private readonly cluster: Cluster,
@@ -194,6 +213,7 @@ export class OrderCore {
     this.n = cluster.order.nodes.length;
     this.medium = cluster.order.quorum.medium;
     this.small = cluster.order.quorum.small;
+    this.joinQuorum = Math.min(cluster.u, cluster.r) + 1;
     this.cpInt = cluster.config.checkpointInterval;
     this.peers = membersOf(cluster.order).filter((p) => p.kind === 'node' && p.id !== nodeId);
     this.execPeers = membersOf(cluster.exec);
@@ -215,6 +235,7 @@ export class OrderCore {
   }
 
   step(ev: StageEvent): Effect[] {
+    this.lastNow = ev.now;
     if (!this.started) {
       this.started = true;
       this.onStart(ev.now);
@@ -287,7 +308,7 @@ export class OrderCore {
     this.nextStatusAt = now;
     if (!this.normal) {
       // Recovered in the middle of a view change: resume it with a fresh deadline.
-      this.vcDeadline = now + this.vcTimeout();
+      this.vcDeadline = now + this.vcTimeout(this.view);
       this.sendViewChange();
     }
     for (const c of this.candidates.values()) if (c.readySince !== undefined) c.readySince = now;
@@ -306,7 +327,7 @@ export class OrderCore {
       if (now >= this.vcDeadline) this.startViewChange(this.view + 1, now);
       return;
     }
-    const timeout = this.vcTimeout();
+    const timeout = this.cluster.config.viewChangeTimeoutMs;
     for (const [client, c] of this.candidates) {
       if (c.readySince === undefined) continue;
       if (c.reqId <= (this.lastOrdered.get(client) ?? 0)) continue;
@@ -318,8 +339,14 @@ export class OrderCore {
     this.maybePropose(now);
   }
 
-  private vcTimeout(): number {
-    return this.cluster.config.viewChangeTimeoutMs * 2 ** Math.min(this.vcBackoff, 6);
+  /**
+   * How long a view change to `target` waits for its NEW-VIEW: the base timeout doubled per view
+   * since the last active one. Depending on the view number (not on this replica's history) makes
+   * correct replicas that fell behind in views step through the lower views faster than the
+   * leaders wait at the higher one, so they meet (PBFT §4.5.2's liveness condition).
+   */
+  private vcTimeout(target: number): number {
+    return this.cluster.config.viewChangeTimeoutMs * 2 ** Math.min(Math.max(0, target - this.lastProgressView - 1), 10);
   }
 
   private isPrimary(): boolean {
@@ -532,11 +559,30 @@ export class OrderCore {
   }
 
   private onCommit(sender: number, view: number, seq: number, digest: Uint8Array): void {
-    if (view !== this.view || !this.normal) return;
+    // Votes of the current or an earlier view count, in normal operation or in a view change.
+    if (view > this.view) return;
     const slot = this.slotFor(seq);
     if (slot === undefined || slot.committed !== undefined) return;
-    if (!slot.commits.has(sender)) slot.commits.set(sender, hex(digest));
-    this.checkSlot(slot);
+    const prev = slot.commitVotes.get(sender);
+    if (prev !== undefined && Number(prev.slice(0, prev.indexOf(':'))) >= view) return;
+    slot.commitVotes.set(sender, `${view}:${hex(digest)}`);
+    this.checkCommitCertificate(slot);
+    if (this.normal) this.checkSlot(slot);
+  }
+
+  /** Commits `slot` if n-u votes agree on a (view, digest) whose batch this replica holds. */
+  private checkCommitCertificate(slot: Slot): void {
+    if (slot.committed !== undefined) return;
+    const counts = new Map<string, number>();
+    for (const v of slot.commitVotes.values()) counts.set(v, (counts.get(v) ?? 0) + 1);
+    for (const [vd, count] of counts) {
+      if (count < this.quorumMedium()) continue;
+      const dh = vd.slice(vd.indexOf(':') + 1);
+      const batch = slot.bodies.get(dh);
+      if (batch === undefined) continue; // the content arrives with catch-up
+      this.markCommitted(slot, Buffer.from(dh, 'hex'), batch);
+      return;
+    }
   }
 
   private quorumMedium(): number {
@@ -557,14 +603,10 @@ export class OrderCore {
       slot.sentCommit = true;
       slot.prepared = { view: this.view, digest: pp.digest };
       this.saveSlot(slot);
-      slot.commits.set(this.nodeId, d);
+      slot.commitVotes.set(this.nodeId, `${this.view}:${d}`);
       this.out.send(this.peers, { kind: 'commit', view: this.view, seq: slot.seq, digest: pp.digest });
     }
-    if (slot.committed !== undefined) return;
-    let commits = 0;
-    for (const dh of slot.commits.values()) if (dh === d) commits++;
-    if (commits < this.quorumMedium()) return;
-    this.markCommitted(slot, pp.digest, pp.batch);
+    this.checkCommitCertificate(slot);
   }
 
   private markCommitted(slot: Slot, digest: Uint8Array, batch: Batch): void {
@@ -587,9 +629,9 @@ export class OrderCore {
       this.apply(slot, true);
       progressed = true;
     }
-    if (progressed && this.normal) {
-      this.vcBackoff = 0;
-    }
+    if (progressed && this.normal) this.lastProgressView = this.view;
+    // A commit frees a pipeline slot: the primary may propose what is waiting right away.
+    if (progressed) this.maybePropose(this.lastNow);
   }
 
   private apply(slot: Slot, send: boolean): void {
@@ -725,13 +767,11 @@ export class OrderCore {
     assert(view > this.view || (view === this.view && this.normal), 'view changes move forward');
     this.view = view;
     this.normal = false;
-    this.vcBackoff += 1;
-    this.vcDeadline = now + this.vcTimeout();
+    this.vcDeadline = now + this.vcTimeout(view);
     this.myNewView = undefined;
     for (const slot of this.slots.values()) {
       slot.pp = undefined;
       slot.prepares.clear();
-      slot.commits.clear();
       slot.sentCommit = false;
     }
     this.highestPP = 0;
@@ -796,15 +836,15 @@ export class OrderCore {
     this.maybeDecideNewView(now);
   }
 
-  /** Joins a view change once r+1 replicas ask for views above ours (PBFT liveness rule). */
+  /** Joins a view change once joinQuorum replicas ask for views above ours (PBFT liveness rule). */
   private maybeJoinViewChange(now: number): void {
     const higher: number[] = [];
     for (const [sender, vc] of this.viewChanges) {
       if (sender !== this.nodeId && vc.signed.body.view > this.view) higher.push(vc.signed.body.view);
     }
-    if (higher.length < this.small) return;
+    if (higher.length < this.joinQuorum) return;
     higher.sort((a, b) => b - a);
-    const target = higher[this.small - 1]!;
+    const target = higher[this.joinQuorum - 1]!;
     if (target > this.view) this.startViewChange(target, now);
   }
 
@@ -878,8 +918,7 @@ export class OrderCore {
       for (const slot of this.slots.values()) {
         slot.pp = undefined;
         slot.prepares.clear();
-        slot.commits.clear();
-        slot.sentCommit = false;
+          slot.sentCommit = false;
       }
     }
     this.view = nv.view;
@@ -926,6 +965,7 @@ export class OrderCore {
     this.statuses.set(sender, msg);
     const to = [nodePrincipal(sender)];
     if (msg.committed < this.committedSeq) this.sendCatchUp(to, msg.committed);
+    this.resendCommitVotes(to, msg.committed);
     // Re-send our CHECKPOINT votes the peer may have missed (it cannot advance its window
     // without n-u of them).
     if (msg.stable < this.stableSeq || msg.stable < this.committedSeq) {
@@ -934,9 +974,9 @@ export class OrderCore {
     }
     // View synchronisation: r+1 replicas in higher views pull us along.
     const higher = [...this.statuses.values()].map((s) => s.view).filter((v) => v > this.view);
-    if (higher.length >= this.small) {
+    if (higher.length >= this.joinQuorum) {
       higher.sort((a, b) => b - a);
-      this.startViewChange(higher[this.small - 1]!, now);
+      this.startViewChange(higher[this.joinQuorum - 1]!, now);
       return;
     }
     if (msg.view === this.view && this.normal) {
@@ -952,7 +992,21 @@ export class OrderCore {
       if (slot.seq <= peerCommitted || slot.pp === undefined) continue;
       if (primary && slot.pp.msg !== undefined) this.out.send(to, slot.pp.msg);
       if (!primary && slot.prepares.has(this.nodeId)) this.out.send(to, { kind: 'prepare', view: this.view, seq: slot.seq, digest: slot.pp.digest });
-      if (slot.sentCommit) this.out.send(to, { kind: 'commit', view: this.view, seq: slot.seq, digest: slot.pp.digest });
+    }
+  }
+
+  /**
+   * Resends this replica's COMMIT votes (of whatever view it cast them in) for seqs the peer has
+   * not committed: a commit certificate from an earlier view still commits at a replica that has
+   * moved on to a view change (see commitVotes).
+   */
+  private resendCommitVotes(to: Principal[], peerCommitted: number): void {
+    for (const slot of this.slots.values()) {
+      if (slot.seq <= peerCommitted) continue;
+      const mine = slot.commitVotes.get(this.nodeId);
+      if (mine === undefined) continue;
+      const i = mine.indexOf(':');
+      this.out.send(to, { kind: 'commit', view: Number(mine.slice(0, i)), seq: slot.seq, digest: Buffer.from(mine.slice(i + 1), 'hex') });
     }
   }
 
@@ -988,8 +1042,15 @@ export class OrderCore {
     }
     for (const { seq, batch } of msg.batches) {
       if (seq <= this.committedSeq || seq > this.stableSeq + 2 * this.cpInt) continue;
-      if (this.slots.get(seq)?.committed !== undefined) continue;
-      this.batchClaims.add(seq, hex(this.batchDigest(batch)), batch, sender);
+      const slot = this.slots.get(seq);
+      if (slot?.committed !== undefined) continue;
+      const dh = hex(this.batchDigest(batch));
+      this.batchClaims.add(seq, dh, batch, sender);
+      // The content a commit certificate of this slot names, whoever sent it.
+      if (slot !== undefined && [...slot.commitVotes.values()].some((v) => v.endsWith(dh))) {
+        slot.bodies.set(dh, batch);
+        this.checkCommitCertificate(slot);
+      }
     }
     // Adopt vouched-for batches in order.
     for (;;) {
@@ -1038,7 +1099,7 @@ export class OrderCore {
         seq,
         pp: undefined,
         prepares: new Map(),
-        commits: new Map(),
+        commitVotes: new Map(),
         sentCommit: false,
         prepared: undefined,
         q: [],
@@ -1138,7 +1199,7 @@ export class OrderCore {
       if (rec.committed !== undefined) slot.committed = { digest: rec.committed, batch: body(rec.committed) };
       if (slot.prepared?.view === this.view && slot.pp !== undefined && bytesEqual(slot.prepared.digest, slot.pp.digest)) {
         slot.sentCommit = true;
-        slot.commits.set(this.nodeId, hex(slot.pp.digest));
+        slot.commitVotes.set(this.nodeId, `${this.view}:${hex(slot.pp.digest)}`);
       }
       if (slot.pp !== undefined && primaryOf(this.cluster, this.view) !== this.nodeId) slot.prepares.set(this.nodeId, hex(slot.pp.digest));
     }
