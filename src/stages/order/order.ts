@@ -926,6 +926,11 @@ export class OrderCore {
     this.vcDeadline = 0;
     this.myViewChange = undefined;
     this.out.write('o/meta', encodeWith(metaCodec, { view: this.view, normal: true }));
+    // The new view starts from checkpoint h (held by r+1 replicas, with n-u at or below it): it
+    // becomes this replica's stable checkpoint if it computed the same one (PBFT §4.5: the new
+    // view's checkpoint is every replica's low water mark). Replicas that lack it fetch it.
+    const chosen = this.mine.get(decision.checkpoint.seq);
+    if (decision.checkpoint.seq > this.stableSeq && chosen !== undefined && bytesEqual(chosen.digest, decision.checkpoint.digest)) this.makeStable(chosen);
     const h = decision.checkpoint.seq;
     const primary = this.isPrimary();
     decision.choices.forEach((digest, i) => {
