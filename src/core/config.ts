@@ -79,7 +79,7 @@ export const defaultTunables: Tunables = {
   batchSizeMax: 128,
   batchBytesMax: 1 << 20,
   batchTimeoutMs: 5,
-  pipelineMax: 2,
+  pipelineMax: 1,
   viewChangeTimeoutMs: 1000,
   clientRetryMs: 500,
   clientRetryMaxMs: 4000,
