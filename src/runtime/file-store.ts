@@ -1,59 +1,70 @@
 /**
- * Durable key/value state of one node, in plain files with O_DSYNC appends and atomic renames.
- * This is what a stage's `persist` effects write; the driver awaits `write()` before running the
- * effects behind a persist (write before send).
+ * Durable key/value state of one node: what a stage's `persist` effects write. The driver
+ * awaits `write()` before running the effects behind a persist (write before send).
  *
  * Layout of a node's data directory:
- *   state.snap    snapshot: "BWS2", u32 generation, u32 count, then records; replaced atomically
- *                 (tmp, fsync, rename, fsync dir). Generation g means: replay state.log.<g> on top.
- *   state.log.<g> records appended since snapshot generation g; each record is
- *                 u32 length | u32 crc32 | u8 op (1 put, 2 delete, 3 put-blob, 4 commit) |
- *                 u16 key length | key | value. A commit record closes each group commit, and
- *                 recovery applies whole groups only.
- *   blobs/<hex>.<n> values of 64 KiB or more (checkpoints), written tmp + fsync + rename before
- *                 the log group that names them is written.
+ *   wal/seg-<i>.wal  the write-ahead log (runtime/wal.ts, storage/wal-format.ts): one frame per
+ *                    group commit, CRC-32C chained across frames and segments, preallocated
+ *                    segments, one O_DSYNC writev per group.
+ *   state.snap       snapshot: the state through frame N, checksummed (CRC-32C); replaced
+ *                    atomically (tmp, fdatasync, rename, fsync dir). Recovery loads it, then
+ *                    replays frames after N.
+ *   blobs/<hex>.<n>  values of 2 MiB or more, and keys the caller marks `ownFile` (execution
+ *                    checkpoints): magic, length, CRC-32C, bytes; written tmp + fdatasync +
+ *                    rename + fsync dir before the frame naming them.
  *
- * Group commit: writes arriving while a log write is in flight are appended together in one
- * write(2) on a file opened with O_DSYNC (the write returns once the data is durable: write and
- * fdatasync in one system call and one thread-pool hop).
+ * A frame body is a list of records: u8 op (1 put, 2 delete, 3 put-blob), u16 key length, key,
+ * u32 value length, value. A frame is applied whole or not at all (a torn frame fails its CRC).
  *
- * Compaction (log above 8 MiB): write a snapshot of generation g+1, create state.log.<g+1>, then
- * delete state.log.<g>. A crash at any point leaves either the old snapshot with its log, or the
- * new snapshot with an empty or partial new log: never a log replayed over the wrong snapshot.
+ * Group commit: writes arriving while a frame is in flight go together into the next frame.
  *
- * Recovery decision table for the log tail:
- *   - records after the last commit record: a torn group; truncated (never applied);
- *   - a bad record (length or CRC) followed only by garbage: a torn write; truncated;
- *   - a bad record followed by a valid one: corruption; StorageCorruptError (the node must be
- *     repaired from its peers, never silently truncated).
+ * Compaction: once the log holds `compactBytes` since the snapshot, the durable state through
+ * the last durable frame is written as a new snapshot, then whole segments it covers are
+ * deleted. A crash at any point leaves a snapshot and the frames after it.
+ *
+ * Corruption (a damaged frame with intact frames after it, damage in an earlier segment, a bad
+ * snapshot, a bad or missing blob): StorageCorruptError naming the file, never a silent
+ * truncation. Exception: blobs whose key the caller declares `repairable` (execution
+ * checkpoints, which the replica can fetch from its peers and verify against agreed tokens)
+ * are dropped and listed in `repaired`.
  *
  * Invariants:
- * - after write() resolves, the writes survive a crash of the process or the machine;
- * - `map` equals snapshot + log + accepted writes;
+ * - after write() resolves, the write survives a crash of the process or the machine;
+ * - `map` equals the recovered state plus accepted writes; `durable` equals the state through
+ *   the last durable frame (what a snapshot may contain);
  * - a write error is fatal: every later write is rejected (no retry, etcd's rule).
  */
-import { close, closeSync, constants, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, write, writeSync } from 'node:fs';
+import { closeSync, existsSync, fdatasyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { open, rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import { crc32 } from 'node:zlib';
-import { BulwarkError, StorageCorruptError } from '../core/errors.ts';
+import { StorageCorruptError } from '../core/errors.ts';
+import { crc32c } from '../storage/crc32c.ts';
+import { StorageFailedError, Wal, fsyncDir, type WalOptions } from './wal.ts';
 
-/** Values at least this large live in their own file. */
-const blobBytesMin = 64 * 1024;
-/** The log is folded into a new snapshot once it exceeds this. */
-const compactLogBytes = 8 << 20;
-const snapMagic = Buffer.from('BWS2');
+export { StorageFailedError } from './wal.ts';
+
+/**
+ * Values at least this large live in their own file. Above the largest batch body (1 MiB by
+ * default), so ordering's records stay in the log and only checkpoints get files.
+ */
+const blobBytesMin = 2 << 20;
+const snapMagic = 0x42575333; // "BWS3"
+const blobMagic = 0x4257424c; // "BWBL"
 
 const opPut = 1;
 const opDelete = 2;
 const opPutBlob = 3;
-const opCommit = 4;
 
-/** A storage write failed; the node must stop. */
-export class StorageFailedError extends BulwarkError {
-  static override readonly name = 'StorageFailedError';
-  constructor(what: string, cause: unknown) {
-    super('storage_failed', `storage failure (${what}): ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
-  }
+/** Store tuning. */
+export interface FileStoreOptions extends WalOptions {
+  /** Log bytes since the snapshot that trigger compaction (default 16 MiB). */
+  readonly compactBytes?: number;
+  /** Keys whose damaged blob may be dropped (the replica refetches them from peers). */
+  readonly repairable?: (key: string) => boolean;
+  /** Keys that always get their own file, whatever their size (checkpoints). */
+  readonly ownFile?: (key: string) => boolean;
+  /** Group concurrent writes into one frame and one sync (default true; false: durability `sync`). */
+  readonly groupCommit?: boolean;
 }
 
 interface PendingWrite {
@@ -63,179 +74,206 @@ interface PendingWrite {
   readonly reject: (e: Error) => void;
 }
 
-function encodeRecord(op: number, key: string, value: Uint8Array | undefined): Buffer {
+/** A durable value: inline bytes or the name of its blob file. */
+type Stored = { readonly inline: Uint8Array } | { readonly blob: string };
+
+function encodeRecord(op: number, key: string, value: Uint8Array): Uint8Array {
   const k = Buffer.from(key, 'utf8');
-  const v = value ?? new Uint8Array(0);
-  const body = Buffer.allocUnsafe(1 + 2 + k.length + v.length);
-  body.writeUInt8(op, 0);
-  body.writeUInt16BE(k.length, 1);
-  k.copy(body, 3);
-  body.set(v, 3 + k.length);
-  const head = Buffer.allocUnsafe(8);
-  head.writeUInt32BE(body.length, 0);
-  head.writeUInt32BE(crc32(body), 4);
-  return Buffer.concat([head, body]);
+  const out = Buffer.allocUnsafe(1 + 2 + k.length + 4 + value.length);
+  out.writeUInt8(op, 0);
+  out.writeUInt16BE(k.length, 1);
+  k.copy(out, 3);
+  out.writeUInt32BE(value.length, 3 + k.length);
+  out.set(value, 7 + k.length);
+  return out;
 }
 
-interface Parsed {
-  readonly op: number;
-  readonly key: string;
-  readonly value: Uint8Array;
-  /** Offset just past this record. */
-  readonly end: number;
-}
-
-/** Parses records; returns them and the offset of the first unparsable byte. */
-function parseRecords(buf: Buffer): { records: Parsed[]; end: number; bad: boolean } {
-  const records: Parsed[] = [];
+/** Parses a frame body or snapshot body; throws StorageCorruptError on malformed bytes. */
+function parseRecords(buf: Uint8Array, file: string): { op: number; key: string; value: Uint8Array }[] {
+  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  const out: { op: number; key: string; value: Uint8Array }[] = [];
   let off = 0;
-  while (off < buf.length) {
-    if (buf.length - off < 8) return { records, end: off, bad: true };
-    const len = buf.readUInt32BE(off);
-    const crc = buf.readUInt32BE(off + 4);
-    if (len < 3 || off + 8 + len > buf.length) return { records, end: off, bad: true };
-    const body = buf.subarray(off + 8, off + 8 + len);
-    if (crc32(body) !== crc) return { records, end: off, bad: true };
-    const op = body.readUInt8(0);
-    const klen = body.readUInt16BE(1);
-    if (3 + klen > body.length || op < opPut || op > opCommit) return { records, end: off, bad: true };
-    off += 8 + len;
-    records.push({ op, key: body.toString('utf8', 3, 3 + klen), value: new Uint8Array(body.subarray(3 + klen)), end: off });
+  while (off < b.length) {
+    if (off + 7 > b.length) throw new StorageCorruptError(file, `record at byte ${off} is cut short`);
+    const op = b.readUInt8(off);
+    const klen = b.readUInt16BE(off + 1);
+    if (op < opPut || op > opPutBlob || off + 7 + klen > b.length) throw new StorageCorruptError(file, `bad record at byte ${off}`);
+    const key = b.toString('utf8', off + 3, off + 3 + klen);
+    const vlen = b.readUInt32BE(off + 3 + klen);
+    const vstart = off + 7 + klen;
+    if (vstart + vlen > b.length) throw new StorageCorruptError(file, `record for key ${key} overruns its frame`);
+    out.push({ op, key, value: b.subarray(vstart, vstart + vlen) });
+    off = vstart + vlen;
   }
-  return { records, end: off, bad: false };
+  return out;
 }
 
-/** Whether a valid record starts anywhere after `start` (then the bad record is corruption). */
-function validRecordAfter(buf: Buffer, start: number): boolean {
-  for (let off = start + 1; off + 8 <= buf.length; off++) {
-    const len = buf.readUInt32BE(off);
-    if (len < 3 || len > 1 << 26 || off + 8 + len > buf.length) continue;
-    if (crc32(buf.subarray(off + 8, off + 8 + len)) === buf.readUInt32BE(off + 4)) return true;
-  }
-  return false;
+function encodeBlob(v: Uint8Array): Uint8Array[] {
+  const head = Buffer.allocUnsafe(20);
+  head.writeUInt32BE(blobMagic, 0);
+  head.writeUInt32BE(1, 4);
+  head.writeUInt32BE(Math.floor(v.length / 2 ** 32), 8);
+  head.writeUInt32BE(v.length >>> 0, 12);
+  head.writeUInt32BE(crc32c(v), 16);
+  return [head, v];
 }
 
-function openLog(path: string): number {
-  return openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_APPEND | constants.O_DSYNC, 0o644);
-}
-
-function fsyncDir(path: string): void {
-  const fd = openSync(path, 'r');
+/** Reads and verifies a blob file; returns the value or why it is unusable. */
+function readBlob(path: string): Uint8Array | string {
+  let b: Buffer;
   try {
-    fsyncSync(fd);
+    b = readFileSync(path);
+  } catch (e) {
+    return `unreadable: ${e instanceof Error ? e.message : String(e)}`;
+  }
+  if (b.length < 20 || b.readUInt32BE(0) !== blobMagic || b.readUInt32BE(4) !== 1) return 'bad header';
+  const len = b.readUInt32BE(8) * 2 ** 32 + b.readUInt32BE(12);
+  if (len !== b.length - 20) return `length ${len} but ${b.length - 20} bytes`;
+  const v = b.subarray(20);
+  if (crc32c(v) !== b.readUInt32BE(16)) return 'checksum mismatch';
+  return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+}
+
+function writeFileDurably(dir: string, name: string, chunks: readonly Uint8Array[]): void {
+  const tmp = join(dir, `${name}.tmp`);
+  const fd = openSync(tmp, 'w');
+  try {
+    for (const c of chunks) writeSync(fd, c);
+    fdatasyncSync(fd);
   } finally {
     closeSync(fd);
   }
+  renameSync(tmp, join(dir, name));
+  fsyncDir(dir);
 }
 
-/** File-backed durable store with group commit. */
+/**
+ * The same as writeFileDurably, off the event loop (thread-pool calls): a checkpoint of many
+ * megabytes must not stall message handling while it reaches the disk.
+ */
+async function writeFileDurablyAsync(dir: string, name: string, chunks: readonly Uint8Array[]): Promise<void> {
+  const tmp = join(dir, `${name}.tmp`);
+  const fh = await open(tmp, 'w');
+  try {
+    await fh.writev([...chunks]);
+    await fh.datasync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, join(dir, name));
+  const d = await open(dir, 'r');
+  try {
+    await d.sync();
+  } finally {
+    await d.close();
+  }
+}
+
+/** File-backed durable store with group commit on a segmented write-ahead log. */
 export class FileStore {
   /** Current contents (what a restart would recover, plus accepted writes). */
   readonly map = new Map<string, Uint8Array>();
-  /** Blob file holding each large value, by key. */
-  private readonly blobOf = new Map<string, string>();
+  /** Keys whose damaged blobs were dropped at open (repairable keys only). */
+  readonly repaired: string[] = [];
+  /** State through the last durable frame. */
+  private readonly durable = new Map<string, Stored>();
   private blobSeq = 0;
-  private logFd: number;
-  private logBytes: number;
-  private generation: number;
   private readonly queue: PendingWrite[] = [];
   private flushing = false;
   private failed: Error | undefined;
   private closed = false;
-  /** Group commits, writes, compactions, and bytes truncated at recovery. */
+  private bytesSinceSnapshot = 0;
+  /** The snapshot write in flight, if any. */
+  private compacting: Promise<void> | undefined;
+  private lastDurableFrame = -1;
+  private readonly compactBytes: number;
+  private readonly ownFile: (key: string) => boolean;
+  private readonly groupCommit: boolean;
+  /** Group commits, writes, compactions, and bytes zeroed at a torn tail during recovery. */
   readonly stats = { syncs: 0, writes: 0, compactions: 0, tornTailBytes: 0 };
 
   private constructor(
     private readonly dir: string,
-    generation: number,
-    logFd: number,
-    logBytes: number,
+    private readonly wal: Wal,
+    opts: FileStoreOptions,
   ) {
-    this.generation = generation;
-    this.logFd = logFd;
-    this.logBytes = logBytes;
-  }
-
-  private logPath(gen: number): string {
-    return join(this.dir, `state.log.${gen}`);
+    this.compactBytes = opts.compactBytes ?? 16 << 20;
+    this.ownFile = opts.ownFile ?? (() => false);
+    this.groupCommit = opts.groupCommit ?? true;
   }
 
   /** Opens (creating if needed) the store in `dir` and recovers its contents. */
-  static open(dir: string): FileStore {
+  static open(dir: string, opts: FileStoreOptions = {}): FileStore {
     mkdirSync(join(dir, 'blobs'), { recursive: true });
+    for (const f of readdirSync(dir)) if (/^state\.log\.\d+$/.test(f)) throw new StorageCorruptError(join(dir, f), 'data directory of an older bulwark version (state.log.*); start from a fresh directory');
     const snapPath = join(dir, 'state.snap');
-    const map = new Map<string, Uint8Array>();
-    const blobs = new Map<string, string>();
-    let generation = 0;
+    const durable = new Map<string, Stored>();
+    let through = -1;
     if (existsSync(snapPath)) {
       const snap = readFileSync(snapPath);
-      if (snap.length < 12 || !snap.subarray(0, 4).equals(snapMagic)) throw new StorageCorruptError(snapPath, 'bad snapshot header');
-      generation = snap.readUInt32BE(4);
-      const count = snap.readUInt32BE(8);
-      const parsed = parseRecords(snap.subarray(12));
-      if (parsed.bad || parsed.records.length !== count) throw new StorageCorruptError(snapPath, `snapshot has ${parsed.records.length} readable records of ${count}`);
-      for (const r of parsed.records) FileStore.apply(map, blobs, r, snapPath);
+      if (snap.length < 24 || snap.readUInt32BE(0) !== snapMagic || snap.readUInt32BE(4) !== 1) throw new StorageCorruptError(snapPath, 'bad snapshot header');
+      if (crc32c(snap, 0, 0, snap.length - 4) !== snap.readUInt32BE(snap.length - 4)) throw new StorageCorruptError(snapPath, 'snapshot checksum mismatch');
+      through = snap.readUInt32BE(8) * 2 ** 32 + snap.readUInt32BE(12) - 1;
+      const count = snap.readUInt32BE(16);
+      const records = parseRecords(snap.subarray(20, snap.length - 4), snapPath);
+      if (records.length !== count) throw new StorageCorruptError(snapPath, `snapshot has ${records.length} records of ${count}`);
+      for (const r of records) FileStore.apply(durable, r, snapPath);
     }
-    const logPath = join(dir, `state.log.${generation}`);
-    const fd = openLog(logPath);
-    const logBuf = readFileSync(logPath);
-    const parsed = parseRecords(logBuf);
-    if (parsed.bad && validRecordAfter(logBuf, parsed.end)) {
-      closeSync(fd);
-      throw new StorageCorruptError(logPath, `corrupt record at byte ${parsed.end} followed by valid records`);
+    const walDir = join(dir, 'wal');
+    if (through >= 0 && (!existsSync(walDir) || !readdirSync(walDir).some((f) => f.endsWith('.wal')))) {
+      throw new StorageCorruptError(walDir, `the log is missing but the snapshot ends at frame ${through}`);
     }
-    let group: Parsed[] = [];
-    let committedEnd = 0;
-    for (const r of parsed.records) {
-      if (r.op === opCommit) {
-        for (const g of group) FileStore.apply(map, blobs, g, logPath);
-        group = [];
-        committedEnd = r.end;
-      } else group.push(r);
+    const { wal, recovery } = Wal.open(walDir, opts);
+    let replayed = 0;
+    let lastFrame = through;
+    for (const f of recovery.frames) {
+      if (f.frameNo <= through) continue;
+      for (const r of parseRecords(f.body, walDir)) FileStore.apply(durable, r, walDir);
+      replayed += f.body.length;
+      lastFrame = f.frameNo;
     }
-    const tornTail = logBuf.length - committedEnd;
-    if (tornTail > 0) {
-      ftruncateSync(fd, committedEnd);
-      fsyncSync(fd);
+    if (through >= 0 && recovery.firstFrameNo > through + 1) {
+      void wal.close();
+      throw new StorageCorruptError(walDir, `the log starts at frame ${recovery.firstFrameNo} but the snapshot ends at frame ${through}`);
     }
-    for (const [key, name] of blobs) {
-      try {
-        map.set(key, new Uint8Array(readFileSync(join(dir, 'blobs', name))));
-      } catch (e) {
-        closeSync(fd);
-        throw new StorageCorruptError(join(dir, 'blobs', name), `blob of key ${key} is missing: ${e instanceof Error ? e.message : String(e)}`);
+    const store = new FileStore(dir, wal, opts);
+    store.stats.tornTailBytes = recovery.tornBytes;
+    store.bytesSinceSnapshot = replayed;
+    store.lastDurableFrame = lastFrame;
+    const repairable = opts.repairable ?? (() => false);
+    for (const s of durable.values()) if ('blob' in s) store.blobSeq = Math.max(store.blobSeq, Number(s.blob.slice(s.blob.indexOf('.') + 1)) + 1);
+    for (const [key, s] of durable) {
+      if ('inline' in s) {
+        store.map.set(key, s.inline);
+        store.durable.set(key, s);
+        continue;
       }
+      const v = readBlob(join(dir, 'blobs', s.blob));
+      if (typeof v === 'string') {
+        if (!repairable(key)) throw new StorageCorruptError(join(dir, 'blobs', s.blob), `blob of key ${key}: ${v}`);
+        store.repaired.push(key);
+        continue;
+      }
+      store.map.set(key, v);
+      store.durable.set(key, s);
     }
-    const store = new FileStore(dir, generation, fd, committedEnd);
-    store.stats.tornTailBytes = tornTail;
-    for (const [k, v] of map) store.map.set(k, v);
-    for (const [k, name] of blobs) {
-      store.blobOf.set(k, name);
-      store.blobSeq = Math.max(store.blobSeq, Number(name.slice(name.indexOf('.') + 1)) + 1);
-    }
-    // Files nothing names: blobs of an unfinished group, logs of older generations.
-    const live = new Set(blobs.values());
+    // A dropped key must not come back from the log on the next start.
+    if (store.repaired.length > 0) store.writeSnapshot();
+    // Files nothing names: blobs of an unfinished group, temporary files.
+    const live = new Set<string>();
+    for (const s of store.durable.values()) if ('blob' in s) live.add(s.blob);
     for (const f of readdirSync(join(dir, 'blobs'))) if (!live.has(f)) rmSync(join(dir, 'blobs', f), { force: true });
-    for (const f of readdirSync(dir)) {
-      if (/^state\.log\.\d+$/.test(f) && f !== `state.log.${generation}`) rmSync(join(dir, f), { force: true });
-      if (f.endsWith('.tmp')) rmSync(join(dir, f), { force: true });
-    }
+    for (const f of readdirSync(dir)) if (f.endsWith('.tmp')) rmSync(join(dir, f), { force: true });
     return store;
   }
 
-  private static apply(map: Map<string, Uint8Array>, blobs: Map<string, string>, r: Parsed, file: string): void {
-    if (r.op === opDelete) {
-      map.delete(r.key);
-      blobs.delete(r.key);
-    } else if (r.op === opPut) {
-      map.set(r.key, r.value);
-      blobs.delete(r.key);
-    } else if (r.op === opPutBlob) {
+  private static apply(map: Map<string, Stored>, r: { op: number; key: string; value: Uint8Array }, file: string): void {
+    if (r.op === opDelete) map.delete(r.key);
+    else if (r.op === opPut) map.set(r.key, { inline: r.value });
+    else {
       const name = Buffer.from(r.value).toString('utf8');
       if (!/^[0-9a-f]*\.[0-9]+$/.test(name)) throw new StorageCorruptError(file, `bad blob name for key ${r.key}`);
-      // Loaded after the replay: a later record may delete the key (and its file is gone).
-      map.delete(r.key);
-      blobs.set(r.key, name);
+      map.set(r.key, { blob: name });
     }
   }
 
@@ -257,124 +295,171 @@ export class FileStore {
       return;
     }
     this.flushing = true;
-    const group = this.queue.splice(0, this.queue.length);
-    const chunks: Buffer[] = [];
-    /** Blob files superseded by this group, removed once its records are durable. */
-    const superseded: string[] = [];
-    const supersede = (k: string): void => {
-      const old = this.blobOf.get(k);
-      if (old !== undefined) superseded.push(old);
-      this.blobOf.delete(k);
-    };
-    try {
-      for (const w of group) {
-        for (const [k, v] of w.puts) {
-          supersede(k);
-          if (v.length >= blobBytesMin) {
-            const name = `${Buffer.from(k).toString('hex')}.${this.blobSeq++}`;
-            this.writeBlob(name, v);
-            this.blobOf.set(k, name);
-            chunks.push(encodeRecord(opPutBlob, k, Buffer.from(name)));
-          } else {
-            chunks.push(encodeRecord(opPut, k, v));
-          }
-        }
-        for (const k of w.deletes) {
-          supersede(k);
-          chunks.push(encodeRecord(opDelete, k, undefined));
+    const group = this.queue.splice(0, this.groupCommit ? this.queue.length : 1);
+    const chunks: Uint8Array[] = [];
+    /** What the durable map becomes once the frame is durable, in order. */
+    const changes: [string, Stored | undefined][] = [];
+    /** Blob files to make durable before the frame that names them. */
+    const blobs: Promise<void>[] = [];
+    for (const w of group) {
+      for (const [k, v] of w.puts) {
+        if (v.length >= blobBytesMin || this.ownFile(k)) {
+          const name = `${Buffer.from(k).toString('hex')}.${this.blobSeq++}`;
+          blobs.push(writeFileDurablyAsync(join(this.dir, 'blobs'), name, encodeBlob(v)));
+          chunks.push(encodeRecord(opPutBlob, k, Buffer.from(name)));
+          changes.push([k, { blob: name }]);
+        } else {
+          chunks.push(encodeRecord(opPut, k, v));
+          changes.push([k, { inline: v }]);
         }
       }
-    } catch (e) {
-      this.fail(new StorageFailedError('blob write', e), group);
+      for (const k of w.deletes) {
+        chunks.push(encodeRecord(opDelete, k, new Uint8Array(0)));
+        changes.push([k, undefined]);
+      }
+    }
+    if (blobs.length === 0) this.appendGroup(group, chunks, changes);
+    else {
+      Promise.all(blobs).then(
+        () => {
+          this.appendGroup(group, chunks, changes);
+        },
+        (e: unknown) => {
+          this.fail(new StorageFailedError('blob write', e), group);
+        },
+      );
+    }
+  }
+
+  /** Appends a group's frame; once durable, resolves its writes and starts the next group. */
+  private appendGroup(group: readonly PendingWrite[], chunks: readonly Uint8Array[], changes: readonly [string, Stored | undefined][]): void {
+    if (this.failed !== undefined) {
+      for (const w of group) w.reject(this.failed);
       return;
     }
-    chunks.push(encodeRecord(opCommit, '', undefined));
-    const buf = Buffer.concat(chunks);
-    write(this.logFd, buf, 0, buf.length, null, (err) => {
-      if (err !== null) return this.fail(new StorageFailedError('log append (O_DSYNC)', err), group);
-      this.logBytes += buf.length;
+    this.wal.append(chunks, (err, frameNo) => {
+      if (err !== null) return this.fail(err, group);
+      let size = 0;
+      for (const c of chunks) size += c.length;
+      this.bytesSinceSnapshot += size;
+      this.lastDurableFrame = frameNo;
+      const superseded: string[] = [];
+      for (const [k, s] of changes) {
+        const old = this.durable.get(k);
+        if (old !== undefined && 'blob' in old && (s === undefined || !('blob' in s) || s.blob !== old.blob)) superseded.push(old.blob);
+        if (s === undefined) this.durable.delete(k);
+        else this.durable.set(k, s);
+      }
       this.stats.syncs += 1;
       this.stats.writes += group.length;
-      for (const name of superseded) rmSync(join(this.dir, 'blobs', name), { force: true });
       for (const w of group) w.resolve();
-      if (this.logBytes > compactLogBytes) {
-        try {
-          this.compact();
-        } catch (e) {
-          this.fail(new StorageFailedError('compaction', e), []);
-          return;
-        }
+      try {
+        for (const name of superseded) rmSync(join(this.dir, 'blobs', name), { force: true });
+        if (this.bytesSinceSnapshot > this.compactBytes) this.compact();
+      } catch (e) {
+        this.fail(new StorageFailedError('compaction', e), []);
+        return;
       }
       this.flush();
     });
   }
 
-  private writeBlob(name: string, v: Uint8Array): void {
-    const tmp = join(this.dir, 'blobs', `${name}.tmp`);
-    const fd = openSync(tmp, 'w');
-    try {
-      writeSync(fd, v);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, join(this.dir, 'blobs', name));
-    fsyncDir(join(this.dir, 'blobs'));
+  /** The snapshot file's bytes: the durable state through the last durable frame. */
+  private snapshotParts(): Uint8Array[] {
+    const records: Uint8Array[] = [];
+    for (const [k, s] of this.durable) records.push('inline' in s ? encodeRecord(opPut, k, s.inline) : encodeRecord(opPutBlob, k, Buffer.from(s.blob)));
+    const head = Buffer.allocUnsafe(20);
+    head.writeUInt32BE(snapMagic, 0);
+    head.writeUInt32BE(1, 4);
+    const next = this.lastDurableFrame + 1;
+    head.writeUInt32BE(Math.floor(next / 2 ** 32), 8);
+    head.writeUInt32BE(next >>> 0, 12);
+    head.writeUInt32BE(records.length, 16);
+    let crc = crc32c(head);
+    for (const r of records) crc = crc32c(r, crc);
+    const tail = Buffer.allocUnsafe(4);
+    tail.writeUInt32BE(crc, 0);
+    return [head, ...records, tail];
   }
 
-  /** Folds the log into a snapshot of the next generation, then starts that generation's log. */
+  /** Writes the snapshot synchronously (at open, before anything else runs). */
+  private writeSnapshot(): void {
+    writeFileDurably(this.dir, 'state.snap', this.snapshotParts());
+  }
+
+  /**
+   * Snapshot of the durable state, written off the event loop while groups keep being
+   * appended (their frames come after the snapshot's); then removal of the segments it covers.
+   */
   private compact(): void {
-    const next = this.generation + 1;
-    const records: Buffer[] = [];
-    for (const [k, v] of this.map) {
-      const blob = this.blobOf.get(k);
-      // Large values already sit in their own durable files: the snapshot names them.
-      records.push(blob !== undefined ? encodeRecord(opPutBlob, k, Buffer.from(blob)) : encodeRecord(opPut, k, v));
-    }
-    const head = Buffer.allocUnsafe(12);
-    snapMagic.copy(head, 0);
-    head.writeUInt32BE(next, 4);
-    head.writeUInt32BE(records.length, 8);
-    const tmp = join(this.dir, 'state.snap.tmp');
-    const fd = openSync(tmp, 'w');
-    try {
-      writeSync(fd, Buffer.concat([head, ...records]));
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    const newFd = openLog(this.logPath(next));
-    fsyncDir(this.dir);
-    renameSync(tmp, join(this.dir, 'state.snap'));
-    fsyncDir(this.dir);
-    const old = this.logFd;
-    const oldPath = this.logPath(this.generation);
-    this.logFd = newFd;
-    this.generation = next;
-    this.logBytes = 0;
-    this.stats.compactions += 1;
-    close(old, () => {
-      rmSync(oldPath, { force: true });
-    });
+    if (this.compacting !== undefined) return;
+    const through = this.lastDurableFrame;
+    const parts = this.snapshotParts();
+    this.bytesSinceSnapshot = 0;
+    this.compacting = writeFileDurablyAsync(this.dir, 'state.snap', parts).then(
+      () => {
+        this.compacting = undefined;
+        this.wal.removeBefore(through + 1);
+        this.stats.compactions += 1;
+      },
+      (e: unknown) => {
+        this.compacting = undefined;
+        this.fail(new StorageFailedError('compaction', e), []);
+      },
+    );
   }
 
   private fail(e: Error, group: readonly PendingWrite[]): void {
-    this.failed = e;
+    this.failed ??= e;
     this.flushing = false;
-    for (const w of group) w.reject(e);
-    for (const w of this.queue.splice(0)) w.reject(e);
+    for (const w of group) w.reject(this.failed);
+    for (const w of this.queue.splice(0)) w.reject(this.failed);
   }
 
-  /** Size of the current log in bytes (for metrics). */
+  /** Log bytes since the last snapshot (for metrics). */
   get logSize(): number {
-    return this.logBytes;
+    return this.bytesSinceSnapshot;
+  }
+
+  /** Log segments on disk. */
+  get segments(): number {
+    return this.wal.segmentCount;
   }
 
   /** Closes the log once pending writes complete; later writes are rejected. */
   async close(): Promise<void> {
     while (this.flushing) await new Promise((r) => setTimeout(r, 1));
+    await this.compacting;
     if (this.closed) return;
     this.closed = true;
-    closeSync(this.logFd);
+    await this.wal.close();
+  }
+}
+
+/**
+ * Durability `none`: the same surface as FileStore, nothing written. A node that restarts
+ * comes back empty and rebuilds its state from its peers.
+ */
+export class VolatileStore {
+  /** Current contents. */
+  readonly map = new Map<string, Uint8Array>();
+  /** Never any: nothing is read back. */
+  readonly repaired: string[] = [];
+  /** Counters (always zero but writes). */
+  readonly stats = { syncs: 0, writes: 0, compactions: 0, tornTailBytes: 0 };
+  readonly logSize = 0;
+  readonly segments = 0;
+
+  /** Applies the writes in memory and resolves at once. */
+  write(puts: readonly (readonly [string, Uint8Array])[], deletes: readonly string[]): Promise<void> {
+    for (const [k, v] of puts) this.map.set(k, v);
+    for (const k of deletes) this.map.delete(k);
+    this.stats.writes += 1;
+    return Promise.resolve();
+  }
+
+  /** Nothing to close. */
+  close(): Promise<void> {
+    return Promise.resolve();
   }
 }

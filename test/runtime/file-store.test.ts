@@ -1,14 +1,16 @@
 /**
- * FileStore: durability, group atomicity and the recovery decision table (torn tail truncated,
- * corruption refused, never silently dropped), blobs, and crash-safe compaction.
+ * FileStore on the segmented write-ahead log: durability, group atomicity, the recovery
+ * decision table (torn tail zeroed, corruption refused and never truncated), checksummed blobs
+ * (repairable keys dropped, others refused), segment rolling and crash-safe compaction.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FileStore } from '../../src/runtime/file-store.ts';
 import { StorageCorruptError } from '../../src/core/errors.ts';
+import { scanSegment } from '../../src/storage/wal-format.ts';
 
 function tempDir(): string {
   return mkdtempSync(join(tmpdir(), 'bulwark-fs-'));
@@ -17,129 +19,243 @@ const bytes = (n: number, fill: number): Uint8Array => new Uint8Array(n).fill(fi
 
 function same(a: ReadonlyMap<string, Uint8Array>, b: ReadonlyMap<string, Uint8Array>): boolean {
   if (a.size !== b.size) return false;
-  for (const [k, v] of a) if (!Buffer.from(v).equals(Buffer.from(b.get(k) ?? new Uint8Array([1, 2, 3, 4, 5])))) return false;
+  for (const [k, v] of a) {
+    const w = b.get(k);
+    if (w === undefined || !Buffer.from(v).equals(Buffer.from(w))) return false;
+  }
   return true;
 }
 
-test('writes survive a reopen: puts, overwrites, deletes, and 64 KiB+ values kept as blobs', async () => {
+function segments(dir: string): string[] {
+  return readdirSync(join(dir, 'wal'))
+    .filter((f) => f.endsWith('.wal'))
+    .sort()
+    .map((f) => join(dir, 'wal', f));
+}
+
+/** Offset just past the last frame of a segment file. */
+function segmentEnd(path: string): number {
+  return scanSegment(readFileSync(path), true).end;
+}
+
+const small = { segmentBytes: 64 * 1024, preallocate: false };
+
+test('writes survive a reopen: puts, overwrites, deletes, and 2 MiB+ values kept as blobs', async () => {
   const dir = tempDir();
   const s = FileStore.open(dir);
   const ps: Promise<void>[] = [];
   for (let i = 0; i < 500; i++) ps.push(s.write([[`k${i % 50}`, bytes(40, i & 255)]], i % 9 === 0 ? [`k${(i + 3) % 50}`] : []));
-  ps.push(s.write([['big', bytes(200_000, 7)]], []));
+  ps.push(s.write([['big', bytes(3_000_000, 7)]], []));
   await Promise.all(ps);
-  assert.ok(s.stats.syncs < 500, `group commit: ${s.stats.syncs} syncs for 501 writes`);
+  assert.ok(s.stats.syncs < 500, `group commit: ${s.stats.syncs} frames for 501 writes`);
   await s.close();
   const r = FileStore.open(dir);
   assert.ok(same(s.map, r.map));
-  assert.equal(r.map.get('big')?.length, 200_000);
+  assert.equal(r.map.get('big')?.length, 3_000_000);
+  assert.equal(readdirSync(join(dir, 'blobs')).length, 1, 'the big value has its own file');
   await r.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
+const cpFiles = { ownFile: (k: string): boolean => k.startsWith('cp') };
+
 test('a blob key put, then deleted later in the log, recovers (its file is gone)', async () => {
   const dir = tempDir();
-  const s = FileStore.open(dir);
+  const s = FileStore.open(dir, cpFiles);
   await s.write([['cp/1', bytes(100_000, 1)]], []);
   await s.write([['cp/2', bytes(100_000, 2)]], []);
   await s.write([], ['cp/1']);
   await s.close();
-  assert.equal(readdirSync(join(dir, 'blobs')).length, 1, 'the deleted key\'s blob file was removed');
-  const r = FileStore.open(dir);
+  assert.equal(readdirSync(join(dir, 'blobs')).length, 1, "the deleted key's blob file was removed");
+  const r = FileStore.open(dir, cpFiles);
   assert.deepEqual([...r.map.keys()], ['cp/2']);
   await r.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
-test('a torn group (records without their commit record) is not applied and is truncated', async () => {
+test('a torn frame at the end of the last segment is not applied; its bytes are zeroed; writing goes on', async () => {
   const dir = tempDir();
-  const s = FileStore.open(dir);
+  const s = FileStore.open(dir, small);
   await s.write([['a', bytes(8, 1)]], []);
+  await s.write([['b', bytes(300, 2)]], []);
   await s.close();
-  const log = join(dir, 'state.log.0');
-  const good = readFileSync(log);
-  // Re-append the same group's records without the final commit record (a crash mid-write).
-  const commitLen = 8 + 3; // header + op + empty key
-  const groupWithoutCommit = good.subarray(0, good.length - commitLen);
-  const b = Buffer.from(groupWithoutCommit);
-  b[b.length - 1] = 9; // a different value for 'a'
-  // Fix the CRC of the modified record so the record itself is valid.
-  const { crc32 } = await import('node:zlib');
-  b.writeUInt32BE(crc32(b.subarray(8)), 4);
-  appendFileSync(log, b);
-  const r = FileStore.open(dir);
-  assert.deepEqual(Buffer.from(r.map.get('a')!), Buffer.from(bytes(8, 1)), 'the uncommitted write is not visible');
-  assert.equal(r.stats.tornTailBytes, b.length);
-  assert.equal(readFileSync(log).length, good.length, 'truncated back to the last commit');
+  const [seg] = segments(dir);
+  const buf = readFileSync(seg!);
+  const end = segmentEnd(seg!);
+  // Re-create the tail as a crash would leave it: the last frame's first 100 bytes only.
+  const lastStart = scanSegment(buf, true).frames.at(-1)!.offset;
+  const torn = Buffer.from(buf);
+  torn.fill(0, lastStart + 100, end);
+  writeFileSync(seg!, torn);
+  const r = FileStore.open(dir, small);
+  assert.equal(r.map.get('b'), undefined, 'the torn write is not visible');
+  assert.deepEqual(Buffer.from(r.map.get('a')!), Buffer.from(bytes(8, 1)));
+  assert.equal(r.stats.tornTailBytes, 100);
+  assert.ok(readFileSync(seg!).subarray(lastStart).every((x) => x === 0), 'the torn bytes were zeroed');
+  await r.write([['c', bytes(5, 3)]], []);
   await r.close();
+  const again = FileStore.open(dir, small);
+  assert.deepEqual([...again.map.keys()].sort(), ['a', 'c']);
+  assert.equal(again.stats.tornTailBytes, 0);
+  await again.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
-test('garbage at the end of the log is a torn tail: truncated', async () => {
+test('garbage after the last frame is a torn tail: zeroed', async () => {
   const dir = tempDir();
-  const s = FileStore.open(dir);
+  const s = FileStore.open(dir, small);
   await s.write([['a', bytes(8, 1)]], []);
   await s.close();
-  appendFileSync(join(dir, 'state.log.0'), Buffer.from([0, 0, 0, 40, 1, 2, 3, 4, 5]));
-  const r = FileStore.open(dir);
+  const [seg] = segments(dir);
+  const end = segmentEnd(seg!);
+  const buf = Buffer.concat([readFileSync(seg!).subarray(0, end), Buffer.from([0, 0, 0, 40, 1, 2, 3, 4, 5]), Buffer.alloc(100)]);
+  writeFileSync(seg!, buf);
+  const r = FileStore.open(dir, small);
   assert.equal(r.map.size, 1);
   assert.equal(r.stats.tornTailBytes, 9);
   await r.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
-test('a corrupt record followed by valid ones is corruption: StorageCorruptError, nothing truncated', async () => {
+test('a damaged frame followed by intact ones is corruption: StorageCorruptError naming the file, nothing changed', async () => {
   const dir = tempDir();
-  const s = FileStore.open(dir);
+  const s = FileStore.open(dir, small);
   for (let i = 0; i < 5; i++) await s.write([[`k${i}`, bytes(16, i)]], []);
   await s.close();
-  const log = join(dir, 'state.log.0');
-  const buf = readFileSync(log);
-  buf[20] = buf[20]! ^ 0xff; // inside the first record's body
-  writeFileSync(log, buf);
-  assert.throws(() => FileStore.open(dir), (e: unknown) => e instanceof StorageCorruptError && /followed by valid records/.test(e.message));
-  assert.equal(readFileSync(log).length, buf.length, 'the log was not truncated');
+  const [seg] = segments(dir);
+  const buf = readFileSync(seg!);
+  const f = scanSegment(buf, true).frames[1]!;
+  buf[f.offset + 30] = buf[f.offset + 30]! ^ 0xff;
+  writeFileSync(seg!, buf);
+  assert.throws(
+    () => FileStore.open(dir, small),
+    (e: unknown) => e instanceof StorageCorruptError && e.message.includes('seg-0000000000.wal') && /valid frame follows/.test(e.message),
+  );
+  assert.deepEqual(readFileSync(seg!), buf, 'the log was not truncated or repaired');
   rmSync(dir, { recursive: true, force: true });
 });
 
-test('a missing blob file is reported as corruption naming the key', async () => {
+test('segments roll and chain; damage in an earlier segment is corruption even at its end', async () => {
   const dir = tempDir();
-  const s = FileStore.open(dir);
-  await s.write([['cp/9', bytes(70_000, 3)]], []);
+  const s = FileStore.open(dir, { ...small, compactBytes: 1 << 30 });
+  for (let i = 0; i < 400; i++) await s.write([[`k${i % 40}`, bytes(1000, i & 255)]], []);
+  assert.ok(s.segments >= 4, `rolled into ${s.segments} segments`);
   await s.close();
-  for (const f of readdirSync(join(dir, 'blobs'))) rmSync(join(dir, 'blobs', f));
-  assert.throws(() => FileStore.open(dir), (e: unknown) => e instanceof StorageCorruptError && /cp\/9/.test(e.message));
-  rmSync(dir, { recursive: true, force: true });
-});
-
-test('compaction folds the log into a snapshot of the next generation; reopen is equal', async () => {
-  const dir = tempDir();
-  const s = FileStore.open(dir);
-  const value = bytes(4000, 5);
-  for (let i = 0; i < 2500; i++) await s.write([[`k${i % 300}`, value], ['cp', bytes(70_000, i & 255)]], []);
-  assert.ok(s.stats.compactions >= 1, 'compacted at least once');
-  await s.close();
-  assert.ok(!existsSync(join(dir, 'state.log.0')), 'generation 0 log removed');
-  const r = FileStore.open(dir);
+  const r = FileStore.open(dir, small);
   assert.ok(same(s.map, r.map));
   await r.close();
+  const first = segments(dir)[0]!;
+  const buf = readFileSync(first);
+  const frames = scanSegment(buf, false).frames;
+  const lastFrame = frames.at(-1)!;
+  buf[lastFrame.offset + 40] = buf[lastFrame.offset + 40]! ^ 1;
+  writeFileSync(first, buf);
+  assert.throws(() => FileStore.open(dir, small), (e: unknown) => e instanceof StorageCorruptError && /not the last/.test(e.message));
   rmSync(dir, { recursive: true, force: true });
 });
 
-test('a crash after the new snapshot but before the old log is removed: the old log is ignored', async () => {
+test('a missing segment in the middle of the log is corruption', async () => {
   const dir = tempDir();
-  const s = FileStore.open(dir);
-  // Fill generation 0 with stale values, and keep a copy of its log.
-  for (let i = 0; i < 1000; i++) await s.write([[`k${i % 100}`, bytes(4000, 1)]], []);
-  const staleLog = readFileSync(join(dir, 'state.log.0'));
-  for (let i = 0; i < 2000; i++) await s.write([[`k${i % 100}`, bytes(4000, 2)]], []);
-  assert.ok(s.stats.compactions >= 1);
+  const s = FileStore.open(dir, { ...small, compactBytes: 1 << 30 });
+  for (let i = 0; i < 300; i++) await s.write([[`k${i % 40}`, bytes(1000, 1)]], []);
   await s.close();
-  // The crash left the generation-0 log behind.
-  writeFileSync(join(dir, 'state.log.0'), staleLog);
-  const r = FileStore.open(dir);
-  assert.ok(same(s.map, r.map), 'no stale value came back');
-  assert.ok(!existsSync(join(dir, 'state.log.0')), 'the stale log was removed');
+  const segs = segments(dir);
+  assert.ok(segs.length >= 3);
+  rmSync(segs[1]!);
+  assert.throws(() => FileStore.open(dir, small), (e: unknown) => e instanceof StorageCorruptError && /segment missing/.test(e.message));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('a damaged blob: corruption naming the key, unless the key is repairable (then dropped, and it stays dropped)', async () => {
+  const dir = tempDir();
+  const s = FileStore.open(dir, { ownFile: (k) => k.startsWith('x/cp/') });
+  await s.write([['x/cp/9', bytes(700, 3)]], []);
+  await s.write([['o/big', bytes(2_500_000, 4)]], []);
+  await s.close();
+  const blobFor = (key: string): string => join(dir, 'blobs', readdirSync(join(dir, 'blobs')).find((f) => f.startsWith(Buffer.from(key).toString('hex')))!);
+  const cp = blobFor('x/cp/9');
+  const b = readFileSync(cp);
+  b[500] = b[500]! ^ 0x40;
+  writeFileSync(cp, b);
+  assert.throws(() => FileStore.open(dir), (e: unknown) => e instanceof StorageCorruptError && /x\/cp\/9/.test(e.message) && /checksum/.test(e.message));
+  const repairable = (k: string): boolean => k.startsWith('x/cp/');
+  const r = FileStore.open(dir, { repairable });
+  assert.deepEqual(r.repaired, ['x/cp/9']);
+  assert.deepEqual([...r.map.keys()], ['o/big']);
   await r.close();
+  const again = FileStore.open(dir, { repairable });
+  assert.deepEqual(again.repaired, [], 'the dropped key does not come back from the log');
+  assert.deepEqual([...again.map.keys()], ['o/big']);
+  await again.close();
+  // A damaged blob of a key that is not repairable stops the node.
+  rmSync(blobFor('o/big'));
+  assert.throws(() => FileStore.open(dir, { repairable }), (e: unknown) => e instanceof StorageCorruptError && /o\/big/.test(e.message));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('compaction writes a snapshot and removes covered segments; reopen is equal; a damaged snapshot is refused', async () => {
+  const dir = tempDir();
+  const s = FileStore.open(dir, { ...small, compactBytes: 200 * 1024, ...cpFiles });
+  for (let i = 0; i < 1500; i++) await s.write([[`k${i % 300}`, bytes(400, i & 255)], ['cp', bytes(70_000, i & 255)]], i % 7 === 0 ? [`k${(i + 1) % 300}`] : []);
+  assert.ok(s.stats.compactions >= 2, `compacted ${s.stats.compactions} times`);
+  assert.ok(s.segments <= 6, `old segments removed (${s.segments} left)`);
+  await s.close();
+  assert.equal(readdirSync(join(dir, 'blobs')).length, 1, 'superseded blobs removed');
+  const r = FileStore.open(dir, small);
+  assert.ok(same(s.map, r.map));
+  await r.close();
+  const snap = readFileSync(join(dir, 'state.snap'));
+  snap[snap.length >> 1] = snap[snap.length >> 1]! ^ 2;
+  writeFileSync(join(dir, 'state.snap'), snap);
+  assert.throws(() => FileStore.open(dir, small), (e: unknown) => e instanceof StorageCorruptError && /snapshot checksum/.test(e.message));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('copies of the directory taken while writes are in flight recover every write acknowledged before the copy', async () => {
+  const dir = tempDir();
+  const s = FileStore.open(dir, { ...small, compactBytes: 256 * 1024 });
+  const acked = new Map<string, number>();
+  const copies: { path: string; ackedBefore: Map<string, number> }[] = [];
+  let version = 0;
+  for (let round = 0; round < 30; round++) {
+    const ps: Promise<void>[] = [];
+    for (let i = 0; i < 20; i++) {
+      const key = `k${(round * 20 + i) % 97}`;
+      const v = ++version;
+      const value = bytes(50 + (v % 3000), v & 255);
+      new DataView(value.buffer).setUint32(0, v);
+      ps.push(s.write([[key, value]], []).then(() => {
+        if ((acked.get(key) ?? 0) < v) acked.set(key, v);
+      }));
+    }
+    if (round % 5 === 4) {
+      const path = `${dir}-copy${round}`;
+      const ackedBefore = new Map(acked);
+      cpSync(dir, path, { recursive: true });
+      copies.push({ path, ackedBefore });
+    }
+    await Promise.all(ps);
+  }
+  await s.close();
+  for (const c of copies) {
+    const r = FileStore.open(c.path, small);
+    for (const [key, v] of c.ackedBefore) {
+      const got = r.map.get(key);
+      assert.ok(got !== undefined, `acknowledged ${key} lost in ${c.path}`);
+      // Each value starts with its version: a recovered value is at least as new as the acked one.
+      const gotVersion = new DataView(got.buffer, got.byteOffset).getUint32(0);
+      assert.ok(gotVersion >= v, `${key} went back from version ${v} to ${gotVersion}`);
+    }
+    await r.close();
+    rmSync(c.path, { recursive: true, force: true });
+  }
+  assert.ok(!existsSync(join(dir, 'state.log.0')));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('an older data directory format is refused with a clear error', () => {
+  const dir = tempDir();
+  writeFileSync(join(dir, 'state.log.0'), Buffer.from([1, 2, 3]));
+  assert.throws(() => FileStore.open(dir), (e: unknown) => e instanceof StorageCorruptError && /older bulwark version/.test(e.message));
   rmSync(dir, { recursive: true, force: true });
 });

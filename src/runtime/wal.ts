@@ -1,0 +1,315 @@
+/**
+ * Segmented write-ahead log on real files (format and recovery rules: storage/wal-format.ts).
+ *
+ * - Files: `<dir>/seg-<index>.wal`, consecutive indices; `<dir>/next.tmp` is the preallocated
+ *   segment being prepared in the background.
+ * - Append: one frame per group commit, written with one `writev` (header + body chunks, no
+ *   copy) at its offset on a descriptor opened with O_DSYNC, so the call returns once the data
+ *   is durable: write and fdatasync in one system call and one thread-pool hop. Segments are
+ *   preallocated (zero-filled and synced before use), so the writes change no file size and the
+ *   sync flushes data only.
+ * - Roll: when a frame does not fit, the prepared file becomes the next segment (renamed, then
+ *   its header frame written, then the directory synced). A frame larger than a segment gets a
+ *   segment of its own that grows to fit.
+ * - Recovery: segments are scanned in order; a torn tail of the last segment is zeroed; any other
+ *   damage raises StorageCorruptError naming the file and offset. A last segment whose header
+ *   never became durable (a roll cut short by the crash) is removed.
+ * - Errors: a failed write or sync is fatal (StorageFailedError); the log refuses every later
+ *   append, because after a failed fsync the kernel may have dropped the dirty pages.
+ *
+ * Invariants: at most one append is in flight; `end` is the offset after the last durable
+ * frame of the last segment; `nextFrameNo` and `chain` describe that frame's successor.
+ */
+import { closeSync, constants, existsSync, fsync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeSync, writev, write, close } from 'node:fs';
+import { join } from 'node:path';
+import { BulwarkError, StorageCorruptError } from '../core/errors.ts';
+import { encodeFrameHeader, encodeSegmentStart, FrameType, frameHeaderBytes, scanSegment } from '../storage/wal-format.ts';
+
+/** A storage write failed; the node must stop. */
+export class StorageFailedError extends BulwarkError {
+  static override readonly name = 'StorageFailedError';
+  constructor(what: string, cause: unknown) {
+    super('storage_failed', `storage failure (${what}): ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+  }
+}
+
+/** Log tuning. */
+export interface WalOptions {
+  /** Bytes per segment (default 64 MiB). */
+  readonly segmentBytes?: number;
+  /** Zero-fill the next segment in the background (default true). */
+  readonly preallocate?: boolean;
+}
+
+/** What opening the log found. */
+export interface WalRecovery {
+  /** Data frames in order. */
+  readonly frames: { readonly frameNo: number; readonly body: Uint8Array }[];
+  /** Bytes zeroed at the torn tail of the last segment. */
+  readonly tornBytes: number;
+  /** Segments on disk after recovery. */
+  readonly segments: number;
+  /** Frame number of the first segment's header frame. */
+  readonly firstFrameNo: number;
+  /** True when no log existed and an empty one was created. */
+  readonly created: boolean;
+}
+
+const segName = (index: number): string => `seg-${String(index).padStart(10, '0')}.wal`;
+const segPattern = /^seg-(\d{10})\.wal$/;
+const zeroChunk = new Uint8Array(1 << 20);
+
+/** Syncs a directory so renames and creations in it are durable. */
+export function fsyncDir(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function openDsync(path: string): number {
+  return openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_DSYNC, 0o644);
+}
+
+/** Segmented write-ahead log with preallocation and fatal write errors. */
+export class Wal {
+  private fd: number;
+  private segIndex: number;
+  private end: number;
+  private chain: number;
+  private frameNo: number;
+  /** Segment index and first frame number of every segment on disk. */
+  private readonly segments: { index: number; firstFrameNo: number }[];
+  private busy = false;
+  private failed: Error | undefined;
+  private closed = false;
+  private preparing = false;
+  private prepared = false;
+  private readonly segmentBytes: number;
+  private readonly preallocate: boolean;
+  /** Appends, rolls, bytes written, and preallocated segments used. */
+  readonly stats = { appends: 0, rolls: 0, bytes: 0, preallocatedUsed: 0 };
+
+  private constructor(
+    private readonly dir: string,
+    opts: WalOptions,
+    state: { fd: number; segIndex: number; end: number; chain: number; frameNo: number; segments: { index: number; firstFrameNo: number }[] },
+  ) {
+    this.segmentBytes = opts.segmentBytes ?? 64 << 20;
+    this.preallocate = opts.preallocate ?? true;
+    this.fd = state.fd;
+    this.segIndex = state.segIndex;
+    this.end = state.end;
+    this.chain = state.chain;
+    this.frameNo = state.frameNo;
+    this.segments = state.segments;
+  }
+
+  /** Opens (creating if needed) the log in `dir`, recovering its frames. */
+  static open(dir: string, opts: WalOptions = {}): { wal: Wal; recovery: WalRecovery } {
+    mkdirSync(dir, { recursive: true });
+    rmSync(join(dir, 'next.tmp'), { force: true });
+    let indices = readdirSync(dir)
+      .map((f) => segPattern.exec(f))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map((m) => Number(m[1]))
+      .sort((a, b) => a - b);
+    for (let i = 1; i < indices.length; i++) {
+      if (indices[i] !== indices[i - 1]! + 1) throw new StorageCorruptError(join(dir, segName(indices[i - 1]! + 1)), 'log segment missing');
+    }
+    const frames: { frameNo: number; body: Uint8Array }[] = [];
+    const segments: { index: number; firstFrameNo: number }[] = [];
+    let tornBytes = 0;
+    let prev: { chain: number; next: number } | undefined;
+    let tail: { index: number; end: number; chain: number; next: number } | undefined;
+    for (let i = 0; i < indices.length; i++) {
+      const index = indices[i]!;
+      const path = join(dir, segName(index));
+      const bytes = readFileSync(path);
+      const last = i === indices.length - 1;
+      const scan = scanSegment(bytes, last);
+      if (last && scan.end === 0 && scan.verdict !== 'corrupt' && i > 0) {
+        // A roll cut short by the crash: the header never became durable. The previous
+        // segment is the last one.
+        rmSync(path);
+        fsyncDir(dir);
+        indices = indices.slice(0, i);
+        break;
+      }
+      if (scan.verdict === 'corrupt') throw new StorageCorruptError(path, scan.reason ?? 'corrupt segment');
+      if (scan.end === 0) {
+        // The only segment, and its header is missing: a fresh log.
+        rmSync(path);
+        indices = [];
+        break;
+      }
+      if (scan.segIndex !== index) throw new StorageCorruptError(path, `segment header names index ${scan.segIndex}`);
+      if (prev !== undefined && (scan.prevChain !== prev.chain || scan.firstFrameNo !== prev.next)) {
+        throw new StorageCorruptError(path, 'segment does not continue the previous segment (chain CRC or frame number)');
+      }
+      if (scan.verdict === 'torn') {
+        const fd = openSync(path, 'r+');
+        try {
+          for (let off = scan.end; off < scan.dirtyEnd; off += zeroChunk.length) writeSync(fd, zeroChunk, 0, Math.min(zeroChunk.length, scan.dirtyEnd - off), off);
+          fsyncSync(fd);
+        } finally {
+          closeSync(fd);
+        }
+        tornBytes += scan.dirtyEnd - scan.end;
+      }
+      for (const f of scan.frames) frames.push({ frameNo: f.frameNo, body: f.body });
+      segments.push({ index, firstFrameNo: scan.firstFrameNo! });
+      prev = { chain: scan.chain, next: scan.nextFrameNo };
+      tail = { index, end: scan.end, chain: scan.chain, next: scan.nextFrameNo };
+    }
+    if (tail === undefined) {
+      const index = 0;
+      const fd = openDsync(join(dir, segName(index)));
+      const start = encodeSegmentStart(index, 0, 0);
+      writeSync(fd, start.bytes, 0, start.bytes.length, 0);
+      fsyncDir(dir);
+      segments.push({ index, firstFrameNo: 0 });
+      const wal = new Wal(dir, opts, { fd, segIndex: index, end: start.bytes.length, chain: start.chain, frameNo: 1, segments });
+      wal.prepareNext();
+      return { wal, recovery: { frames, tornBytes, segments: 1, firstFrameNo: 0, created: true } };
+    }
+    const fd = openDsync(join(dir, segName(tail.index)));
+    const wal = new Wal(dir, opts, { fd, segIndex: tail.index, end: tail.end, chain: tail.chain, frameNo: tail.next, segments });
+    wal.prepareNext();
+    return { wal, recovery: { frames, tornBytes, segments: segments.length, firstFrameNo: segments[0]!.firstFrameNo, created: false } };
+  }
+
+  /** Frame number the next append gets. */
+  get nextFrameNo(): number {
+    return this.frameNo;
+  }
+
+  /** Segments on disk. */
+  get segmentCount(): number {
+    return this.segments.length;
+  }
+
+  /**
+   * Appends one data frame whose body is the concatenation of `chunks`; `done` runs once it is
+   * durable (with its frame number) or failed. One append at a time.
+   */
+  append(chunks: readonly Uint8Array[], done: (err: Error | null, frameNo: number) => void): void {
+    if (this.failed !== undefined) return done(this.failed, -1);
+    if (this.closed) return done(new StorageFailedError('log append', 'log is closed'), -1);
+    if (this.busy) return done(new StorageFailedError('log append', 'an append is already in flight'), -1);
+    let size = frameHeaderBytes;
+    for (const c of chunks) size += c.length;
+    try {
+      if (this.end + size > this.segmentBytes && this.end > frameHeaderBytes + 20) this.roll();
+    } catch (e) {
+      return done(this.fail(new StorageFailedError('log segment roll', e)), -1);
+    }
+    const frameNo = this.frameNo;
+    const { header, chain } = encodeFrameHeader(FrameType.data, frameNo, chunks, this.chain);
+    this.busy = true;
+    writev(this.fd, [header, ...chunks], this.end, (err, written) => {
+      this.busy = false;
+      if (err !== null) return done(this.fail(new StorageFailedError('log append (O_DSYNC writev)', err)), -1);
+      if (written !== size) return done(this.fail(new StorageFailedError('log append', `short write: ${written} of ${size} bytes`)), -1);
+      this.end += size;
+      this.chain = chain;
+      this.frameNo = frameNo + 1;
+      this.stats.appends += 1;
+      this.stats.bytes += size;
+      if (this.preallocate && !this.prepared && !this.preparing && this.end > this.segmentBytes / 2) this.prepareNext();
+      done(null, frameNo);
+    });
+  }
+
+  /** Removes whole segments all of whose frames are below `frameNo` (they are in a snapshot). */
+  removeBefore(frameNo: number): void {
+    let removed = false;
+    while (this.segments.length > 1 && this.segments[1]!.firstFrameNo <= frameNo) {
+      const s = this.segments.shift()!;
+      rmSync(join(this.dir, segName(s.index)), { force: true });
+      removed = true;
+    }
+    if (removed) fsyncDir(this.dir);
+  }
+
+  private roll(): void {
+    const index = this.segIndex + 1;
+    const path = join(this.dir, segName(index));
+    const tmp = join(this.dir, 'next.tmp');
+    if (this.prepared && existsSync(tmp)) {
+      renameSync(tmp, path);
+      this.stats.preallocatedUsed += 1;
+    }
+    this.prepared = false;
+    const fd = openDsync(path);
+    const start = encodeSegmentStart(index, this.frameNo, this.chain);
+    writeSync(fd, start.bytes, 0, start.bytes.length, 0);
+    fsyncDir(this.dir);
+    const old = this.fd;
+    close(old, () => {});
+    this.fd = fd;
+    this.segIndex = index;
+    this.end = start.bytes.length;
+    this.chain = start.chain;
+    this.segments.push({ index, firstFrameNo: this.frameNo });
+    this.frameNo += 1;
+    this.stats.rolls += 1;
+    if (this.preallocate) this.prepareNext();
+  }
+
+  /** Zero-fills `next.tmp` to a segment's size in the background, then syncs it. */
+  private prepareNext(): void {
+    if (!this.preallocate || this.preparing || this.prepared || this.closed) return;
+    this.preparing = true;
+    let fd: number;
+    try {
+      fd = openSync(join(this.dir, 'next.tmp'), 'w');
+    } catch {
+      this.preparing = false;
+      return;
+    }
+    let off = 0;
+    const step = (): void => {
+      if (this.closed) {
+        close(fd, () => {});
+        this.preparing = false;
+        return;
+      }
+      if (off >= this.segmentBytes) {
+        fsync(fd, () => {
+          close(fd, () => {});
+          this.preparing = false;
+          this.prepared = true;
+        });
+        return;
+      }
+      const n = Math.min(zeroChunk.length, this.segmentBytes - off);
+      write(fd, zeroChunk, 0, n, off, (err) => {
+        if (err !== null) {
+          // Preallocation is an optimisation: a later roll creates the segment directly.
+          close(fd, () => {});
+          this.preparing = false;
+          return;
+        }
+        off += n;
+        step();
+      });
+    };
+    step();
+  }
+
+  private fail(e: Error): Error {
+    this.failed ??= e;
+    return this.failed;
+  }
+
+  /** Closes the log (after the append in flight, if any). */
+  async close(): Promise<void> {
+    while (this.busy) await new Promise((r) => setTimeout(r, 1));
+    if (this.closed) return;
+    this.closed = true;
+    closeSync(this.fd);
+  }
+}
