@@ -1,7 +1,7 @@
 /**
  * `bulwark bench`: closed-loop clients against a cluster, with a progress bar; ends with
  * exactly one line
- *   bench: ops_per_s=<X> p50_ms=<Y> p99_ms=<Z> clients=<C> size=<B> nodes=<N> u=<U> r=<R>
+ *   bench: ops_per_s=<X> p50_ms=<Y> p99_ms=<Z> clients=<C> size=<B> nodes=<N> u=<U> r=<R> durability=<D>
  * Against the cluster in --dir (default: the one `bulwark up` made), or with --spawn a
  * temporary local cluster that is stopped and removed afterwards.
  *
@@ -16,6 +16,7 @@ import type { TcpClient } from '../runtime/client.ts';
 import type { ClusterFile } from '../runtime/cluster-file.ts';
 import { connectClient, resolveCluster } from './kv.ts';
 import { downCommand, initLoopbackCluster, spawnNode, waitServing } from './cluster.ts';
+import type { DurabilityMode } from '../core/config.ts';
 
 /** Options of `bulwark bench`. */
 export interface BenchOptions {
@@ -29,6 +30,8 @@ export interface BenchOptions {
   readonly spawn?: boolean;
   readonly u?: number;
   readonly r?: number;
+  /** With spawn: durability mode of the temporary cluster (default parallel). */
+  readonly durability?: DurabilityMode;
   readonly warmupS?: number;
   /** Write progress to stderr (default true). */
   readonly progress?: boolean;
@@ -44,13 +47,14 @@ export interface BenchResult {
   readonly nodes: number;
   readonly u: number;
   readonly r: number;
+  readonly durability: DurabilityMode;
   readonly ops: number;
   readonly errors: number;
 }
 
 /** The single summary line. */
 export function benchLine(b: BenchResult): string {
-  return `bench: ops_per_s=${b.opsPerS.toFixed(0)} p50_ms=${b.p50Ms.toFixed(2)} p99_ms=${b.p99Ms.toFixed(2)} clients=${b.clients} size=${b.size} nodes=${b.nodes} u=${b.u} r=${b.r}`;
+  return `bench: ops_per_s=${b.opsPerS.toFixed(0)} p50_ms=${b.p50Ms.toFixed(2)} p99_ms=${b.p99Ms.toFixed(2)} clients=${b.clients} size=${b.size} nodes=${b.nodes} u=${b.u} r=${b.r} durability=${b.durability}`;
 }
 
 function percentile(sorted: readonly number[], p: number): number {
@@ -59,9 +63,9 @@ function percentile(sorted: readonly number[], p: number): number {
 }
 
 /** Starts a throwaway local cluster for --spawn; returns its directory. */
-export async function spawnTemporaryCluster(u: number, r: number): Promise<{ dir: string; cf: ClusterFile }> {
+export async function spawnTemporaryCluster(u: number, r: number, durability: DurabilityMode = 'parallel'): Promise<{ dir: string; cf: ClusterFile }> {
   const dir = mkdtempSync(join(tmpdir(), 'bulwark-bench-'));
-  const cf = await initLoopbackCluster({ dir, u, r });
+  const cf = await initLoopbackCluster({ dir, u, r, durability });
   for (const n of cf.nodes) spawnNode(dir, n.id);
   await waitServing(cf, cf.nodes.map((n) => n.id));
   return { dir, cf };
@@ -123,6 +127,7 @@ export async function runLoad(ref: { dir?: string; config?: string }, o: BenchOp
     nodes: cf.nodes.length,
     u: cf.protocol.u,
     r: cf.protocol.r,
+    durability: cf.protocol.durability ?? 'parallel',
     ops: latencies.length,
     errors,
   };
@@ -131,7 +136,7 @@ export async function runLoad(ref: { dir?: string; config?: string }, o: BenchOp
 /** `bulwark bench`. */
 export async function benchCommand(o: BenchOptions, print: (s: string) => void = console.log): Promise<BenchResult> {
   let spawned: { dir: string; cf: ClusterFile } | undefined;
-  if (o.spawn === true) spawned = await spawnTemporaryCluster(o.u ?? 1, o.r ?? 1);
+  if (o.spawn === true) spawned = await spawnTemporaryCluster(o.u ?? 1, o.r ?? 1, o.durability);
   const ref = spawned !== undefined ? { dir: spawned.dir } : o.config !== undefined ? { config: o.config } : { dir: o.dir ?? 'cluster' };
   const barWidth = 30;
   try {

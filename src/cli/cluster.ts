@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { ConfigError } from '../core/errors.ts';
+import type { DurabilityMode } from '../core/config.ts';
 import { clusterPaths, formatClusterFile, initCluster, loadClusterFile, loadKeyFile, type ClusterFile, type InitOptions } from '../runtime/cluster-file.ts';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { NodeDriver, type NodeStatus } from '../runtime/driver.ts';
@@ -24,7 +25,7 @@ export const binPath = fileURLToPath(new URL('../../bin/bulwark.js', import.meta
 export function initCommand(o: InitOptions, print: (s: string) => void = console.log): ClusterFile {
   const cf = initCluster(o);
   const p = clusterPaths(o.dir);
-  print(`initialised a u=${o.u} r=${o.r} cluster of ${cf.nodes.length} nodes and ${cf.clients.length} client identities in ${o.dir}`);
+  print(`initialised a u=${o.u} r=${o.r} cluster (durability ${cf.protocol.durability ?? 'parallel'}) of ${cf.nodes.length} nodes and ${cf.clients.length} client identities in ${o.dir}`);
   print(`  cluster file: ${p.file}`);
   print(`  keys (0600):  ${p.keys}/node-<id>.key, ${p.keys}/client-<id>.key`);
   return cf;
@@ -162,10 +163,12 @@ export async function waitServing(cf: ClusterFile, ids: readonly number[], timeo
 }
 
 /** `bulwark up`. */
-export async function upCommand(o: { dir: string; u?: number; r?: number; nodes?: number }, print: (s: string) => void = console.log): Promise<ClusterFile> {
+export async function upCommand(o: { dir: string; u?: number; r?: number; nodes?: number; durability?: DurabilityMode }, print: (s: string) => void = console.log): Promise<ClusterFile> {
   const p = clusterPaths(o.dir);
-  if (!existsSync(p.file)) initCommand({ dir: o.dir, u: o.u ?? 1, r: o.r ?? 1, ...(o.nodes === undefined ? {} : { nodes: o.nodes }) }, print);
-  else if (o.u !== undefined || o.r !== undefined) print(`using the existing cluster in ${o.dir} (its u and r win; remove the directory to change them)`);
+  if (!existsSync(p.file)) initCommand({ dir: o.dir, u: o.u ?? 1, r: o.r ?? 1, ...(o.nodes === undefined ? {} : { nodes: o.nodes }), ...(o.durability === undefined ? {} : { durability: o.durability }) }, print);
+  // Switching durability on an existing cluster is not safe (a parallel-mode replica may have
+  // voted without a durable record), so the cluster file's setting stands.
+  else if (o.u !== undefined || o.r !== undefined || o.durability !== undefined) print(`using the existing cluster in ${o.dir} (its u, r and durability win; remove the directory to change them)`);
   const cf = loadClusterFile(p.file);
   for (const n of cf.nodes) {
     const pid = readPid(pidFile(o.dir, n.id));

@@ -4,11 +4,17 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { BulwarkError } from '../core/errors.ts';
+import { durabilityModes, type DurabilityMode } from '../core/config.ts';
 import { simCommand } from './sim.ts';
 import { downCommand, initCommand, nodeCommand, statusCommand, upCommand } from './cluster.ts';
 import { kvCommand } from './kv.ts';
 import { benchCommand } from './bench.ts';
 import { demoCommand } from './demo.ts';
+
+function durability(v: string): DurabilityMode {
+  if (!(durabilityModes as readonly string[]).includes(v)) throw new InvalidArgumentError(`--durability must be one of ${durabilityModes.join(', ')}, got "${v}"`);
+  return v as DurabilityMode;
+}
 
 function int(name: string, min = 0): (v: string) => number {
   return (v: string) => {
@@ -43,7 +49,8 @@ export function buildProgram(): Command {
     .option('--workers <w>', 'worker threads (default: one per core)', int('--workers', 1))
     .option('--no-determinism', 'run each seed once instead of twice (skips the trace-hash comparison)')
     .option('--verbose', 'print every stage note of --seed')
-    .action(async (opts: { seeds?: number; seed?: number; u?: number; r?: number; canaries?: boolean; history?: string; workers?: number; determinism: boolean; verbose?: boolean }) => {
+    .option('--storage-faults', 'add whole-cluster crashes: every replica at once, writes in flight lost, restart from disk')
+    .action(async (opts: { seeds?: number; seed?: number; u?: number; r?: number; canaries?: boolean; history?: string; workers?: number; determinism: boolean; verbose?: boolean; storageFaults?: boolean }) => {
       process.exitCode = await simCommand(opts);
     });
   program
@@ -56,8 +63,9 @@ export function buildProgram(): Command {
     .option('--dir <dir>', 'cluster directory', 'cluster')
     .option('--host <host>', 'address of every node', '127.0.0.1')
     .option('--base-port <port>', 'first node port (metrics ports start 2000 higher)', int('--base-port', 1), 7100)
-    .action((o: { u: number; r: number; nodes?: number; clients: number; dir: string; host: string; basePort: number }) => {
-      initCommand({ dir: o.dir, u: o.u, r: o.r, clients: o.clients, host: o.host, basePort: o.basePort, baseMetricsPort: o.basePort + 2000, ...(o.nodes === undefined ? {} : { nodes: o.nodes }) });
+    .option('--durability <mode>', 'none | sync | batch | parallel', durability, 'parallel')
+    .action((o: { u: number; r: number; nodes?: number; clients: number; dir: string; host: string; basePort: number; durability: DurabilityMode }) => {
+      initCommand({ dir: o.dir, u: o.u, r: o.r, clients: o.clients, host: o.host, basePort: o.basePort, baseMetricsPort: o.basePort + 2000, durability: o.durability, ...(o.nodes === undefined ? {} : { nodes: o.nodes }) });
     });
   program
     .command('node')
@@ -77,7 +85,8 @@ export function buildProgram(): Command {
     .option('--r <r>', 'commission faults tolerated while safe (new clusters only; default 1)', int('--r', 0))
     .option('--nodes <n>', 'number of nodes (new clusters only)', int('--nodes', 1))
     .option('--dir <dir>', 'cluster directory', 'cluster')
-    .action(async (o: { u?: number; r?: number; nodes?: number; dir: string }) => {
+    .option('--durability <mode>', 'none | sync | batch | parallel (new clusters only; default parallel)', durability)
+    .action(async (o: { u?: number; r?: number; nodes?: number; dir: string; durability?: DurabilityMode }) => {
       await upCommand(o);
     });
   program
@@ -121,8 +130,9 @@ export function buildProgram(): Command {
     .option('--spawn', 'start a temporary local cluster for the run, stop it afterwards')
     .option('--u <u>', 'with --spawn: faults tolerated while live', int('--u', 0), 1)
     .option('--r <r>', 'with --spawn: commission faults tolerated while safe', int('--r', 0), 1)
-    .action(async (o: { clients: number; duration: number; size: number; readRatio: number; json?: boolean; dir: string; config?: string; spawn?: boolean; u: number; r: number }) => {
-      await benchCommand({ clients: o.clients, durationS: o.duration, size: o.size, readRatio: o.readRatio, json: o.json === true, dir: o.dir, spawn: o.spawn === true, u: o.u, r: o.r, ...(o.config === undefined ? {} : { config: o.config }) });
+    .option('--durability <mode>', 'with --spawn: none | sync | batch | parallel', durability, 'parallel')
+    .action(async (o: { clients: number; duration: number; size: number; readRatio: number; json?: boolean; dir: string; config?: string; spawn?: boolean; u: number; r: number; durability: DurabilityMode }) => {
+      await benchCommand({ clients: o.clients, durationS: o.duration, size: o.size, readRatio: o.readRatio, json: o.json === true, dir: o.dir, spawn: o.spawn === true, u: o.u, r: o.r, durability: o.durability, ...(o.config === undefined ? {} : { config: o.config }) });
     });
   program
     .command('demo')

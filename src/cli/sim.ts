@@ -1,7 +1,7 @@
 /**
  * `bulwark sim`: the seeded simulator from the command line.
  *
- *   bulwark sim --seeds N [--seed S] [--u U --r R] [--workers W] [--no-determinism]
+ *   bulwark sim --seeds N [--seed S] [--u U --r R] [--workers W] [--no-determinism] [--storage-faults]
  *   bulwark sim --seed S [--u U --r R] --history FILE [--verbose]
  *   bulwark sim --canaries [--seeds N]
  *
@@ -28,6 +28,8 @@ export interface SimCliOptions {
   readonly workers?: number;
   readonly determinism: boolean;
   readonly verbose?: boolean;
+  /** Whole-cluster crashes and restarts in every seed (canary mode: in every seed, not every other). */
+  readonly storageFaults?: boolean;
 }
 
 /** Runs the command; returns the process exit code. */
@@ -37,7 +39,8 @@ export async function simCommand(o: SimCliOptions, print: (line: string) => void
     return 2;
   }
   const models = o.u !== undefined && o.r !== undefined ? [[o.u, o.r] as const] : defaultFaultModels;
-  if (o.canaries === true) return canaryMode(o.seeds ?? 500, models, o.workers, print);
+  const storageFaults = o.storageFaults === true;
+  if (o.canaries === true) return canaryMode(o.seeds ?? 500, models, o.workers, print, storageFaults);
   if (o.history !== undefined || o.verbose === true) {
     if (o.seed === undefined) {
       print('sim: --history and --verbose need --seed S');
@@ -50,7 +53,7 @@ export async function simCommand(o: SimCliOptions, print: (line: string) => void
   const jobs: SimJob[] = [];
   for (let seed = first; seed < first + count; seed++) {
     const [u, r] = modelForSeed(seed, models);
-    jobs.push({ kind: 'seed', seed, u, r, determinism: o.determinism, keepHistory: false });
+    jobs.push({ kind: 'seed', seed, u, r, determinism: o.determinism, keepHistory: false, storageFaults });
   }
   const results: SeedResult[] = [];
   await runJobs(
@@ -58,7 +61,7 @@ export async function simCommand(o: SimCliOptions, print: (line: string) => void
     (res) => {
       if (res.kind !== 'seed') return;
       results.push(res.result);
-      if (!res.result.passed) printFailure(res.result, print);
+      if (!res.result.passed) printFailure(res.result, print, storageFaults);
     },
     o.workers,
   );
@@ -72,10 +75,10 @@ export async function simCommand(o: SimCliOptions, print: (line: string) => void
   return failed === 0 && ackedLost === 0 ? 0 : 1;
 }
 
-function printFailure(r: SeedResult, print: (line: string) => void): void {
+function printFailure(r: SeedResult, print: (line: string) => void, storageFaults: boolean): void {
   print(`FAIL seed=${r.seed} u=${r.u} r=${r.r}: ${r.failures.join(' | ')}`);
   print(`  scenario: ${r.scenario}`);
-  print(`  replay: npx bulwark sim --seed ${r.seed} --u ${r.u} --r ${r.r} --verbose`);
+  print(`  replay: npx bulwark sim --seed ${r.seed} --u ${r.u} --r ${r.r}${storageFaults ? ' --storage-faults' : ''} --verbose`);
 }
 
 function singleSeed(o: SimCliOptions, print: (line: string) => void): number {
@@ -86,13 +89,14 @@ function singleSeed(o: SimCliOptions, print: (line: string) => void): number {
     u,
     r,
     keepHistory: o.history !== undefined,
+    storageFaults: o.storageFaults === true,
     ...(o.verbose === true ? { debug: print } : {}),
   });
   if (o.history !== undefined) {
     writeFileSync(o.history, (res.history ?? []).map((h) => toJsonLine(h) + '\n').join(''));
     print(`history: ${res.history?.length ?? 0} operations written to ${o.history}`);
   }
-  if (!res.passed) printFailure(res, print);
+  if (!res.passed) printFailure(res, print, o.storageFaults === true);
   print(`scenario: ${res.scenario} trace=${res.traceHash} virtual_ms=${res.virtualMs}`);
   print(
     `sim: seeds=1 passed=${res.passed ? 1 : 0} failed=${res.passed ? 0 : 1} ops=${res.ops} checked=${res.checked} ` +
@@ -101,8 +105,8 @@ function singleSeed(o: SimCliOptions, print: (line: string) => void): number {
   return res.passed && res.ackedLost === 0 ? 0 : 1;
 }
 
-async function canaryMode(seedsMax: number, models: readonly (readonly [number, number])[], workers: number | undefined, print: (line: string) => void): Promise<number> {
-  const jobs: SimJob[] = canaryNames.map((name) => ({ kind: 'canary', name, seedsMax, models }));
+async function canaryMode(seedsMax: number, models: readonly (readonly [number, number])[], workers: number | undefined, print: (line: string) => void, storageFaults: boolean): Promise<number> {
+  const jobs: SimJob[] = canaryNames.map((name) => ({ kind: 'canary', name, seedsMax, models, ...(storageFaults ? { storageFaults } : {}) }));
   const results: CanaryResult[] = [];
   await runJobs(
     jobs,

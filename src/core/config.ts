@@ -62,8 +62,26 @@ export interface Tunables {
   readonly requestBytesMax: number;
 }
 
+/**
+ * How the order stage's log reaches the disk (issue 4; Dura-SMaRt §4.1 for the names):
+ * - `none`: nothing is written; a node that restarts comes back empty and must be repaired from
+ *   its peers like a node with a lost disk (it counts as faulty until then). For measurement;
+ * - `sync`: every persist is its own write and fdatasync (no group commit);
+ * - `batch`: group commit; a replica's pre-prepare is durable before it votes PREPARE;
+ * - `parallel` (default): group commit, and a replica votes PREPARE while its pre-prepare is
+ *   still being written; only COMMIT waits for the durable prepared record, so the log write
+ *   overlaps the agreement round. A replica that restarts votes in no view it may have voted in
+ *   before the crash (its durable view), so forgotten PREPAREs can never be contradicted.
+ */
+export type DurabilityMode = 'none' | 'sync' | 'batch' | 'parallel';
+
+/** Every durability mode. */
+export const durabilityModes: readonly DurabilityMode[] = ['none', 'sync', 'batch', 'parallel'];
+
 /** A complete cluster configuration. */
 export interface ProtocolConfig extends Tunables {
+  /** How the order log reaches the disk (default `parallel`). */
+  readonly durability?: DurabilityMode;
   /** Faults of any kind tolerated while live. */
   readonly u: number;
   /** Commission faults tolerated while safe. */
@@ -153,6 +171,9 @@ export function checkConfig(cfg: ProtocolConfig): ConfigProblem[] {
     const v: unknown = cfg[key];
     if (!isInt(v) || v < lo || v > hi) bad(key, `must be an integer in [${lo}, ${hi}], got ${show(v)}`);
   }
+  if (cfg.durability !== undefined && !durabilityModes.includes(cfg.durability)) {
+    bad('durability', `must be one of ${durabilityModes.join(', ')}, got ${show(cfg.durability)}`);
+  }
   if (isInt(cfg.clientRetryMs) && isInt(cfg.clientRetryMaxMs) && cfg.clientRetryMaxMs < cfg.clientRetryMs) {
     bad('clientRetryMaxMs', `must be >= clientRetryMs (${cfg.clientRetryMs})`);
   }
@@ -226,6 +247,8 @@ export interface StageMembers {
 /** A validated configuration with derived membership tables. */
 export interface Cluster {
   readonly config: ProtocolConfig;
+  /** The configured durability mode (default resolved). */
+  readonly durability: DurabilityMode;
   readonly u: number;
   readonly r: number;
   readonly auth: StageMembers;
@@ -252,6 +275,7 @@ export function deriveCluster(cfg: ProtocolConfig): Cluster {
   const m = Math.max(cfg.u, cfg.r);
   return {
     config: cfg,
+    durability: cfg.durability ?? 'parallel',
     u: cfg.u,
     r: cfg.r,
     auth: members('auth'),

@@ -20,7 +20,7 @@ import type { Effect, Note } from '../stages/types.ts';
 import type { AppFactory } from '../app/contract.ts';
 import type { Message } from '../codec/messages.ts';
 import { hex } from '../stages/common.ts';
-import { FileStore } from './file-store.ts';
+import { FileStore, VolatileStore } from './file-store.ts';
 import { EffectRunner } from './effects.ts';
 import { Transport } from './transport.ts';
 import { NodeMetrics, serveMetrics } from './metrics.ts';
@@ -63,7 +63,7 @@ export interface NodeStatus {
   readonly queueBytes: Readonly<Record<string, number>>;
   readonly pendingHandshakes: number;
   readonly rejected: Readonly<Record<string, number>>;
-  readonly storage: { readonly syncs: number; readonly logBytes: number; readonly keys: number };
+  readonly storage: { readonly durability: string; readonly syncs: number; readonly logBytes: number; readonly keys: number };
   readonly rssBytes: number;
   readonly uptimeMs: number;
   /** Packets, frames and bytes sent so far. */
@@ -75,7 +75,7 @@ export class NodeDriver {
   readonly cluster: Cluster;
   readonly metrics: NodeMetrics;
   private readonly node: ReplicaNode;
-  private readonly store: FileStore;
+  private readonly store: FileStore | VolatileStore;
   private readonly transport: Transport;
   private readonly now = monotonicClock();
   private readonly effects: EffectRunner;
@@ -97,8 +97,16 @@ export class NodeDriver {
     this.self = self;
     const keys = new KeyRing(self, o.crypto, new DerivedKeys(self, o.privateKey, publicKeysOf(o.cluster)));
     this.metrics = new NodeMetrics(o.nodeId);
-    this.store = FileStore.open(o.dataDir);
-    if (this.store.stats.tornTailBytes > 0) o.logger.warn({ bytes: this.store.stats.tornTailBytes }, 'truncated a torn tail of the state log');
+    // Execution checkpoints are the one thing a replica can refetch from its peers (verified
+    // against the agreed token), so a damaged checkpoint file is dropped rather than fatal.
+    const checkpointKey = (key: string): boolean => key.startsWith('x/cp/');
+    const durability = this.cluster.durability;
+    this.store =
+      durability === 'none'
+        ? new VolatileStore()
+        : FileStore.open(o.dataDir, { repairable: checkpointKey, ownFile: checkpointKey, groupCommit: durability !== 'sync' });
+    if (this.store.stats.tornTailBytes > 0) o.logger.warn({ bytes: this.store.stats.tornTailBytes }, 'zeroed a torn tail of the write-ahead log');
+    if (this.store.repaired.length > 0) o.logger.error({ keys: this.store.repaired }, 'dropped damaged checkpoint files; the replica fetches checkpoints from its peers');
     this.effects = new EffectRunner(
       this.store,
       (e) => {
@@ -150,7 +158,7 @@ export class NodeDriver {
     }, 1000);
     d.gauges.unref();
     d.step({ kind: 'tick', now: d.now() });
-    o.logger.info({ node: o.nodeId, port: entry.port, metricsPort: entry.metricsPort, crypto: o.crypto.name, recovered: d.store.map.size }, 'node started');
+    o.logger.info({ node: o.nodeId, port: entry.port, metricsPort: entry.metricsPort, crypto: o.crypto.name, recovered: d.store.map.size, durability: d.cluster.durability }, 'node started');
     return d;
   }
 
@@ -303,7 +311,7 @@ export class NodeDriver {
       queueBytes: depths,
       pendingHandshakes: this.transport.pendingCount,
       rejected: Object.fromEntries(this.rejectedCounts),
-      storage: { syncs: this.store.stats.syncs, logBytes: this.store.logSize, keys: this.store.map.size },
+      storage: { durability: this.cluster.durability, syncs: this.store.stats.syncs, logBytes: this.store.logSize, keys: this.store.map.size },
       rssBytes: process.memoryUsage().rss,
       uptimeMs: Date.now() - this.startedAt,
       traffic: { packets: this.transport.stats.packetsSent, frames: this.transport.stats.framesSent, bytes: this.transport.stats.bytesSent },

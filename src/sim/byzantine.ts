@@ -52,6 +52,7 @@ export class ReplicaAdversary {
   private readonly altDigest = new Map<string, Uint8Array>();
   private readonly otherHalf: Set<number>;
   private readonly muted: Set<number>;
+  private readonly others: readonly number[];
 
   constructor(
     readonly nodeId: number,
@@ -60,7 +61,8 @@ export class ReplicaAdversary {
     private readonly keys: KeyRing,
     peers: readonly number[],
   ) {
-    const shuffled = rng.shuffle(peers.filter((p) => p !== nodeId));
+    this.others = peers.filter((p) => p !== nodeId);
+    const shuffled = rng.shuffle(this.others);
     this.otherHalf = new Set(shuffled.slice(0, Math.max(1, Math.floor(shuffled.length / 2))));
     this.muted = new Set(shuffled.slice(0, rng.int(1, Math.max(1, shuffled.length - 1))));
   }
@@ -84,6 +86,15 @@ export class ReplicaAdversary {
     if (this.has('replay') && this.sent.length > 0 && this.rng.chance(1, 8)) {
       const old = this.rng.pick(this.sent);
       out.push({ to: old.to, msg: old.msg, badMac: false });
+    }
+    if (this.has('corruptBatches') && msg.kind === 'nextBatch') {
+      // Unsolicited batches to every other node: executors normally hear only from their own
+      // node's order replica, so a liar pushes its version at them too.
+      for (const id of this.others) {
+        if (to.some((p) => p.kind === 'node' && p.id === id)) continue;
+        const m = this.mutate(nodePrincipal(id), msg);
+        if (m !== undefined) out.push({ to: nodePrincipal(id), msg: m, badMac: false });
+      }
     }
     if (this.has('viewChangeSpam') && msg.kind === 'status' && this.rng.chance(1, 4)) {
       out.push(...to.map((p) => ({ to: p, msg: this.spamViewChange(msg.view + this.rng.int(1, 3)), badMac: false })));

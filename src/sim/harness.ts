@@ -3,7 +3,7 @@
  * workload, into which a test injects one specific fault and then checks an expectation.
  * The seeded swarm (run.ts) draws faults at random; this harness places them by hand.
  */
-import { defaultConfig, deriveCluster, type Tunables } from '../core/config.ts';
+import { defaultConfig, deriveCluster, type DurabilityMode, type Tunables } from '../core/config.ts';
 import { nodePrincipal } from '../crypto/provider.ts';
 import type { Note } from '../stages/types.ts';
 import { KvStore } from '../services/kv/store.ts';
@@ -22,6 +22,8 @@ export interface HarnessOptions {
   readonly seed?: number;
   readonly tunables?: Partial<Tunables>;
   readonly byzantine?: ReadonlyMap<number, ReadonlySet<ByzantineBehaviour>>;
+  /** Durability mode (default parallel, as in real clusters). */
+  readonly durability?: DurabilityMode;
 }
 
 /** A running scenario cluster. */
@@ -39,7 +41,8 @@ export class Harness {
   constructor(o: HarnessOptions) {
     const clients = o.clients ?? 3;
     this.clients = Array.from({ length: clients }, (_, i) => i);
-    const cluster = deriveCluster(defaultConfig({ u: o.u, r: o.r, clients, tunables: { checkpointInterval: 8, viewChangeTimeoutMs: 300, clientRetryMs: 100, statusIntervalMs: 50, execRetryMs: 80, authResendMs: 100, ...o.tunables } }));
+    const cfg = defaultConfig({ u: o.u, r: o.r, clients, tunables: { checkpointInterval: 8, viewChangeTimeoutMs: 300, clientRetryMs: 100, statusIntervalMs: 50, execRetryMs: 80, authResendMs: 100, ...o.tunables } });
+    const cluster = deriveCluster({ ...cfg, durability: o.durability ?? 'parallel' });
     const byz = o.byzantine ?? new Map<number, ReadonlySet<ByzantineBehaviour>>();
     this.world = new World({
       cluster,

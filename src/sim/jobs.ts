@@ -7,8 +7,9 @@ import { defaultFaultModels, runSeed, runSeedTwice, type SeedResult } from './ru
 
 /** A unit of simulator work. */
 export type SimJob =
-  | { readonly kind: 'seed'; readonly seed: number; readonly u: number; readonly r: number; readonly determinism: boolean; readonly keepHistory: boolean }
-  | { readonly kind: 'canary'; readonly name: CanaryName; readonly seedsMax: number; readonly models: readonly (readonly [number, number])[] };
+  | { readonly kind: 'seed'; readonly seed: number; readonly u: number; readonly r: number; readonly determinism: boolean; readonly keepHistory: boolean; readonly storageFaults?: boolean }
+  /** Canary seeds have storage faults (whole-cluster crashes) on every other seed, or on all with `storageFaults`. */
+  | { readonly kind: 'canary'; readonly name: CanaryName; readonly seedsMax: number; readonly models: readonly (readonly [number, number])[]; readonly storageFaults?: boolean };
 
 /** Result of a canary job. */
 export interface CanaryResult {
@@ -33,13 +34,13 @@ export function modelForSeed(seed: number, models: readonly (readonly [number, n
 /** Runs a job in the calling thread. */
 export function runJob(job: SimJob): SimJobResult {
   if (job.kind === 'seed') {
-    const o = { seed: job.seed, u: job.u, r: job.r, keepHistory: job.keepHistory };
+    const o = { seed: job.seed, u: job.u, r: job.r, keepHistory: job.keepHistory, storageFaults: job.storageFaults === true };
     return { kind: 'seed', result: job.determinism ? runSeedTwice(o) : runSeed(o) };
   }
   const canaries = new Set<CanaryName>([job.name]);
   for (let seed = 1; seed <= job.seedsMax; seed++) {
     const [u, r] = modelForSeed(seed, job.models);
-    const res = runSeed({ seed, u, r, canaries });
+    const res = runSeed({ seed, u, r, canaries, storageFaults: job.storageFaults === true || seed % 2 === 0 });
     if (!res.passed) {
       return { kind: 'canary', result: { name: job.name, caught: true, seeds: seed, seed, u, r, failure: res.failures[0] ?? '' } };
     }

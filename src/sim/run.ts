@@ -41,6 +41,14 @@ export interface SeedOptions {
   readonly faultFree?: boolean;
   /** Receives a line per stage note (debugging a failing seed). */
   readonly debug?: (line: string) => void;
+  /**
+   * Storage faults: whole-cluster crashes (every replica at once, writes in flight lost) and
+   * restarts from what each node had made durable. Drawn from a separate stream, so a seed's
+   * other choices are the same with and without.
+   */
+  readonly storageFaults?: boolean;
+  /** Durability mode (default: parallel or batch, drawn from the seed). */
+  readonly durability?: 'batch' | 'parallel';
 }
 
 /** What a seed produced. */
@@ -165,9 +173,17 @@ export function runSeed(o: SeedOptions): SeedResult {
   const sc = drawScenario(rng, o, nodeIds);
   const correctClientIds = Array.from({ length: sc.clients }, (_, i) => i);
   const faultyClientIds = Array.from({ length: sc.faultyClients }, (_, i) => 100 + i);
+  // Durability and storage faults come from their own stream, so the draws above do not
+  // depend on them. Storage faults include a slow disk (fsync up to 40 ms, slower than the
+  // network), so writes are in flight when a whole-cluster crash hits.
+  const srng = new Prng(o.seed ^ 0x5f0ac7ed);
+  const durability = o.durability ?? (srng.chance(1, 2) ? 'parallel' : 'batch');
+  const storageFaults = o.storageFaults === true && o.faultFree !== true;
   const cfg = defaultConfig({ u: o.u, r: o.r, clients: 0, tunables: sc.tunables });
-  const cluster = deriveCluster({ ...cfg, clients: [...correctClientIds, ...faultyClientIds] });
+  const cluster = deriveCluster({ ...cfg, durability, clients: [...correctClientIds, ...faultyClientIds] });
   const canaries = o.canaries ?? new Set<CanaryName>();
+  const fsyncMinUs = storageFaults ? srng.int(100, 2_000) : sc.fsyncMinUs;
+  const fsyncMaxUs = storageFaults ? srng.int(5_000, 40_000) : sc.fsyncMaxUs;
   const world = new World({
     cluster,
     seed: o.seed,
@@ -175,8 +191,8 @@ export function runSeed(o: SeedOptions): SeedResult {
     canaries,
     delayMinUs: sc.delayMinUs,
     delayMaxUs: sc.delayMaxUs,
-    fsyncMinUs: sc.fsyncMinUs,
-    fsyncMaxUs: sc.fsyncMaxUs,
+    fsyncMinUs,
+    fsyncMaxUs,
     tickUs: 5_000,
     faults: sc.net,
     byzantine: sc.byzantine,
@@ -328,6 +344,20 @@ export function runSeed(o: SeedOptions): SeedResult {
       });
     }
   }
+  let totalCrashes = 0;
+  if (storageFaults) {
+    const all = nodeIds.map((id) => nodePrincipal(id));
+    const count = srng.int(1, 2);
+    for (let i = 0; i < count; i++) {
+      const t = srng.int(100_000, Math.max(150_000, sc.healUs - 200_000));
+      faults++;
+      totalCrashes++;
+      schedule(t, () => {
+        for (const p of all) world.crash(p);
+      });
+      for (const p of all) schedule(t + srng.int(5_000, 400_000), () => world.restart(p));
+    }
+  }
   world.at(sc.healUs, () => {
     healed = true;
     world.heal();
@@ -374,7 +404,7 @@ export function runSeed(o: SeedOptions): SeedResult {
     byzantine: sc.byzantine.size + sc.faultyClients,
     traceHash: world.trace.digest(),
     virtualMs: Math.round(finishedAt / 1000),
-    scenario: describe(sc),
+    scenario: `${describe(sc)} durability=${durability}` + (storageFaults ? ` totalCrash=${totalCrashes} fsync=${fsyncMinUs}-${fsyncMaxUs}us` : ''),
     events: world.stats.eventsProcessed,
     ...(o.keepHistory === true ? { history } : {}),
   };

@@ -94,8 +94,12 @@ export class Outbox {
   private readonly lazyWrites = new Map<string, Uint8Array | undefined>();
   /** Buffers a durable put; emitted at drain(), ahead of the step's other effects. */
   write(key: string, value: Uint8Array): void {
+    // A barrier write carries every lazy write buffered before it in this step: a record
+    // written with a barrier may name a body written lazily a moment earlier, and the log
+    // must never hold the record without the body.
+    for (const [k, v] of this.lazyWrites) this.writes.set(k, v);
+    this.lazyWrites.clear();
     this.writes.set(key, value);
-    this.lazyWrites.delete(key);
   }
   /**
    * Buffers a put that no send of this step depends on: emitted after the step's effects as a
@@ -110,8 +114,10 @@ export class Outbox {
     if (this.writes.has(key)) this.writes.set(key, undefined);
     else this.lazyWrites.set(key, undefined);
   }
-  /** Buffers a durable delete. */
+  /** Buffers a durable delete (carrying earlier lazy writes, as write does). */
   remove(key: string): void {
+    for (const [k, v] of this.lazyWrites) this.writes.set(k, v);
+    this.lazyWrites.clear();
     this.writes.set(key, undefined);
   }
   send(to: readonly Principal[], msg: Message): void {

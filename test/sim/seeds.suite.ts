@@ -8,17 +8,19 @@ import assert from 'node:assert/strict';
 import { runSeed, runSeedTwice, defaultFaultModels } from '../../src/sim/run.ts';
 
 /** Registers one test per (u, r) model covering seeds [first, first + count). */
-export function seedSuite(first: number, count: number, opts: { determinismEvery: number }): void {
+export function seedSuite(first: number, count: number, opts: { determinismEvery: number; storageFaults?: boolean }): void {
+  const storageFaults = opts.storageFaults === true;
+  const flag = storageFaults ? ' --storage-faults' : '';
   for (const [u, r] of defaultFaultModels) {
-    test(`simulated seeds ${first}..${first + count - 1} at u=${u} r=${r}: agreement, linearizability, no lost write, replay, liveness`, () => {
+    test(`simulated seeds ${first}..${first + count - 1} at u=${u} r=${r}${storageFaults ? ' with whole-cluster crashes' : ''}: agreement, linearizability, no lost write, replay, liveness`, () => {
       const failures: string[] = [];
       let ops = 0;
       let byzantine = 0;
       for (let seed = first; seed < first + count; seed++) {
-        const res = seed % opts.determinismEvery === 0 ? runSeedTwice({ seed, u, r }) : runSeed({ seed, u, r });
+        const res = seed % opts.determinismEvery === 0 ? runSeedTwice({ seed, u, r, storageFaults }) : runSeed({ seed, u, r, storageFaults });
         ops += res.ops;
         byzantine += res.byzantine;
-        if (!res.passed) failures.push(`seed ${seed}: ${res.failures.join(' | ')} (replay: npx bulwark sim --seed ${seed} --u ${u} --r ${r} --verbose)`);
+        if (!res.passed) failures.push(`seed ${seed}: ${res.failures.join(' | ')} (replay: npx bulwark sim --seed ${seed} --u ${u} --r ${r}${flag} --verbose)`);
         assert.equal(res.ackedLost, 0, `seed ${seed} lost acknowledged writes`);
       }
       assert.deepEqual(failures, []);

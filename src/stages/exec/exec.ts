@@ -5,8 +5,11 @@
  * Execution replicas never talk to each other in the normal case.
  *
  * - NEXT-BATCH(n, H_n, batch) from order replicas: accepted once r+1 distinct order replicas
- *   sent the same (H_n, digest) for n, and H_n = hash(H_{n-1}, n, digest(batch)) extends this
- *   replica's own history. Requests already answered for their client (id <= cached id) are
+ *   sent the same (H_n, digest) for n, or the order replica on this same node sent it (a node
+ *   is one fault domain: if that replica lies, this executor is faulty too), and
+ *   H_n = hash(H_{n-1}, n, digest(batch)) extends this replica's own history. In the normal
+ *   case an executor co-located with an order replica hears only from it; the others resend
+ *   batches when it asks with LAST-EXEC. Requests already answered for their client (id <= cached id) are
  *   skipped, so a request ordered twice runs once. Only non-empty batches reach the app; the
  *   delivered time is max(batch time, last delivered time + 1), so it strictly increases.
  * - Replies carry this executor's MAC for the client. In the normal case only the client's r+1
@@ -27,7 +30,8 @@
  *
  * Invariants:
  * - nextSeq only grows; `history` is the chain hash through nextSeq - 1;
- * - a batch runs only when its chain hash extends `history` and r+1 order replicas sent it;
+ * - a batch runs only when its chain hash extends `history` and r+1 order replicas, or the
+ *   co-located one, sent it;
  * - the reply cache holds, per client, the reply of its highest executed request id.
  */
 import { assert } from '../../core/assert.ts';
@@ -75,6 +79,8 @@ export class ExecCore {
   private readonly out = new Outbox();
   private readonly index: number;
   private readonly small: number;
+  /** An order replica shares this node: its NEXT-BATCH alone is enough (one fault domain). */
+  private readonly localOrder: boolean;
   private readonly cpInt: number;
   private readonly orderPeers: Principal[];
   private readonly execPeerIds: number[];
@@ -115,6 +121,7 @@ export class ExecCore {
     assert(idx !== undefined, `node ${nodeId} hosts no execution replica`);
     this.index = idx;
     this.small = cluster.r + 1;
+    this.localOrder = cluster.order.indexOf.has(nodeId);
     this.cpInt = cluster.config.checkpointInterval;
     this.orderPeers = membersOf(cluster.order);
     this.execPeerIds = cluster.exec.nodes.filter((id) => id !== nodeId);
@@ -192,7 +199,7 @@ export class ExecCore {
       if (this.loading !== undefined) return;
       let chosen: Claim | undefined;
       for (const { value: claim, voters } of this.claims.tallies(this.nextSeq)) {
-        if (voters.size < this.small) continue;
+        if (voters.size < this.small && !(this.localOrder && voters.has(this.nodeId))) continue;
         if (!this.canaries.has('skipHistoryCheck')) {
           const expected = this.keys.digest(this.history, u64Bytes(this.nextSeq), claim.digest);
           if (!bytesEqual(expected, claim.history)) {

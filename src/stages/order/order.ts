@@ -133,6 +133,13 @@ export class OrderCore {
   private readonly index: number;
   private readonly peers: Principal[];
   private readonly execPeers: Principal[];
+  /**
+   * Executors that learn committed batches from this replica's NEXT-BATCH in the normal case:
+   * the co-located one and those on nodes without an order replica. An executor that shares its
+   * node with an order replica takes its batches from that replica (same fault domain), so the
+   * others do not send it NEXT-BATCH unless it asks (LAST-EXEC).
+   */
+  private readonly batchPeers: Principal[];
   private readonly authPeers: Principal[];
   private readonly nullDigest: Uint8Array;
 
@@ -195,6 +202,17 @@ export class OrderCore {
   private readonly cpClaims = new Map<string, { senders: Set<number>; content: OrderCheckpoint }>();
 
   private started = false;
+  /** Durability `parallel`: a pre-prepare is written while this replica votes PREPARE. */
+  private readonly lazyPrePrepare: boolean;
+  /**
+   * This replica casts no vote, makes no proposal and sends no NEW-VIEW in any view up to this
+   * one. Set after a restart in `parallel` mode to the durable view: it may have voted in that
+   * view (or earlier ones) with PREPAREs that never reached its disk, and must not contradict
+   * them. -1: no restriction.
+   */
+  private abstainThrough = -1;
+  /** `o/meta` was durable at construction (this replica ran before). */
+  private readonly restarted: boolean;
   /** Time of the event being handled. */
   private lastNow = 0;
 
@@ -217,12 +235,23 @@ export class OrderCore {
     this.cpInt = cluster.config.checkpointInterval;
     this.peers = membersOf(cluster.order).filter((p) => p.kind === 'node' && p.id !== nodeId);
     this.execPeers = membersOf(cluster.exec);
+    this.batchPeers = this.execPeers.filter((p) => p.id === nodeId || !cluster.order.indexOf.has(p.id));
     this.authPeers = membersOf(cluster.auth);
     this.nullDigest = this.batchDigest(nullBatch);
     const genesis: OrderCheckpoint = { seq: 0, history: zeroDigest, time: 0, execToken: zeroDigest, lastOrdered: [] };
     this.stable = { content: genesis, digest: this.cpDigest(genesis) };
+    this.lazyPrePrepare = cluster.durability === 'parallel';
+    this.restarted = durable.has('o/meta');
     this.recover(durable);
+    // The durable view bounds every view this replica voted in: o/meta is written with a
+    // barrier when a view is entered, before any vote in it (and at the very first start).
+    if (this.lazyPrePrepare && this.restarted) this.abstainThrough = this.view;
     this.checkInvariants();
+  }
+
+  /** Whether this replica may vote or propose in its current view. */
+  private mayVote(): boolean {
+    return this.view > this.abstainThrough;
   }
 
   // =========================================================================================
@@ -230,8 +259,8 @@ export class OrderCore {
   // =========================================================================================
 
   /** Current view and whether it is active. */
-  get status(): { view: number; normal: boolean; primary: number; committedSeq: number; stableSeq: number } {
-    return { view: this.view, normal: this.normal, primary: primaryOf(this.cluster, this.view), committedSeq: this.committedSeq, stableSeq: this.stableSeq };
+  get status(): { view: number; normal: boolean; primary: number; committedSeq: number; stableSeq: number; abstaining: boolean } {
+    return { view: this.view, normal: this.normal, primary: primaryOf(this.cluster, this.view), committedSeq: this.committedSeq, stableSeq: this.stableSeq, abstaining: !this.mayVote() };
   }
 
   step(ev: StageEvent): Effect[] {
@@ -306,6 +335,8 @@ export class OrderCore {
 
   private onStart(now: number): void {
     this.nextStatusAt = now;
+    // First start ever: record the view before any vote, so a restart knows it may have voted.
+    if (this.lazyPrePrepare && !this.restarted) this.out.write('o/meta', encodeWith(metaCodec, { view: this.view, normal: this.normal }));
     if (!this.normal) {
       // Recovered in the middle of a view change: resume it with a fresh deadline.
       this.vcDeadline = now + this.vcTimeout(this.view);
@@ -406,7 +437,7 @@ export class OrderCore {
   }
 
   private maybePropose(now: number): void {
-    if (!this.normal || !this.isPrimary()) return;
+    if (!this.normal || !this.isPrimary() || !this.mayVote()) return;
     const cfg = this.cluster.config;
     for (;;) {
       const seq = this.highestProposed() + 1;
@@ -459,7 +490,7 @@ export class OrderCore {
     assert(slot !== undefined, 'proposal within the window');
     assert(slot.pp === undefined, 'one pre-prepare per (view, seq)');
     const digest = this.batchDigest(batch);
-    this.acceptPrePrepare(slot, digest, batch, msg);
+    this.acceptPrePrepare(slot, digest, batch, msg, this.lazyPrePrepare);
     this.out.send(this.peers, msg);
   }
 
@@ -490,9 +521,11 @@ export class OrderCore {
       }
       return;
     }
-    this.acceptPrePrepare(slot, digest, batch, undefined);
-    this.out.send(this.peers, { kind: 'prepare', view: this.view, seq: msg.seq, digest });
-    slot.prepares.set(this.nodeId, hex(digest));
+    this.acceptPrePrepare(slot, digest, batch, undefined, this.lazyPrePrepare);
+    if (this.mayVote()) {
+      this.out.send(this.peers, { kind: 'prepare', view: this.view, seq: msg.seq, digest });
+      slot.prepares.set(this.nodeId, hex(digest));
+    }
     this.checkSlot(slot);
   }
 
@@ -533,7 +566,12 @@ export class OrderCore {
     return false;
   }
 
-  private acceptPrePrepare(slot: Slot, digest: Uint8Array, batch: Batch, msg: MsgOf<'prePrepare'> | undefined): void {
+  /**
+   * Records a pre-prepare. `lazy` (durability parallel): the write is not a barrier, so the
+   * PREPARE (or, at the primary, the PRE-PREPARE) leaves while it is in flight; the prepared
+   * record, written with a barrier before COMMIT, carries it to disk at the latest.
+   */
+  private acceptPrePrepare(slot: Slot, digest: Uint8Array, batch: Batch, msg: MsgOf<'prePrepare'> | undefined, lazy = false): void {
     slot.pp = msg === undefined ? { view: this.view, digest, batch } : { view: this.view, digest, batch, msg };
     if (slot.seq > this.highestPP) this.highestPP = slot.seq;
     slot.bodies.set(hex(digest), batch);
@@ -546,7 +584,7 @@ export class OrderCore {
         slot.q.length = 8;
       }
     }
-    this.saveSlot(slot);
+    this.saveSlot(slot, lazy);
   }
 
   private onPrepare(sender: number, view: number, seq: number, digest: Uint8Array): void {
@@ -596,7 +634,7 @@ export class OrderCore {
     // change the others may need its COMMIT to reach the quorum.
     const d = hex(pp.digest);
     const primary = primaryOf(this.cluster, this.view);
-    if (!slot.sentCommit) {
+    if (!slot.sentCommit && this.mayVote()) {
       let prepares = 0;
       for (const [sender, dh] of slot.prepares) if (sender !== primary && dh === d) prepares++;
       if (prepares + 1 < this.quorumMedium()) return;
@@ -647,7 +685,7 @@ export class OrderCore {
       if (cand !== undefined && cand.reqId <= r.reqId) this.candidates.delete(r.client);
     }
     this.committedSeq = slot.seq;
-    if (send) this.out.send(this.execPeers, { kind: 'nextBatch', seq: slot.seq, history: this.history, batch: c.batch });
+    if (send) this.out.send(this.batchPeers, { kind: 'nextBatch', seq: slot.seq, history: this.history, batch: c.batch });
     if (slot.seq % this.cpInt === 0) {
       this.snapshots.set(slot.seq, {
         history: this.history,
@@ -849,7 +887,7 @@ export class OrderCore {
   }
 
   private maybeDecideNewView(now: number): void {
-    if (this.normal || primaryOf(this.cluster, this.view) !== this.nodeId) return;
+    if (this.normal || primaryOf(this.cluster, this.view) !== this.nodeId || !this.mayVote()) return;
     const vcs = [...this.viewChanges.values()].filter((v) => v.signed.body.view === this.view);
     if (vcs.length < this.medium) return;
     const decision = this.decide(vcs.map((v) => v.signed.body), undefined);
@@ -944,7 +982,7 @@ export class OrderCore {
         this.out.note({ type: 'safetyAlarm', detail: `new view ${this.view} assigns a different batch to committed seq ${seq}` });
       }
       this.acceptPrePrepare(slot, digest, batch, undefined);
-      if (!primary) {
+      if (!primary && this.mayVote()) {
         slot.prepares.set(this.nodeId, hex(digest));
         this.out.send(this.peers, { kind: 'prepare', view: this.view, seq, digest });
       }
