@@ -455,5 +455,21 @@ export function decodeKvReply(b: Uint8Array): KvReply | undefined {
   return res.ok ? res.value : undefined;
 }
 
-/** Bytes a multi reply adds around its outputs (tag and count). */
+/** Bytes a multi request or reply adds around its commands or outputs (tag and count). */
 export const multiReplyOverheadBytes = 3;
+
+/**
+ * A multi request from commands already encoded with `encodeKvRequest` (one command each, no
+ * multi): the same bytes as `encodeKvRequest({ kind: 'multi', commands })`, without encoding
+ * the commands again. Its length is 3 plus the sum of theirs.
+ */
+export function joinKvMulti(encoded: readonly Uint8Array[]): Uint8Array {
+  if (encoded.length > itemsMax) throw new RangeError(`multi longer than ${itemsMax}: ${encoded.length}`);
+  let length = multiReplyOverheadBytes;
+  for (const e of encoded) length += e.length;
+  const w = new Writer(length);
+  w.u8(multiTag);
+  w.u16(encoded.length);
+  for (const e of encoded) w.raw(e);
+  return w.finish();
+}
