@@ -11,6 +11,7 @@ import { ClientBusyError, TcpClient } from '../runtime/client.ts';
 import { defaultCrypto } from '../crypto/sodium.ts';
 import { KvClient } from '../services/kv/client.ts';
 import { RespGateway } from '../services/kv/resp/gateway.ts';
+import { alive } from './cluster.ts';
 
 /** Where the cluster is: `--config F` wins over `--dir D`. */
 export interface ClusterRef {
@@ -126,6 +127,13 @@ export async function kvServeCommand(ref: ClusterRef & { client?: number; resp: 
     };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
+    // Test harnesses set BULWARK_EXIT_WITH_PID so a gateway never outlives a killed test run.
+    const owner = Number(process.env.BULWARK_EXIT_WITH_PID ?? 0);
+    if (owner > 0) {
+      setInterval(() => {
+        if (!alive(owner)) stop();
+      }, 1000).unref();
+    }
   });
   await gateway.close();
   await client.close();
