@@ -440,7 +440,3 @@ export function translate(raw: readonly Buffer[], session: Session, facts: Serve
   }
 }
 
-/** Names of the commands the gateway answers, sorted. */
-export function knownCommands(): string[] {
-  return Object.keys(specs).sort();
-}

@@ -267,11 +267,21 @@ export class RespGateway {
 
   private handle(conn: Connection, args: Buffer[]): void {
     this.stats.commands++;
-    const action = translate(args, conn.session, this.facts);
-    // Encoded with the protocol in force after the command (HELLO 3 answers in RESP3).
-    const proto = conn.session.proto;
     const slot: Slot = { bytes: undefined, close: false };
     conn.slots.push(slot);
+    let action: ReturnType<typeof translate>;
+    let encoded: Uint8Array | undefined;
+    try {
+      action = translate(args, conn.session, this.facts);
+      if (action.kind === 'cluster') encoded = encodeKvRequest(action.command);
+    } catch (e) {
+      // translate checks every limit first, so this is a gateway bug: answer it, keep serving.
+      this.log(`resp: internal error on a command of connection ${conn.session.id}: ${String(e)}`);
+      slot.bytes = replyBytes(error('ERR internal error in the gateway'), conn.session.proto);
+      return;
+    }
+    // Encoded with the protocol in force after the command (HELLO 3 answers in RESP3).
+    const proto = conn.session.proto;
     if (action.kind === 'local') {
       slot.bytes = replyBytes(action.reply, proto);
       if (action.close === true) {
@@ -280,13 +290,14 @@ export class RespGateway {
       }
       return;
     }
-    const encoded = encodeKvRequest(action.command);
-    if (encoded.length + multiReplyOverheadBytes > this.requestBytesMax) {
-      slot.bytes = replyBytes(error(`ERR command too large for the cluster: ${encoded.length} bytes encoded, requestBytesMax is ${this.requestBytesMax}`), proto);
+    // Set in the try above for every cluster action.
+    const request = encoded!;
+    if (request.length + multiReplyOverheadBytes > this.requestBytesMax) {
+      slot.bytes = replyBytes(error(`ERR command too large for the cluster: ${request.length} bytes encoded, requestBytesMax is ${this.requestBytesMax}`), proto);
       return;
     }
-    this.queue.push({ conn, slot, encoded, proto, answer: action.answer });
-    this.queueBytes += encoded.length;
+    this.queue.push({ conn, slot, encoded: request, proto, answer: action.answer });
+    this.queueBytes += request.length;
   }
 
   /** Writes the answered replies at the head of the connection's FIFO. */

@@ -322,3 +322,20 @@ void test('gateway: a protocol error closes only its connection, after the repli
     await gw.close();
   }
 });
+
+void test('gateway: a command whose encoding exceeds the cluster requestBytesMax is refused alone; the next one still runs', async () => {
+  const inv = new HeldInvoker();
+  inv.hold = false;
+  const gw = new RespGateway({ invoker: inv, requestBytesMax: 64 });
+  const { port } = await gw.listen('127.0.0.1', 0);
+  try {
+    const c = await rawClient(port);
+    c.socket.write(`SET k ${'v'.repeat(100)}\r\nSET k small\r\nGET k\r\n`);
+    await until('three replies', () => c.received().endsWith('$5\r\nsmall\r\n'));
+    assert.match(c.received(), /^-ERR command too large for the cluster: \d+ bytes encoded, requestBytesMax is 64\r\n\+OK\r\n\$5\r\nsmall\r\n$/);
+    assert.ok(inv.requests.every((r) => r.length <= 64), 'no request exceeds requestBytesMax');
+    c.socket.destroy();
+  } finally {
+    await gw.close();
+  }
+});
