@@ -136,6 +136,7 @@ test('RESP gateway on a 4-process cluster: ioredis pipelines over 4 connections 
     assert.ok(lin.checked >= 4 * 40, `checked ${lin.checked} operations`);
     const info = await conns[0]!.info();
     const stat = (name: string): number => Number(new RegExp(`^${name}:(\\d+)`, 'm').exec(info)?.[1]);
+    assert.match(info, /^protocol:3\r?$/m, 'ioredis negotiated RESP3 with HELLO 3');
     assert.ok(stat('clusterCommands') >= history.length, info);
     assert.ok(stat('requests') < stat('clusterCommands'), `${stat('requests')} requests carried ${stat('clusterCommands')} commands: requests are shared`);
 
