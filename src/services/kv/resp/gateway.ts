@@ -17,7 +17,8 @@
  *   `pendingBytesMax` encoded bytes, and a connection holds at most `connectionSlotsMax`
  *   unanswered commands and `outputBytesMax` unsent reply bytes. When a bound is reached the
  *   gateway stops reading (sockets paused, no more commands parsed) instead of dropping anything,
- *   and resumes when the queue or the connection drains;
+ *   and resumes when the queue or the connection drains, stalled connections taking turns to go
+ *   first so that one busy connection cannot starve the others;
  * - bad input hurts only its connection: a protocol error is answered with Redis' `-ERR Protocol
  *   error: ...` after the replies the connection is owed, then the connection is closed.
  */
@@ -128,6 +129,8 @@ export class RespGateway {
   private queueBytes = 0;
   private inFlight = false;
   private nextId = 1;
+  /** Rotates which stalled connection resumes first. */
+  private resumeTurn = 0;
   private readonly limits: RespLimits;
   private readonly facts: ServerFacts;
   private readonly pendingCommandsMax: number;
@@ -256,9 +259,14 @@ export class RespGateway {
 
   /** Connections that stopped being read get another chance (after any queue or socket change). */
   private resumeStalled(): void {
-    for (const conn of [...this.stalled]) {
+    const waiting = [...this.stalled];
+    this.stalled.clear();
+    // Round robin: a different connection goes first each time, or the first one to stall would
+    // refill the queue on every round and starve the others.
+    const first = waiting.length === 0 ? 0 : this.resumeTurn++ % waiting.length;
+    for (let i = 0; i < waiting.length; i++) {
+      const conn = waiting[(first + i) % waiting.length]!;
       conn.stalled = false;
-      this.stalled.delete(conn);
       conn.socket.resume();
       this.pump(conn);
     }

@@ -232,7 +232,7 @@ class HeldInvoker implements Invoker {
         resolve(this.store.execute({ seq: this.requests.length, time: this.time, seed: 0, requests: [{ client: 1, reqId: this.requests.length, op }] })[0]!);
       };
       if (this.hold) this.held.push(go);
-      else go();
+      else setImmediate(go); // a reply comes back through the event loop, as from a socket
     });
   }
   release(): void {
@@ -335,6 +335,39 @@ void test('gateway: a command whose encoding exceeds the cluster requestBytesMax
     assert.match(c.received(), /^-ERR command too large for the cluster: \d+ bytes encoded, requestBytesMax is 64\r\n\+OK\r\n\$5\r\nsmall\r\n$/);
     assert.ok(inv.requests.every((r) => r.length <= 64), 'no request exceeds requestBytesMax');
     c.socket.destroy();
+  } finally {
+    await gw.close();
+  }
+});
+
+void test('gateway: stalled connections take turns, so one long pipeline cannot starve a short one', async () => {
+  const inv = new HeldInvoker();
+  inv.hold = false;
+  const gw = new RespGateway({ invoker: inv, requestBytesMax: 64 * 1024, pendingCommandsMax: 4 });
+  const { port } = await gw.listen('127.0.0.1', 0);
+  try {
+    const long = await rawClient(port);
+    const short = await rawClient(port);
+    inv.hold = true;
+    long.socket.write('INCR a\r\n'.repeat(400));
+    await until('the long pipeline stalls', () => gw.stats.stalls > 0);
+    short.socket.write('INCR b\r\n');
+    // Stalls: the long pipeline when the queue fills, again after the held request took its
+    // commands, then the short one.
+    await until('both stalled', () => gw.stats.stalls >= 3);
+    inv.hold = false;
+    inv.release();
+    await until('the short reply', () => short.received() === ':1\r\n');
+    // How many of the long pipeline's commands the cluster saw before the short one.
+    const keys = inv.requests.flatMap((r) => {
+      const m = decodeKvRequest(r);
+      return m?.kind === 'multi' ? m.commands.map((c) => (c.kind === 'incr' ? c.key : '?')) : [];
+    });
+    const longBefore = keys.indexOf('b');
+    assert.ok(longBefore >= 0 && longBefore < 20, `the short command went out after ${longBefore} of the 400 long ones`);
+    await until('the long pipeline ends', () => (long.received().match(/:\d+\r\n/g) ?? []).length === 400);
+    long.socket.destroy();
+    short.socket.destroy();
   } finally {
     await gw.close();
   }
