@@ -229,8 +229,11 @@ export class RespGateway {
 
   /** Reads and handles the connection's complete commands until none is left or a bound is hit. */
   private pump(conn: Connection): void {
+    const blocked = (): boolean => this.queueFull() || conn.slots.length >= this.connectionSlotsMax || conn.socket.writableLength > this.outputBytesMax;
     while (!conn.closing && !conn.closed) {
-      if (this.queueFull() || conn.slots.length >= this.connectionSlotsMax || conn.socket.writableLength > this.outputBytesMax) {
+      // Answered slots at the head free room (a pipeline of local commands needs no cluster reply).
+      if (blocked()) this.flush(conn);
+      if (blocked()) {
         if (!conn.stalled) {
           conn.stalled = true;
           this.stalled.add(conn);

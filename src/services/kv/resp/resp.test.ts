@@ -372,3 +372,19 @@ void test('gateway: stalled connections take turns, so one long pipeline cannot 
     await gw.close();
   }
 });
+
+void test('gateway: a pipeline of local commands longer than the per-connection bound is answered in full without the cluster', async () => {
+  const inv = new HeldInvoker();
+  const gw = new RespGateway({ invoker: inv, requestBytesMax: 64 * 1024, connectionSlotsMax: 16 });
+  const { port } = await gw.listen('127.0.0.1', 0);
+  try {
+    const c = await rawClient(port);
+    c.socket.write('PING\r\n'.repeat(1000));
+    await until('1000 PONGs', () => c.received().length === '+PONG\r\n'.length * 1000);
+    assert.equal(c.received(), '+PONG\r\n'.repeat(1000));
+    assert.equal(inv.requests.length, 0);
+    c.socket.destroy();
+  } finally {
+    await gw.close();
+  }
+});
