@@ -243,9 +243,10 @@ function helloCommand(a: Args, s: Session, facts: ServerFacts): Action {
   return { kind: 'local', reply: { t: 'map', entries: entries.map(([k, v]) => [bulk(k), v] as const) } };
 }
 
-function clientName(name: string): string {
+/** A valid client name; the empty name clears it (null), as in Redis. */
+function clientName(name: string): string | null {
   if (!/^[\x21-\x7e]*$/.test(name)) throw new Refusal('ERR Client names cannot contain spaces, newlines or special characters.');
-  return name;
+  return name === '' ? null : name;
 }
 
 function clientCommand(a: Args, s: Session): Action {

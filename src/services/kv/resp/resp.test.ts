@@ -203,6 +203,10 @@ void test('translate: commands map to store commands with their options; local c
   assert.equal(run(['client', 'setname', 'me'], s), '+OK\r\n');
   assert.equal(run(['client', 'getname'], s), '$2\r\nme\r\n');
   assert.equal(run(['client', 'setname', 'a b'], s), '-ERR Client names cannot contain spaces, newlines or special characters.\r\n');
+  assert.equal(run(['client', 'setname', ''], { ...s }), '+OK\r\n');
+  const cleared: Session = { proto: 2, name: 'x', id: 1 };
+  run(['client', 'setname', ''], cleared);
+  assert.equal(cleared.name, null, 'an empty name clears it');
   assert.equal(run(['hello', '4'], s), '-NOPROTO unsupported protocol version\r\n');
   assert.equal(s.proto, 2);
   const hello = run(['hello', '3'], s);
