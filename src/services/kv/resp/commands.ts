@@ -47,10 +47,7 @@ class Refusal extends Error {}
 
 /** Arguments of one command, with Redis' checks. */
 class Args {
-  constructor(
-    readonly name: string,
-    private readonly raw: readonly Buffer[],
-  ) {}
+  constructor(private readonly raw: readonly Buffer[]) {}
 
   get length(): number {
     return this.raw.length;
@@ -434,7 +431,7 @@ export function translate(raw: readonly Buffer[], session: Session, facts: Serve
     return { kind: 'local', reply: error(`ERR wrong number of arguments for '${name}' command`) };
   }
   try {
-    return spec.run(new Args(name, raw), session, facts);
+    return spec.run(new Args(raw), session, facts);
   } catch (e) {
     if (e instanceof Refusal) return { kind: 'local', reply: error(e.message) };
     throw e;
