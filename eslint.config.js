@@ -56,7 +56,7 @@ export default tseslint.config(
   },
   {
     // Protocol code: pure state machines and the pure modules they use.
-    files: ['src/core/**/*.ts', 'src/codec/**/*.ts', 'src/stages/**/*.ts', 'src/app/**/*.ts', 'src/services/kv/store.ts', 'src/services/kv/ops.ts', 'src/state/**/*.ts', 'src/durability/logic/**/*.ts'],
+    files: ['src/core/**/*.ts', 'src/codec/**/*.ts', 'src/stages/**/*.ts', 'src/app/**/*.ts', 'src/services/kv/store.ts', 'src/services/kv/ops.ts', 'src/services/kv/glob.ts', 'src/services/kv/resp/parser.ts', 'src/services/kv/resp/commands.ts', 'src/state/**/*.ts', 'src/durability/logic/**/*.ts'],
     ignores: ['**/*.test.ts'],
     rules: {
       'no-restricted-globals': ['error', ...impureGlobals],

@@ -23,8 +23,8 @@ export { BulwarkError, ConfigError, DecodeError, StorageCorruptError, type Confi
 export type { AppBatch, AppFactory, AppRequest, ReplicatedApp } from './app/contract.ts';
 export { KvStore } from './services/kv/store.ts';
 export { KvClient, KvError, type Invoker } from './services/kv/client.ts';
-export type { KvOp, KvOutput } from './services/kv/model.ts';
-export { encodeKvOp, decodeKvOp, encodeKvOutput, decodeKvOutput } from './services/kv/ops.ts';
+export type { KvOp, KvOutput, KvCommand, KvCommandOutput, KvExpiry, KvFailCode, KvRequest, KvReply } from './services/kv/model.ts';
+export { encodeKvOp, decodeKvOp, encodeKvOutput, decodeKvOutput, encodeKvRequest, decodeKvRequest, encodeKvReply, decodeKvReply } from './services/kv/ops.ts';
 export { ReplicaNode, type NodeDeps } from './stages/node.ts';
 export { ClientCore, type ClientEvent, type ClientOptions } from './stages/client/client.ts';
 export type { Effect, Note, StageEvent, RandomSource } from './stages/types.ts';

@@ -1,5 +1,6 @@
 /**
- * `bulwark kv put|get|del|cas|incr`: the key-value client on the command line. Each run takes
+ * `bulwark kv put|get|del|cas|incr`: the key-value client on the command line, and `bulwark kv
+ * serve --resp HOST:PORT`, the Redis-protocol gateway. Each run takes
  * a free client identity of the cluster (a lock file per identity) and keeps its request-id
  * reservation in <dir>/clients/<id>.
  */
@@ -9,6 +10,8 @@ import { clusterPaths, loadClusterFile, loadKeyFile, type ClusterFile } from '..
 import { ClientBusyError, TcpClient } from '../runtime/client.ts';
 import { defaultCrypto } from '../crypto/sodium.ts';
 import { KvClient } from '../services/kv/client.ts';
+import { RespGateway } from '../services/kv/resp/gateway.ts';
+import { alive } from './cluster.ts';
 
 /** Where the cluster is: `--config F` wins over `--dir D`. */
 export interface ClusterRef {
@@ -91,4 +94,50 @@ export async function kvCommand(op: string, args: readonly string[], ref: Cluste
   } finally {
     await client.close();
   }
+}
+
+/** Splits `HOST:PORT` (or `[V6]:PORT`) into its parts. */
+export function parseListenAddress(s: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):([0-9]{1,5})$/.exec(s);
+  const port = m === null ? NaN : Number(m[3]);
+  if (m === null || port > 65535) throw new BulwarkError('bad_address', `--resp wants HOST:PORT (for example 127.0.0.1:6380), got "${s}"`);
+  return { host: m[1] ?? m[2]!, port };
+}
+
+/**
+ * `bulwark kv serve --resp HOST:PORT`: one client of the cluster serving the Redis protocol
+ * (see docs/resp.md) until SIGINT or SIGTERM.
+ */
+export async function kvServeCommand(ref: ClusterRef & { client?: number; resp: string }, print: (s: string) => void = console.log): Promise<number> {
+  const { host, port } = parseListenAddress(ref.resp);
+  const client = await connectClient(ref, ref.client === undefined ? {} : { id: ref.client });
+  const gateway = new RespGateway({ invoker: client, requestBytesMax: client.cluster.config.requestBytesMax, log: print });
+  try {
+    await gateway.listen(host, port);
+  } catch (e) {
+    await client.close();
+    throw e;
+  }
+  print(`resp: serving as client ${client.id}; stop with Ctrl-C or SIGTERM`);
+  await new Promise<void>((resolve) => {
+    const stop = (): void => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+    // Test harnesses set BULWARK_EXIT_WITH_PID so a gateway never outlives a killed test run.
+    const owner = Number(process.env.BULWARK_EXIT_WITH_PID ?? 0);
+    if (owner > 0) {
+      setInterval(() => {
+        if (!alive(owner)) stop();
+      }, 1000).unref();
+    }
+  });
+  await gateway.close();
+  await client.close();
+  const s = gateway.stats;
+  print(`resp: stopped after ${s.commands} commands (${s.clusterCommands} in ${s.requests} cluster requests), ${s.protocolErrors} protocol errors`);
+  return 0;
 }

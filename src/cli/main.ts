@@ -7,7 +7,7 @@ import { BulwarkError } from '../core/errors.ts';
 import { durabilityModes, type DurabilityMode } from '../core/config.ts';
 import { simCommand } from './sim.ts';
 import { downCommand, initCommand, nodeCommand, statusCommand, upCommand } from './cluster.ts';
-import { kvCommand } from './kv.ts';
+import { kvCommand, kvServeCommand } from './kv.ts';
 import { benchCommand } from './bench.ts';
 import { demoCommand } from './demo.ts';
 
@@ -107,14 +107,20 @@ export function buildProgram(): Command {
     });
   program
     .command('kv')
-    .description('Key-value client: kv put KEY VALUE | get KEY | del KEY | cas KEY EXPECTED|- NEW | incr KEY [DELTA]')
-    .argument('<op>', 'put, get, del, cas or incr')
+    .description('Key-value client: kv put KEY VALUE | get KEY | del KEY | cas KEY EXPECTED|- NEW | incr KEY [DELTA] | serve --resp HOST:PORT (Redis protocol gateway)')
+    .argument('<op>', 'put, get, del, cas, incr, or serve')
     .argument('[args...]', 'arguments of the operation')
     .option('--dir <dir>', 'cluster directory', 'cluster')
     .option('--config <file>', 'cluster file (instead of --dir)')
     .option('--client <id>', 'client identity to use (default: the first free one)', int('--client', 0))
     .option('--timeout <ms>', 'give up after this long', int('--timeout', 1), 10_000)
-    .action(async (op: string, args: string[], o: { dir: string; config?: string; client?: number; timeout: number }) => {
+    .option('--resp <host:port>', 'with serve: address to serve the Redis protocol on, e.g. 127.0.0.1:6380')
+    .action(async (op: string, args: string[], o: { dir: string; config?: string; client?: number; timeout: number; resp?: string }) => {
+      if (op === 'serve') {
+        if (o.resp === undefined || args.length > 0) throw new BulwarkError('usage', 'usage: bulwark kv serve --resp HOST:PORT [--dir D | --config F] [--client ID]');
+        process.exitCode = await kvServeCommand({ dir: o.dir, resp: o.resp, ...(o.config === undefined ? {} : { config: o.config }), ...(o.client === undefined ? {} : { client: o.client }) });
+        return;
+      }
       process.exitCode = await kvCommand(op, args, { dir: o.dir, timeoutMs: o.timeout, ...(o.config === undefined ? {} : { config: o.config }), ...(o.client === undefined ? {} : { client: o.client }) });
     });
   program

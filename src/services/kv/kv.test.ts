@@ -2,8 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { applyKv, isReadOnly, outputsEqual, type KvOp, type KvOutput } from './model.ts';
-import { decodeKvOp, decodeKvOutput, encodeKvOp, encodeKvOutput, keyBytesMax } from './ops.ts';
-import { KvStore } from './store.ts';
+import type { KvCommand, KvCommandOutput, KvExpiry, KvReply, KvRequest } from './model.ts';
+import { decodeKvOp, decodeKvOutput, decodeKvReply, decodeKvRequest, encodeKvOp, encodeKvOutput, encodeKvReply, encodeKvRequest, keyBytesMax, valueBytesMax } from './ops.ts';
+import { KvStore, keyHash, replyBytesMax } from './store.ts';
+import { Glob } from './glob.ts';
 import { KvClient, KvError, type Invoker } from './client.ts';
 import type { AppBatch } from '../../app/contract.ts';
 
@@ -203,7 +205,15 @@ const smallKey = fc.constantFrom('a', 'b', 'c', 'ä', '🔑', '');
 // Requests as bytes: mostly valid ops over few keys (so they interact), some garbage.
 const arbRequest = fc.oneof(
   { weight: 5, arbitrary: arbOpOver(smallKey).map((op) => ({ op, bytes: encodeKvOp(op) })) },
-  { weight: 1, arbitrary: fc.uint8Array({ maxLength: 12 }).map((bytes) => ({ op: decodeKvOp(bytes), bytes })) },
+  {
+    weight: 1,
+    // Garbage to the five-op decoder; bytes that happen to be a valid extended command are left out
+    // (the store would run them, and this model only knows the five ops).
+    arbitrary: fc
+      .uint8Array({ maxLength: 12 })
+      .filter((bytes) => decodeKvOp(bytes) !== undefined || decodeKvRequest(bytes) === undefined)
+      .map((bytes) => ({ op: decodeKvOp(bytes), bytes })),
+  },
 );
 
 void test('KvStore.execute returns one reply per request, in order, matching applyKv on a model map', () => {
@@ -434,4 +444,372 @@ void test('KvClient: an undecodable reply or a reply of another kind rejects wit
   const kv = new KvClient({ invoke: () => Promise.resolve(replies[i++]!) });
   await assert.rejects(kv.get('k'), (e: unknown) => e instanceof KvError && e.code === 'kv_bad_reply');
   await assert.rejects(kv.incr('k'), (e: unknown) => e instanceof KvError && e.code === 'kv_bad_reply');
+});
+
+// =============================================================================================
+// The extended commands (SET options, MGET/MSET, multi-key DEL/EXISTS, APPEND, STRLEN, DBSIZE,
+// TYPE, EXPIRE/PTTL, SCAN, multi): their codec, their semantics on KvStore, expiry by the agreed
+// batch time, and checkpoints that carry deadlines.
+
+/** Runs one request in a batch of agreed time `time` and decodes the reply. */
+function at(store: KvStore, time: number, req: KvRequest): KvReply {
+  const [reply] = store.execute({ seq: time, time, seed: 0, requests: [{ client: 1, reqId: time, op: encodeKvRequest(req) }] });
+  const out = decodeKvReply(reply!);
+  assert.ok(out !== undefined, 'the store replies decode');
+  return out;
+}
+
+const set = (key: string, value: string, o: Partial<{ when: 'always' | 'nx' | 'xx'; get: boolean; expiry: KvExpiry }> = {}): KvCommand => ({
+  kind: 'set',
+  key,
+  value,
+  when: o.when ?? 'always',
+  get: o.get ?? false,
+  expiry: o.expiry ?? { kind: 'clear' },
+});
+const int = (value: number): KvCommandOutput => ({ kind: 'int', value });
+
+// ---------------------------------------------------------------------------------------------
+// Codec.
+
+const xKey = fc.oneof(fc.string({ maxLength: 8 }), fc.constantFrom('', 'ключ', '🔑', 'a\u0000b'));
+const xValue = fc.oneof(fc.string({ maxLength: 20 }), fc.constantFrom('', '0', '-1', String(Number.MAX_SAFE_INTEGER)));
+const xMs = fc.oneof(fc.integer({ min: -1000, max: 1000 }), fc.constantFrom(Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER)).map((x) => (x === 0 ? 0 : x));
+const xKeys = fc.array(xKey, { maxLength: 5 });
+
+function xCommandOver(key: fc.Arbitrary<string>, ms: fc.Arbitrary<number> = xMs): fc.Arbitrary<KvCommand> {
+  const timed = fc.record({ kind: fc.constantFrom('in' as const, 'at' as const), ms });
+  const keys = fc.array(key, { maxLength: 4 });
+  return fc.oneof(
+    fc.record({ kind: fc.constant('get' as const), key }),
+    fc.record({ kind: fc.constant('put' as const), key, value: xValue }),
+    fc.record({ kind: fc.constant('del' as const), key }),
+    fc.record({ kind: fc.constant('cas' as const), key, expected: fc.option(xValue, { nil: null }), next: xValue }),
+    fc.record({ kind: fc.constant('incr' as const), key, delta: fc.integer({ min: -5, max: 5 }).map((d) => (d === 0 ? 0 : d)) }),
+    fc.record({ kind: fc.constant('set' as const), key, value: xValue, when: fc.constantFrom('always' as const, 'nx' as const, 'xx' as const), get: fc.boolean(), expiry: fc.oneof(fc.constant({ kind: 'clear' as const }), fc.constant({ kind: 'keep' as const }), timed) }),
+    fc.record({ kind: fc.constant('mget' as const), keys }),
+    fc.record({ kind: fc.constant('mset' as const), entries: fc.array(fc.record({ key, value: xValue }), { maxLength: 3 }) }),
+    fc.record({ kind: fc.constant('delKeys' as const), keys }),
+    fc.record({ kind: fc.constant('exists' as const), keys }),
+    fc.record({ kind: fc.constant('append' as const), key, value: xValue }),
+    fc.record({ kind: fc.constant('strlen' as const), key }),
+    fc.constant({ kind: 'dbsize' as const }),
+    fc.record({ kind: fc.constant('type' as const), key }),
+    fc.record({ kind: fc.constant('expire' as const), key, expiry: timed }),
+    fc.record({ kind: fc.constant('pttl' as const), key }),
+    fc.record({ kind: fc.constant('scan' as const), cursor: fc.oneof(fc.constant(0), fc.nat({ max: 0xffffffff })), match: fc.option(fc.constantFrom('*', 'a*', '?', '[ab]*', 'k\\*'), { nil: null }), count: fc.integer({ min: 1, max: 20 }) }),
+  );
+}
+const xCommand = xCommandOver(xKey);
+const xRequest: fc.Arbitrary<KvRequest> = fc.oneof(xCommand, fc.record({ kind: fc.constant('multi' as const), commands: fc.array(xCommand, { maxLength: 6 }) }));
+
+const xOutput: fc.Arbitrary<KvCommandOutput> = fc.oneof(
+  fc.record({ kind: fc.constant('get' as const), value: fc.option(xValue, { nil: null }) }),
+  fc.constant({ kind: 'put' as const }),
+  fc.record({ kind: fc.constant('del' as const), existed: fc.boolean() }),
+  fc.record({ kind: fc.constant('incr' as const), value: xMs }),
+  fc.record({ kind: fc.constant('error' as const), code: fc.constantFrom('not_integer' as const, 'overflow' as const, 'bad_request' as const) }),
+  fc.record({ kind: fc.constant('set' as const), written: fc.boolean(), old: fc.option(xValue, { nil: null }) }),
+  fc.record({ kind: fc.constant('values' as const), values: fc.array(fc.option(xValue, { nil: null }), { maxLength: 4 }) }),
+  fc.record({ kind: fc.constant('int' as const), value: xMs }),
+  fc.record({ kind: fc.constant('scan' as const), cursor: fc.nat({ max: 0xffffffff }), keys: xKeys }),
+  fc.record({ kind: fc.constant('fail' as const), code: fc.constantFrom('too_large' as const, 'reply_too_large' as const, 'invalid_expire' as const) }),
+);
+const xReply: fc.Arbitrary<KvReply> = fc.oneof(xOutput, fc.record({ kind: fc.constant('multi' as const), outputs: fc.array(xOutput, { maxLength: 5 }) }));
+
+/** fc.record builds null-prototype objects: compare through JSON. */
+const plain = (x: unknown): unknown => JSON.parse(JSON.stringify(x));
+
+void test('decodeKvRequest(encodeKvRequest(req)) equals req for every command and for multis', () => {
+  fc.assert(
+    fc.property(xRequest, (req) => {
+      assert.deepStrictEqual(plain(decodeKvRequest(encodeKvRequest(req))), plain(req));
+    }),
+    { seed: 2001, numRuns: 1000 },
+  );
+});
+
+void test('decodeKvReply(encodeKvReply(reply)) equals reply for every output kind and for multis', () => {
+  fc.assert(
+    fc.property(xReply, (reply) => {
+      assert.deepStrictEqual(plain(decodeKvReply(encodeKvReply(reply))), plain(reply));
+    }),
+    { seed: 2002, numRuns: 1000 },
+  );
+});
+
+void test('the five ops keep their bytes: every encodeKvOp/encodeKvOutput is a KvRequest/KvReply meaning the same', () => {
+  const ops = [
+    { kind: 'get', key: 'k' },
+    { kind: 'put', key: 'k', value: 'v' },
+    { kind: 'del', key: 'k' },
+    { kind: 'cas', key: 'k', expected: null, next: 'n' },
+    { kind: 'incr', key: 'k', delta: -3 },
+  ] as const;
+  for (const op of ops) {
+    assert.equal(hex(encodeKvRequest(op)), hex(encodeKvOp(op)), op.kind);
+    assert.deepStrictEqual(decodeKvRequest(encodeKvOp(op)), op);
+  }
+  const outs = [{ kind: 'get', value: 'v' }, { kind: 'put' }, { kind: 'cas', swapped: true }, { kind: 'incr', value: -7 }, { kind: 'error', code: 'overflow' }] as const;
+  for (const o of outs) assert.equal(hex(encodeKvReply(o)), hex(encodeKvOutput(o)), o.kind);
+});
+
+void test('decodeKvRequest/decodeKvReply never throw on random bytes; what they accept re-encodes to the same bytes', () => {
+  const arbBytes = fc.oneof(
+    fc.uint8Array({ maxLength: 48 }),
+    fc.tuple(fc.constantFrom(10, 11, 12, 13, 14, 19, 21, 32), fc.uint8Array({ maxLength: 48 })).map(([t, b]) => Uint8Array.of(t, ...b)),
+    fc.tuple(fc.constantFrom(11, 13, 14), fc.uint8Array({ maxLength: 24 })).map(([t, b]) => Uint8Array.of(32, 0, 1, t, 0, 1, ...b)),
+  );
+  fc.assert(
+    fc.property(arbBytes, (b) => {
+      const req = decodeKvRequest(b);
+      if (req !== undefined) assert.equal(hex(encodeKvRequest(req)), hex(b));
+      const reply = decodeKvReply(b);
+      if (reply !== undefined) assert.equal(hex(encodeKvReply(reply)), hex(b));
+    }),
+    { seed: 2003, numRuns: 3000 },
+  );
+  // Nested multis, unknown tags and a scan count of 0 are refused.
+  assert.equal(decodeKvRequest(Uint8Array.of(32, 0, 1, 32, 0, 0)), undefined);
+  assert.equal(decodeKvRequest(Uint8Array.of(99)), undefined);
+  assert.equal(decodeKvRequest(Uint8Array.of(21, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)), undefined);
+  assert.equal(decodeKvReply(Uint8Array.of(14, 9)), undefined);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Semantics.
+
+void test('SET: NX, XX and GET follow Redis; a refused SET changes nothing and still returns the old value with GET', () => {
+  const s = new KvStore();
+  assert.deepStrictEqual(at(s, 10, set('k', 'a', { when: 'xx' })), { kind: 'set', written: false, old: null });
+  assert.equal(s.peek('k'), null);
+  assert.deepStrictEqual(at(s, 11, set('k', 'a', { when: 'nx' })), { kind: 'set', written: true, old: null });
+  assert.deepStrictEqual(at(s, 12, set('k', 'b', { when: 'nx', get: true })), { kind: 'set', written: false, old: 'a' });
+  assert.deepStrictEqual(at(s, 13, set('k', 'c', { when: 'xx', get: true })), { kind: 'set', written: true, old: 'a' });
+  assert.deepStrictEqual(at(s, 14, set('k', 'd', { get: true })), { kind: 'set', written: true, old: 'c' });
+  assert.equal(s.peek('k'), 'd');
+});
+
+void test('MGET, MSET, multi-key DEL and EXISTS (a key named twice counts twice), APPEND and STRLEN in UTF-8 bytes, DBSIZE, TYPE', () => {
+  const s = new KvStore();
+  assert.deepStrictEqual(at(s, 1, { kind: 'mset', entries: [{ key: 'a', value: '1' }, { key: 'b', value: 'ключ' }, { key: 'a', value: '2' }] }), { kind: 'put' });
+  assert.deepStrictEqual(at(s, 2, { kind: 'mget', keys: ['a', 'b', 'zz', 'a'] }), { kind: 'values', values: ['2', 'ключ', null, '2'] });
+  assert.deepStrictEqual(at(s, 3, { kind: 'exists', keys: ['a', 'a', 'zz', 'b'] }), int(3));
+  assert.deepStrictEqual(at(s, 4, { kind: 'strlen', key: 'b' }), int(8));
+  assert.deepStrictEqual(at(s, 5, { kind: 'strlen', key: 'zz' }), int(0));
+  assert.deepStrictEqual(at(s, 6, { kind: 'append', key: 'b', value: '🔑' }), int(12));
+  assert.deepStrictEqual(at(s, 7, { kind: 'append', key: 'new', value: 'xy' }), int(2));
+  assert.deepStrictEqual(at(s, 8, { kind: 'dbsize' }), int(3));
+  assert.deepStrictEqual(at(s, 9, { kind: 'type', key: 'a' }), int(1));
+  assert.deepStrictEqual(at(s, 10, { kind: 'type', key: 'zz' }), int(0));
+  assert.deepStrictEqual(at(s, 11, { kind: 'delKeys', keys: ['a', 'zz', 'new', 'a'] }), int(2));
+  assert.deepStrictEqual(at(s, 12, { kind: 'dbsize' }), int(1));
+  const big = 'x'.repeat(valueBytesMax);
+  at(s, 13, set('big', big));
+  assert.deepStrictEqual(at(s, 14, { kind: 'append', key: 'big', value: 'y' }), { kind: 'fail', code: 'too_large' });
+  assert.equal(s.peek('big'), big);
+});
+
+void test('expiry follows the batch time only: a key is present before its deadline and absent from the batch whose time reaches it', () => {
+  const s = new KvStore();
+  at(s, 1000, set('k', 'v', { expiry: { kind: 'in', ms: 500 } }));
+  assert.equal(s.peekDeadline('k'), 1500);
+  assert.deepStrictEqual(at(s, 1200, { kind: 'pttl', key: 'k' }), int(300));
+  assert.deepStrictEqual(at(s, 1499, { kind: 'get', key: 'k' }), { kind: 'get', value: 'v' });
+  assert.deepStrictEqual(at(s, 1500, { kind: 'get', key: 'k' }), { kind: 'get', value: null });
+  assert.deepStrictEqual(at(s, 1501, { kind: 'pttl', key: 'k' }), int(-2));
+  assert.deepStrictEqual(at(s, 1502, { kind: 'exists', keys: ['k'] }), int(0));
+  // Absolute deadlines (EXAT/PXAT) are agreed times too; one in the past removes the key at once.
+  at(s, 2000, set('a', '1', { expiry: { kind: 'at', ms: 2600 } }));
+  at(s, 2001, set('past', '1', { expiry: { kind: 'at', ms: 1999 } }));
+  assert.deepStrictEqual(at(s, 2002, { kind: 'mget', keys: ['a', 'past'] }), { kind: 'values', values: ['1', null] });
+  assert.deepStrictEqual(at(s, 2599, { kind: 'dbsize' }), int(1));
+  assert.deepStrictEqual(at(s, 2600, { kind: 'dbsize' }), int(0));
+  assert.equal(s.size, 0);
+});
+
+void test('deadlines: SET and put drop them, KEEPTTL, incr and APPEND keep them, EXPIRE sets them (past: deletes), PTTL -1 without one', () => {
+  const s = new KvStore();
+  at(s, 100, set('k', '1', { expiry: { kind: 'in', ms: 1000 } }));
+  assert.deepStrictEqual(at(s, 101, { kind: 'incr', key: 'k', delta: 4 }), { kind: 'incr', value: 5 });
+  assert.deepStrictEqual(at(s, 102, { kind: 'append', key: 'k', value: '0' }), int(2));
+  assert.deepStrictEqual(at(s, 103, set('k', '7', { expiry: { kind: 'keep' } })), { kind: 'set', written: true, old: null });
+  assert.deepStrictEqual(at(s, 104, { kind: 'pttl', key: 'k' }), int(996));
+  at(s, 105, set('k', '8'));
+  assert.deepStrictEqual(at(s, 106, { kind: 'pttl', key: 'k' }), int(-1));
+  assert.deepStrictEqual(at(s, 107, { kind: 'expire', key: 'k', expiry: { kind: 'in', ms: 50 } }), int(1));
+  assert.deepStrictEqual(at(s, 108, { kind: 'pttl', key: 'k' }), int(49));
+  at(s, 109, { kind: 'put', key: 'k', value: 'p' });
+  assert.deepStrictEqual(at(s, 110, { kind: 'pttl', key: 'k' }), int(-1));
+  assert.deepStrictEqual(at(s, 111, { kind: 'expire', key: 'nope', expiry: { kind: 'in', ms: 50 } }), int(0));
+  assert.deepStrictEqual(at(s, 112, { kind: 'expire', key: 'k', expiry: { kind: 'in', ms: -1 } }), int(1));
+  assert.equal(s.peek('k'), null);
+  assert.deepStrictEqual(at(s, 113, set('k', 'v', { expiry: { kind: 'in', ms: Number.MAX_SAFE_INTEGER } })), { kind: 'fail', code: 'invalid_expire' });
+  assert.equal(s.peek('k'), null, 'an invalid expiry changes nothing');
+});
+
+void test('multi: commands run in order within one batch, one output each, and see each other', () => {
+  const s = new KvStore();
+  const reply = at(s, 5, {
+    kind: 'multi',
+    commands: [set('a', '1'), { kind: 'incr', key: 'a', delta: 1 }, { kind: 'get', key: 'a' }, { kind: 'incr', key: 's', delta: 1 }, { kind: 'put', key: 's', value: 'x' }, { kind: 'incr', key: 's', delta: 1 }, { kind: 'del', key: 'a' }, { kind: 'exists', keys: ['a', 's'] }],
+  });
+  assert.deepStrictEqual(reply, {
+    kind: 'multi',
+    outputs: [{ kind: 'set', written: true, old: null }, { kind: 'incr', value: 2 }, { kind: 'get', value: '2' }, { kind: 'incr', value: 1 }, { kind: 'put' }, { kind: 'error', code: 'not_integer' }, { kind: 'del', existed: true }, int(1)],
+  });
+});
+
+void test('replies never exceed replyBytesMax: a read that would is refused with reply_too_large, and so is a write with no room left', () => {
+  const s = new KvStore();
+  const big = 'v'.repeat(valueBytesMax);
+  at(s, 1, { kind: 'mset', entries: Array.from({ length: 80 }, (_, i) => ({ key: `k${i}`, value: big })) });
+  const keys = Array.from({ length: 80 }, (_, i) => `k${i}`);
+  assert.deepStrictEqual(at(s, 2, { kind: 'mget', keys }), { kind: 'fail', code: 'reply_too_large' });
+  const reply = at(s, 3, { kind: 'multi', commands: [...keys.map((key): KvCommand => ({ kind: 'get', key })), set('w', 'x', { get: true })] });
+  assert.ok(reply.kind === 'multi');
+  const served = reply.outputs.filter((o) => o.kind === 'get').length;
+  assert.ok(served > 0 && served < 80, `${served} gets fit`);
+  assert.ok(reply.outputs.slice(served).every((o) => o.kind === 'fail' && o.code === 'reply_too_large'));
+  assert.equal(s.peek('w'), null, 'the refused write did not run');
+  assert.ok(encodeKvReply(reply).length <= replyBytesMax);
+});
+
+void test('SCAN: iterating with any COUNT returns every key exactly once; keys present throughout survive concurrent writes; MATCH filters', () => {
+  fc.assert(
+    fc.property(fc.uniqueArray(fc.string({ maxLength: 6 }), { maxLength: 40 }), fc.integer({ min: 1, max: 7 }), fc.array(fc.string({ maxLength: 6 }), { maxLength: 10 }), (keys, count, churn) => {
+      const s = new KvStore();
+      let t = 1;
+      at(s, t++, { kind: 'mset', entries: keys.map((key) => ({ key, value: 'v' })) });
+      const seen: string[] = [];
+      let cursor = 0;
+      let rounds = 0;
+      do {
+        const r = at(s, t++, { kind: 'scan', cursor, match: null, count });
+        assert.ok(r.kind === 'scan');
+        seen.push(...r.keys);
+        cursor = r.cursor;
+        // Churn: keys that come and go during the scan (never one of the permanent keys).
+        const c = churn[rounds % Math.max(1, churn.length)];
+        if (c !== undefined && !keys.includes(c)) at(s, t++, rounds % 2 === 0 ? set(c, 'x') : { kind: 'del', key: c });
+        rounds++;
+        assert.ok(rounds <= keys.length + churn.length + 2, 'the scan ends');
+      } while (cursor !== 0);
+      const permanent = seen.filter((k) => keys.includes(k));
+      assert.deepStrictEqual([...permanent].sort(), [...keys].sort(), 'every permanent key once');
+      assert.equal(new Set(seen).size, seen.length, 'no key twice');
+    }),
+    { seed: 2004, numRuns: 200 },
+  );
+  const s = new KvStore();
+  at(s, 1, { kind: 'mset', entries: ['user:1', 'user:2', 'order:1', 'user:10'].map((key) => ({ key, value: 'v' })) });
+  const r = at(s, 2, { kind: 'scan', cursor: 0, match: 'user:?', count: 100 });
+  assert.deepStrictEqual(r.kind === 'scan' ? [...r.keys].sort() : r, ['user:1', 'user:2']);
+  assert.ok(r.kind === 'scan' && r.cursor === 0);
+  assert.equal(keyHash('a'), keyHash('a'));
+});
+
+void test('Glob: Redis MATCH syntax (*, ?, classes, ranges, negation, escapes), linear on hostile patterns', () => {
+  const rows: [string, string, boolean][] = [
+    ['*', '', true],
+    ['*', 'anything', true],
+    ['a*', 'abc', true],
+    ['a*', 'bac', false],
+    ['*c', 'abc', true],
+    ['a?c', 'abc', true],
+    ['a?c', 'ac', false],
+    ['[ab]x', 'bx', true],
+    ['[ab]x', 'cx', false],
+    ['[^ab]x', 'cx', true],
+    ['[^ab]x', 'ax', false],
+    ['[a-c]', 'b', true],
+    ['[c-a]', 'b', true],
+    ['[a-c]', 'd', false],
+    ['\\*', '*', true],
+    ['\\*', 'a', false],
+    ['[\\]]', ']', true],
+    ['h*llo', 'heeeello', true],
+    ['h*l*o', 'hello', true],
+    ['🔑?', '🔑é', true],
+    ['[abc', 'b', true],
+  ];
+  for (const [p, t, want] of rows) assert.equal(new Glob(p).matches(t), want, `${p} ~ ${t}`);
+  const hostile = new Glob(`${'*a'.repeat(30)}b`);
+  assert.equal(hostile.matches('a'.repeat(2000)), false);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints with deadlines.
+
+/** Keys a..d, times chosen by the test, expiries within a few ms so they fire during the run. */
+const xTimedCommand = xCommandOver(fc.constantFrom('a', 'b', 'c', 'd'), fc.integer({ min: -3, max: 12 }).map((x) => (x === 0 ? 0 : x)));
+
+void test('checkpoint with deadlines: identical on replicas fed the same batches (one restored midway), and restore round-trips', () => {
+  fc.assert(
+    fc.property(fc.array(fc.tuple(fc.integer({ min: 1, max: 4 }), fc.array(xTimedCommand, { maxLength: 4 })), { maxLength: 12 }), fc.nat(), (batches, cut) => {
+      const a = new KvStore();
+      let b = new KvStore();
+      let time = 100;
+      const split = batches.length === 0 ? 0 : cut % batches.length;
+      batches.forEach(([dt, cmds], i) => {
+        time += dt;
+        const requests = cmds.map((c, j) => ({ client: j, reqId: i * 10 + j, op: encodeKvRequest(c) }));
+        const ra = a.execute({ seq: i + 1, time, seed: 0, requests });
+        const rb = b.execute({ seq: i + 1, time, seed: 0, requests });
+        assert.deepStrictEqual(ra.map(hex), rb.map(hex));
+        if (i === split) {
+          // b restarts from a checkpoint: the expired entries it held physically are gone.
+          const fresh = new KvStore();
+          fresh.restore(b.checkpoint());
+          b = fresh;
+        }
+      });
+      assert.equal(hex(a.checkpoint()), hex(b.checkpoint()));
+      const c = new KvStore();
+      c.restore(a.checkpoint());
+      assert.equal(hex(c.checkpoint()), hex(a.checkpoint()));
+      for (const k of ['a', 'b', 'c', 'd']) {
+        assert.equal(c.peek(k), a.peek(k));
+        assert.equal(c.peekDeadline(k), a.peekDeadline(k));
+      }
+      // The restored store answers later batches exactly as the original.
+      const probe = [{ kind: 'pttl', key: 'a' }, { kind: 'mget', keys: ['a', 'b', 'c', 'd'] }, { kind: 'dbsize' }] as const;
+      for (const dt of [1, 5, 20]) {
+        const req = { kind: 'multi', commands: probe } as const;
+        assert.deepStrictEqual(at(c, time + dt, req), at(a, time + dt, req));
+      }
+    }),
+    { seed: 2005, numRuns: 300 },
+  );
+});
+
+void test('checkpoint format: v1 bytes (as before expiry existed) without live deadlines, v2 with them; v2 rejects an already expired entry', () => {
+  const s = new KvStore();
+  at(s, 10, set('k', 'v'));
+  const v1 = s.checkpoint();
+  assert.equal(hex(v1), '00000001' + '00000001' + hex(Buffer.from('k')) + '00000001' + hex(Buffer.from('v')));
+  at(s, 11, set('t', 'x', { expiry: { kind: 'in', ms: 5 } }));
+  const v2 = s.checkpoint();
+  assert.equal(hex(v2.subarray(0, 4)), 'fffffffe');
+  const r = new KvStore();
+  r.restore(v2);
+  assert.equal(r.peekDeadline('t'), 16);
+  at(s, 16, { kind: 'get', key: 'zz' });
+  assert.equal(hex(s.checkpoint()), hex(v1), 'once the deadline passes, the checkpoint is v1 again');
+  // A v2 checkpoint whose entry expired at or before its own time is corrupt.
+  const bad = Buffer.from(v2);
+  bad.writeUInt32BE(0, 8); // now = 16 in the low half of the uint (deadline 16)
+  bad.writeUInt32BE(16, 8);
+  assert.throws(() => {
+    new KvStore().restore(bad);
+  }, /expired before the checkpoint/);
+});
+
+void test('executeReadOnly reads a key with a deadline as of the last batch time', () => {
+  const s = new KvStore();
+  at(s, 10, set('k', 'v', { expiry: { kind: 'in', ms: 5 } }));
+  assert.deepStrictEqual(decodeKvOp(encodeKvOp({ kind: 'get', key: 'k' })), { kind: 'get', key: 'k' });
+  assert.deepStrictEqual(decodeKvReply(s.executeReadOnly(encodeKvOp({ kind: 'get', key: 'k' }))), { kind: 'get', value: 'v' });
+  at(s, 15, { kind: 'dbsize' });
+  assert.deepStrictEqual(decodeKvReply(s.executeReadOnly(encodeKvOp({ kind: 'get', key: 'k' }))), { kind: 'get', value: null });
 });
