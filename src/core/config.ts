@@ -58,7 +58,7 @@ export interface Tunables {
   readonly authResendMs: number;
   /** An execution replica asks again for missing batches or state after this long. */
   readonly execRetryMs: number;
-  /** Largest request or reply body in bytes. */
+  /** Largest request body in bytes (replies are bounded by the codec limit opBytesMax). */
   readonly requestBytesMax: number;
 }
 

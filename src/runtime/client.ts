@@ -126,7 +126,11 @@ export class TcpClient implements Invoker {
         else if (e.kind === 'result') {
           const call = this.calls.get(e.callId);
           this.calls.delete(e.callId);
-          call?.resolve(e.result);
+          if (e.refused === undefined) call?.resolve(e.result);
+          else {
+            const why = e.refused === 'op_too_large' ? `operation larger than requestBytesMax (${this.cluster.config.requestBytesMax} bytes)` : 'too many calls queued on this client';
+            call?.reject(new BulwarkError(`client_${e.refused}`, `call refused: ${why}`));
+          }
         }
       },
       (err) => {

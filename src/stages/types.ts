@@ -59,7 +59,11 @@ export type Note =
 export type Effect =
   | { readonly kind: 'send'; readonly to: readonly Principal[]; readonly msg: Message }
   | PersistEffect
-  | { readonly kind: 'result'; readonly callId: number; readonly reqId: number; readonly result: Uint8Array; readonly readOnly: boolean }
+  /**
+   * The outcome of a client call. `refused` (no reply exists): the call never left the client,
+   * because its operation is larger than requestBytesMax or the client's queue was full.
+   */
+  | { readonly kind: 'result'; readonly callId: number; readonly reqId: number; readonly result: Uint8Array; readonly readOnly: boolean; readonly refused?: 'op_too_large' | 'client_queue_full' }
   | { readonly kind: 'note'; readonly note: Note };
 
 /** Planted protocol bugs, switched on only by the simulator's canary mode. */

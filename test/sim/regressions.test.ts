@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runSeedTwice } from '../../src/sim/run.ts';
 
-const seeds: { seed: number; u: number; r: number; found: string }[] = [
+const seeds: { seed: number; u: number; r: number; found: string; storageFaults?: boolean }[] = [
   { seed: 2, u: 1, r: 1, found: 'catch-up claims were dropped before enough replicas vouched for them' },
   { seed: 9, u: 1, r: 1, found: 'a silent relay or auth replica cost every operation a client timeout' },
   { seed: 683, u: 1, r: 2, found: 'replicas in a view change could never commit what the others had committed' },
@@ -15,11 +15,13 @@ const seeds: { seed: number; u: number; r: number; found: string }[] = [
   { seed: 1828, u: 1, r: 2, found: 'the window stayed full: a new view\u2019s checkpoint never became stable' },
   { seed: 1943, u: 1, r: 2, found: 'the window stayed full: a new view\u2019s checkpoint never became stable' },
   { seed: 423, u: 1, r: 2, found: 'replicas that had committed did not vote in the next view' },
+  { seed: 674, u: 2, r: 2, storageFaults: true, found: 'a primary that showed its NEW-VIEW to two replicas let them run ahead through views for good' },
+  { seed: 338, u: 1, r: 2, found: 'a view-change timer that waited for n-u requests for exactly its view never started' },
 ];
 
 for (const s of seeds) {
-  test(`regression seed ${s.seed} (u=${s.u} r=${s.r}): ${s.found}`, () => {
-    const res = runSeedTwice({ seed: s.seed, u: s.u, r: s.r });
+  test(`regression seed ${s.seed} (u=${s.u} r=${s.r}${s.storageFaults === true ? ', storage faults' : ''}): ${s.found}`, () => {
+    const res = runSeedTwice({ seed: s.seed, u: s.u, r: s.r, storageFaults: s.storageFaults === true });
     assert.deepEqual(res.failures, []);
     assert.equal(res.ackedLost, 0);
   });

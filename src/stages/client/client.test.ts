@@ -121,3 +121,17 @@ test('after a restart, request ids continue past the durable reservation', () =>
   const out = sends(again.step({ kind: 'invoke', callId: 2, op, readOnly: false, now: 0 }));
   assert.ok(out.every((s) => s.msg.kind === 'request' && s.msg.reqId === 2));
 });
+
+test('a call the client cannot take is answered at once as refused (queue full, operation too large), never left hanging', () => {
+  const c = fresh();
+  c.step({ kind: 'invoke', callId: 1, op, readOnly: false, now: 0 });
+  for (let i = 0; i < 4; i++) assert.equal(c.step({ kind: 'invoke', callId: 10 + i, op, readOnly: false, now: 0 }).filter((e) => e.kind === 'result').length, 0);
+  const results = (es: Effect[]) => es.flatMap((e) => (e.kind === 'result' ? [e] : []));
+  const full = results(c.step({ kind: 'invoke', callId: 20, op, readOnly: false, now: 0 }));
+  assert.equal(full.length, 1);
+  assert.equal(full[0]!.callId, 20);
+  assert.equal(full[0]!.refused, 'client_queue_full');
+  const big = results(c.step({ kind: 'invoke', callId: 21, op: new Uint8Array(cluster.config.requestBytesMax + 1), readOnly: false, now: 0 }));
+  assert.equal(big.length, 1);
+  assert.equal(big[0]!.refused, 'op_too_large');
+});

@@ -134,12 +134,14 @@ export class ClientCore {
   private onInvoke(callId: number, op: Uint8Array, readOnly: boolean, now: number): void {
     if (op.length > this.cluster.config.requestBytesMax) {
       // Refuse locally: no replica would accept it.
-      this.out.push({ kind: 'result', callId, reqId: 0, result: new Uint8Array(0), readOnly });
+      this.out.push({ kind: 'result', callId, reqId: 0, result: new Uint8Array(0), readOnly, refused: 'op_too_large' });
       this.out.note({ type: 'rejected', reason: 'op_too_large', from: this.keys.self });
       return;
     }
     if (this.outstanding !== undefined) {
       if (this.queue.length >= this.options.queueMax) {
+        // Answered at once, so the caller is never left waiting on a call that will not run.
+        this.out.push({ kind: 'result', callId, reqId: 0, result: new Uint8Array(0), readOnly, refused: 'client_queue_full' });
         this.out.note({ type: 'rejected', reason: 'client_queue_full', from: this.keys.self });
         return;
       }

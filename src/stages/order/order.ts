@@ -156,6 +156,13 @@ export class OrderCore {
   private lastProgressView = 0;
   /** Deadline of the current view change. */
   private vcDeadline = 0;
+  /**
+   * The view-change timer runs only once n-u VIEW-CHANGEs for the current view are known
+   * (PBFT §4.5.2): a replica that alone, or with a few others, suspects the primary waits for
+   * the rest instead of running ahead through views it cannot complete (seed 674: a Byzantine
+   * primary that showed its NEW-VIEW to two replicas only split them from the others for good).
+   */
+  private vcTimerArmed = false;
   /** Latest VIEW-CHANGE per sender (any view). */
   private readonly viewChanges = new Map<number, { signed: SignedViewChange; batches: Batch[] }>();
   /** My VIEW-CHANGE for the current view, for retransmission. */
@@ -338,9 +345,11 @@ export class OrderCore {
     // First start ever: record the view before any vote, so a restart knows it may have voted.
     if (this.lazyPrePrepare && !this.restarted) this.out.write('o/meta', encodeWith(metaCodec, { view: this.view, normal: this.normal }));
     if (!this.normal) {
-      // Recovered in the middle of a view change: resume it with a fresh deadline.
-      this.vcDeadline = now + this.vcTimeout(this.view);
+      // Recovered in the middle of a view change: resume it; the timer arms once n-u view
+      // changes for this view are known again.
+      this.vcTimerArmed = false;
       this.sendViewChange();
+      this.armViewChangeTimer(now);
     }
     for (const c of this.candidates.values()) if (c.readySince !== undefined) c.readySince = now;
   }
@@ -350,12 +359,13 @@ export class OrderCore {
       this.nextStatusAt = now + this.cluster.config.statusIntervalMs;
       this.broadcastStatus();
       if (!this.normal && this.myViewChange !== undefined) {
-        // Keep the new primary informed until the view starts.
-        this.out.send([nodePrincipal(primaryOf(this.cluster, this.view))].filter((p) => p.id !== this.nodeId), this.myViewChange);
+        // Keep every peer informed until the view starts: the new primary needs n-u of them,
+        // and each replica's timer arms only when it has seen n-u.
+        this.out.send(this.peers, this.myViewChange);
       }
     }
     if (!this.normal) {
-      if (now >= this.vcDeadline) this.startViewChange(this.view + 1, now);
+      if (this.vcTimerArmed && now >= this.vcDeadline) this.startViewChange(this.view + 1, now);
       return;
     }
     const timeout = this.cluster.config.viewChangeTimeoutMs;
@@ -805,7 +815,7 @@ export class OrderCore {
     assert(view > this.view || (view === this.view && this.normal), 'view changes move forward');
     this.view = view;
     this.normal = false;
-    this.vcDeadline = now + this.vcTimeout(view);
+    this.vcTimerArmed = false;
     this.myNewView = undefined;
     for (const slot of this.slots.values()) {
       slot.pp = undefined;
@@ -816,7 +826,22 @@ export class OrderCore {
     this.out.write('o/meta', encodeWith(metaCodec, { view, normal: false }));
     this.out.note({ type: 'viewChangeStarted', view });
     this.sendViewChange();
+    this.armViewChangeTimer(now);
     this.maybeDecideNewView(now);
+  }
+
+  /**
+   * Starts the view-change timer once n-u replicas are known to have left the previous views:
+   * a VIEW-CHANGE for this view or a later one (a sender's later request replaces its earlier
+   * one, and still says it wants out; seed 338 at u=1 r=2 stalled when it did not count).
+   */
+  private armViewChangeTimer(now: number): void {
+    if (this.normal || this.vcTimerArmed) return;
+    let known = 0;
+    for (const vc of this.viewChanges.values()) if (vc.signed.body.view >= this.view) known++;
+    if (known < this.medium) return;
+    this.vcTimerArmed = true;
+    this.vcDeadline = now + this.vcTimeout(this.view);
   }
 
   private sendViewChange(): void {
@@ -870,6 +895,7 @@ export class OrderCore {
       const d = this.batchDigest(b);
       if (body.prepared.some((e) => bytesEqual(e.digest, d))) this.vcBodies.set(hex(d), b);
     }
+    this.armViewChangeTimer(now);
     this.maybeJoinViewChange(now);
     this.maybeDecideNewView(now);
   }
@@ -962,6 +988,7 @@ export class OrderCore {
     this.view = nv.view;
     this.normal = true;
     this.vcDeadline = 0;
+    this.vcTimerArmed = false;
     this.myViewChange = undefined;
     this.out.write('o/meta', encodeWith(metaCodec, { view: this.view, normal: true }));
     // The new view starts from checkpoint h (held by r+1 replicas, with n-u at or below it): it
@@ -1204,6 +1231,11 @@ export class OrderCore {
       const m = decodeRecord(metaCodec, 'o/meta', meta);
       this.view = m.view;
       this.normal = m.normal;
+      // View-change timeouts grow with the distance from the last view with progress, and
+      // correct replicas must agree on it roughly (vcTimeout). A replica that restarts knows
+      // only its durable view: counting from 0 would make its timeouts far longer than its
+      // peers' and let them leapfrog forever (seed 674 at u=2 r=2 with storage faults).
+      this.lastProgressView = m.normal ? m.view : Math.max(0, m.view - 1);
     }
     const cp = durable.get('o/cp');
     if (cp !== undefined) {
