@@ -19,17 +19,9 @@ import { ProcessCluster, RecordingWorkload, eventually } from './harness.ts';
 import { checkLinearizable, type HistoryOp } from '../../src/sim/checkers/linearizability.ts';
 import type { TcpClient } from '../../src/runtime/client.ts';
 import { clusterPaths } from '../../src/runtime/cluster-file.ts';
+import { alive } from '../../src/cli/cluster.ts';
 import { scanSegment } from '../../src/storage/wal-format.ts';
 import { decodeKvOutput, encodeKvOp } from '../../src/services/kv/ops.ts';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function killAll(cluster: ProcessCluster): Promise<void> {
   const pids = cluster.cf.nodes.map((n) => cluster.pid(n.id));
