@@ -289,13 +289,38 @@ export function runSeed(o: SeedOptions): SeedResult {
   const schedule = (startUs: number, fn: () => void): void => {
     if (startUs < sc.healUs) world.at(startUs, fn);
   };
+  // Storage damage on faulty nodes (at most u), what the runtime's recovery leaves behind:
+  // a damaged checkpoint file is dropped (the replica refetches it); a damaged log stops the
+  // node, and the operator restarts it on an empty disk. An empty disk forgets promises, so it
+  // counts as a commission fault: only while fewer than r replicas are Byzantine.
+  const wipeAllowed = sc.byzantine.size < o.r;
+  let storageDamage = 0;
+  const damageOnRestart = (p: ReturnType<typeof nodePrincipal>): void => {
+    if (!storageFaults || !srng.chance(1, 2)) return;
+    const wipe = wipeAllowed && srng.chance(1, 3);
+    const n = world.damageStorage(p, (durable) => {
+      if (wipe) {
+        const size = durable.size;
+        durable.clear();
+        return size;
+      }
+      const cps = [...durable.keys()].filter((k) => k.startsWith('x/cp/')).sort();
+      const drop = cps.filter(() => srng.chance(1, 2));
+      for (const k of drop) durable.delete(k);
+      return drop.length;
+    });
+    if (n > 0) storageDamage++;
+  };
   if (sc.crashes && faultyPrincipals.length > 0) {
     for (let t = frng.int(50_000, 600_000); t < sc.healUs; t += frng.int(300_000, 1_500_000)) {
       const p = frng.pick(faultyPrincipals);
       const down = frng.int(20_000, 900_000);
       faults++;
       schedule(t, () => world.crash(p));
-      schedule(t + down, () => world.restart(p));
+      schedule(t + down, () => {
+        damageOnRestart(p);
+        world.restart(p);
+      });
     }
   }
   if (sc.pauses && faultyPrincipals.length > 0) {
@@ -355,7 +380,12 @@ export function runSeed(o: SeedOptions): SeedResult {
       schedule(t, () => {
         for (const p of all) world.crash(p);
       });
-      for (const p of all) schedule(t + srng.int(5_000, 400_000), () => world.restart(p));
+      for (const p of all) {
+        schedule(t + srng.int(5_000, 400_000), () => {
+          if (sc.faultyNodes.includes(p.id)) damageOnRestart(p);
+          world.restart(p);
+        });
+      }
     }
   }
   world.at(sc.healUs, () => {
@@ -404,7 +434,7 @@ export function runSeed(o: SeedOptions): SeedResult {
     byzantine: sc.byzantine.size + sc.faultyClients,
     traceHash: world.trace.digest(),
     virtualMs: Math.round(finishedAt / 1000),
-    scenario: `${describe(sc)} durability=${durability}` + (storageFaults ? ` totalCrash=${totalCrashes} fsync=${fsyncMinUs}-${fsyncMaxUs}us` : ''),
+    scenario: `${describe(sc)} durability=${durability}` + (storageFaults ? ` totalCrash=${totalCrashes} storageDamage=${storageDamage} fsync=${fsyncMinUs}-${fsyncMaxUs}us` : ''),
     events: world.stats.eventsProcessed,
     ...(o.keepHistory === true ? { history } : {}),
   };

@@ -275,6 +275,18 @@ export class World {
     else this.startClient(h);
   }
 
+  /**
+   * Damages the durable state of a crashed node before its restart (storage faults): `damage`
+   * edits the key/value view of its disk, the way the runtime's recovery would leave it.
+   */
+  damageStorage(p: Principal, damage: (durable: Map<string, Uint8Array>) => number): number {
+    const h = this.host(p);
+    if (h.state !== 'down') return 0;
+    const n = damage(h.durable);
+    if (n > 0) this.trace.add(this.now, 'storageDamage', principalKey(p));
+    return n;
+  }
+
   /** Pauses a node (it neither processes events nor ticks) until resume. */
   pause(p: Principal): void {
     const h = this.host(p);

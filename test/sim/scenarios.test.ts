@@ -127,3 +127,26 @@ test('durability batch: a restarted backup votes again at once in its view', () 
   assert.equal(h.viewOf(2), 0);
   assert.deepEqual(h.problems(), []);
 });
+
+test('storage damage: a replica restarted with its checkpoints gone, or with an empty disk, catches up to the same state', () => {
+  for (const wipe of [false, true]) {
+    const h = new Harness({ u: 1, r: 1, tunables: { checkpointInterval: 4 } });
+    assert.equal(h.runOps(60), 60);
+    h.world.crash(nodePrincipal(2));
+    const dropped = h.world.damageStorage(nodePrincipal(2), (durable) => {
+      const keys = wipe ? [...durable.keys()] : [...durable.keys()].filter((k) => k.startsWith('x/cp/'));
+      for (const k of keys) durable.delete(k);
+      return keys.length;
+    });
+    assert.ok(dropped > 0, `something was damaged (wipe=${wipe})`);
+    h.world.restart(nodePrincipal(2));
+    assert.equal(h.runOps(40), 40);
+    h.idle(2_000_000);
+    const exec2 = h.world.replica(2)?.exec;
+    const exec0 = h.world.replica(0)?.exec;
+    assert.ok(exec2 !== undefined && exec0 !== undefined);
+    assert.equal(exec2.next, exec0.next, `node 2 executes at the head again (wipe=${wipe})`);
+    assert.deepEqual(Buffer.from(exec2.appCheckpoint()), Buffer.from(exec0.appCheckpoint()));
+    assert.deepEqual(h.problems(), []);
+  }
+});
