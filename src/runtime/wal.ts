@@ -5,9 +5,9 @@
  *   segment being prepared in the background.
  * - Append: one frame per group commit, written with one `writev` (header + body chunks, no
  *   copy) at its offset on a descriptor opened with O_DSYNC, so the call returns once the data
- *   is durable: write and fdatasync in one system call and one thread-pool hop. Segments are
- *   preallocated (zero-filled and synced before use), so the writes change no file size and the
- *   sync flushes data only.
+ *   is durable: write and fdatasync in one system call and one thread-pool hop. Every segment
+ *   after the first is preallocated (zero-filled and synced in the background once the current
+ *   one is half full), so its writes change no file size and the sync flushes data only.
  * - Roll: when a frame does not fit, the prepared file becomes the next segment (renamed, then
  *   its header frame written, then the directory synced). A frame larger than a segment gets a
  *   segment of its own that grows to fit.
@@ -172,12 +172,13 @@ export class Wal {
       fsyncDir(dir);
       segments.push({ index, firstFrameNo: 0 });
       const wal = new Wal(dir, opts, { fd, segIndex: index, end: start.bytes.length, chain: start.chain, frameNo: 1, segments });
-      wal.prepareNext();
       return { wal, recovery: { frames, tornBytes, segments: 1, firstFrameNo: 0, created: true } };
     }
     const fd = openDsync(join(dir, segName(tail.index)));
     const wal = new Wal(dir, opts, { fd, segIndex: tail.index, end: tail.end, chain: tail.chain, frameNo: tail.next, segments });
-    wal.prepareNext();
+    // The next segment is prepared once this one is half full (append), not at start: four
+    // nodes starting together would otherwise write 256 MiB of zeros while they begin serving.
+    if (tail.end > wal.segmentBytes / 2) wal.prepareNext();
     return { wal, recovery: { frames, tornBytes, segments: segments.length, firstFrameNo: segments[0]!.firstFrameNo, created: false } };
   }
 
