@@ -21,7 +21,7 @@ export {
 } from './core/config.ts';
 export { BulwarkError, ConfigError, DecodeError, StorageCorruptError, type ConfigProblem } from './core/errors.ts';
 export type { AppBatch, AppFactory, AppRequest, ReplicatedApp } from './app/contract.ts';
-export { KvStore } from './services/kv/store.ts';
+export { KvCheckpointError, KvStore } from './services/kv/store.ts';
 export { KvClient, KvError, type Invoker } from './services/kv/client.ts';
 export type { KvOp, KvOutput, KvCommand, KvCommandOutput, KvExpiry, KvFailCode, KvRequest, KvReply } from './services/kv/model.ts';
 export { encodeKvOp, decodeKvOp, encodeKvOutput, decodeKvOutput, encodeKvRequest, decodeKvRequest, encodeKvReply, decodeKvReply } from './services/kv/ops.ts';

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { applyKv, isReadOnly, outputsEqual, type KvOp, type KvOutput } from './model.ts';
 import type { KvCommand, KvCommandOutput, KvExpiry, KvReply, KvRequest } from './model.ts';
 import { decodeKvOp, decodeKvOutput, decodeKvReply, decodeKvRequest, encodeKvOp, encodeKvOutput, encodeKvReply, encodeKvRequest, keyBytesMax, valueBytesMax } from './ops.ts';
-import { KvStore, keyHash, replyBytesMax } from './store.ts';
+import { KvCheckpointError, KvStore, keyHash, replyBytesMax } from './store.ts';
 import { Glob } from './glob.ts';
 import { KvClient, KvError, type Invoker } from './client.ts';
 import type { AppBatch } from '../../app/contract.ts';
@@ -336,7 +336,7 @@ void test('KvStore.restore of a truncated checkpoint throws an Error and keeps t
       const truncated = cp.subarray(0, cut % cp.length);
       assert.throws(() => {
         target.restore(truncated);
-      }, (e: unknown) => e instanceof Error && /kv checkpoint does not decode/.test(e.message));
+      }, (e: unknown) => e instanceof KvCheckpointError && /kv checkpoint does not decode/.test(e.message));
       assert.equal(hex(target.checkpoint()), before, 'no partial state after a failed restore');
     }),
     { seed: 1241, numRuns: 300 },

@@ -28,6 +28,7 @@ import type { AppBatch, ReplicatedApp } from '../../app/contract.ts';
 import { opBytesMax } from '../../codec/limits.ts';
 import { optional, str, struct, tryDecodeWith, u32, uint, Writer, type Codec } from '../../codec/schema.ts';
 import { assert } from '../../core/assert.ts';
+import { BulwarkError } from '../../core/errors.ts';
 import { Glob } from './glob.ts';
 import { applyKv, commandIsRead, type KvCommand, type KvCommandOutput, type KvExpiry, type KvOp, type KvOutput, type KvRequest } from './model.ts';
 import { decodeKvOp, decodeKvRequest, encodeKvCommandOutput, encodeKvOutput, encodeKvReply, keyBytesMax, multiReplyOverheadBytes, valueBytesMax } from './ops.ts';
@@ -45,6 +46,14 @@ const writeOutputBytesMax = valueBytesMax + 64;
 const sweepMax = 32;
 /** First u32 of a v2 checkpoint. */
 const v2Magic = 0xffff_fffe;
+
+/** A checkpoint handed to `KvStore.restore` does not decode; the store is left unchanged. */
+export class KvCheckpointError extends BulwarkError {
+  static override readonly name = 'KvCheckpointError';
+  constructor(reason: string) {
+    super('kv_bad_checkpoint', `kv checkpoint does not decode: ${reason}`);
+  }
+}
 
 /** In-memory replicated key-value store with deterministic expiry. */
 export class KvStore implements ReplicatedApp {
@@ -303,7 +312,7 @@ export class KvStore implements ReplicatedApp {
 
   restore(data: Uint8Array): void {
     const res = tryDecodeWith(snapshotCodec, data);
-    if (!res.ok) throw new Error(`kv checkpoint does not decode: ${res.error.message}`);
+    if (!res.ok) throw new KvCheckpointError(res.error.message);
     this.data.clear();
     this.deadlines.clear();
     this.now = res.value.now;
