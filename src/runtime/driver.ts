@@ -26,6 +26,7 @@ import { Transport } from './transport.ts';
 import { NodeMetrics, serveMetrics } from './metrics.ts';
 import { OsRandom, monotonicClock } from './random.ts';
 import type { ClusterFile } from './cluster-file.ts';
+import { isExecCheckpointKey } from '../stages/exec/exec.ts';
 
 /** Everything a node needs to run. */
 export interface NodeDriverOptions {
@@ -99,12 +100,11 @@ export class NodeDriver {
     this.metrics = new NodeMetrics(o.nodeId);
     // Execution checkpoints are the one thing a replica can refetch from its peers (verified
     // against the agreed token), so a damaged checkpoint file is dropped rather than fatal.
-    const checkpointKey = (key: string): boolean => key.startsWith('x/cp/');
     const durability = this.cluster.durability;
     this.store =
       durability === 'none'
         ? new VolatileStore()
-        : FileStore.open(o.dataDir, { repairable: checkpointKey, ownFile: checkpointKey, groupCommit: durability !== 'sync' });
+        : FileStore.open(o.dataDir, { repairable: isExecCheckpointKey, ownFile: isExecCheckpointKey, groupCommit: durability !== 'sync' });
     if (this.store.stats.tornTailBytes > 0) o.logger.warn({ bytes: this.store.stats.tornTailBytes }, 'zeroed a torn tail of the write-ahead log');
     if (this.store.repaired.length > 0) o.logger.error({ keys: this.store.repaired }, 'dropped damaged checkpoint files; the replica fetches checkpoints from its peers');
     this.effects = new EffectRunner(

@@ -77,15 +77,19 @@ interface PendingWrite {
 /** A durable value: inline bytes or the name of its blob file. */
 type Stored = { readonly inline: Uint8Array } | { readonly blob: string };
 
-function encodeRecord(op: number, key: string, value: Uint8Array): Uint8Array {
+/**
+ * Appends one record to `out` as two chunks: its head (op, key, value length) and the value
+ * itself, which the log writes from where it lies (writev) instead of copying it.
+ */
+function pushRecord(out: Uint8Array[], op: number, key: string, value: Uint8Array): void {
   const k = Buffer.from(key, 'utf8');
-  const out = Buffer.allocUnsafe(1 + 2 + k.length + 4 + value.length);
-  out.writeUInt8(op, 0);
-  out.writeUInt16BE(k.length, 1);
-  k.copy(out, 3);
-  out.writeUInt32BE(value.length, 3 + k.length);
-  out.set(value, 7 + k.length);
-  return out;
+  const head = Buffer.allocUnsafe(1 + 2 + k.length + 4);
+  head.writeUInt8(op, 0);
+  head.writeUInt16BE(k.length, 1);
+  k.copy(head, 3);
+  head.writeUInt32BE(value.length, 3 + k.length);
+  out.push(head);
+  if (value.length > 0) out.push(value);
 }
 
 /** Parses a frame body or snapshot body; throws StorageCorruptError on malformed bytes. */
@@ -306,15 +310,15 @@ export class FileStore {
         if (v.length >= blobBytesMin || this.ownFile(k)) {
           const name = `${Buffer.from(k).toString('hex')}.${this.blobSeq++}`;
           blobs.push(writeFileDurablyAsync(join(this.dir, 'blobs'), name, encodeBlob(v)));
-          chunks.push(encodeRecord(opPutBlob, k, Buffer.from(name)));
+          pushRecord(chunks, opPutBlob, k, Buffer.from(name));
           changes.push([k, { blob: name }]);
         } else {
-          chunks.push(encodeRecord(opPut, k, v));
+          pushRecord(chunks, opPut, k, v);
           changes.push([k, { inline: v }]);
         }
       }
       for (const k of w.deletes) {
-        chunks.push(encodeRecord(opDelete, k, new Uint8Array(0)));
+        pushRecord(chunks, opDelete, k, new Uint8Array(0));
         changes.push([k, undefined]);
       }
     }
@@ -367,14 +371,17 @@ export class FileStore {
   /** The snapshot file's bytes: the durable state through the last durable frame. */
   private snapshotParts(): Uint8Array[] {
     const records: Uint8Array[] = [];
-    for (const [k, s] of this.durable) records.push('inline' in s ? encodeRecord(opPut, k, s.inline) : encodeRecord(opPutBlob, k, Buffer.from(s.blob)));
+    for (const [k, s] of this.durable) {
+      if ('inline' in s) pushRecord(records, opPut, k, s.inline);
+      else pushRecord(records, opPutBlob, k, Buffer.from(s.blob));
+    }
     const head = Buffer.allocUnsafe(20);
     head.writeUInt32BE(snapMagic, 0);
     head.writeUInt32BE(1, 4);
     const next = this.lastDurableFrame + 1;
     head.writeUInt32BE(Math.floor(next / 2 ** 32), 8);
     head.writeUInt32BE(next >>> 0, 12);
-    head.writeUInt32BE(records.length, 16);
+    head.writeUInt32BE(this.durable.size, 16);
     let crc = crc32c(head);
     for (const r of records) crc = crc32c(r, crc);
     const tail = Buffer.allocUnsafe(4);

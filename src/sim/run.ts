@@ -26,6 +26,7 @@ import { Prng } from '../core/prng.ts';
 import { byzantineBehaviours, type ByzantineBehaviour } from './byzantine.ts';
 import { AgreementChecker } from './checkers/agreement.ts';
 import { checkLinearizable, type HistoryOp } from './checkers/linearizability.ts';
+import { isExecCheckpointKey } from '../stages/exec/exec.ts';
 
 /** What to run. */
 export interface SeedOptions {
@@ -304,7 +305,7 @@ export function runSeed(o: SeedOptions): SeedResult {
         durable.clear();
         return size;
       }
-      const cps = [...durable.keys()].filter((k) => k.startsWith('x/cp/')).sort();
+      const cps = [...durable.keys()].filter(isExecCheckpointKey).sort();
       const drop = cps.filter(() => srng.chance(1, 2));
       for (const k of drop) durable.delete(k);
       return drop.length;

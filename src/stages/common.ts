@@ -94,12 +94,18 @@ export class Outbox {
   private readonly lazyWrites = new Map<string, Uint8Array | undefined>();
   /** Buffers a durable put; emitted at drain(), ahead of the step's other effects. */
   write(key: string, value: Uint8Array): void {
-    // A barrier write carries every lazy write buffered before it in this step: a record
-    // written with a barrier may name a body written lazily a moment earlier, and the log
-    // must never hold the record without the body.
+    this.carryLazy();
+    this.writes.set(key, value);
+  }
+  /**
+   * A barrier write carries every lazy write buffered before it in this step: a record written
+   * with a barrier may name a body written lazily a moment earlier, and the log must never hold
+   * the record without the body.
+   */
+  private carryLazy(): void {
+    if (this.lazyWrites.size === 0) return;
     for (const [k, v] of this.lazyWrites) this.writes.set(k, v);
     this.lazyWrites.clear();
-    this.writes.set(key, value);
   }
   /**
    * Buffers a put that no send of this step depends on: emitted after the step's effects as a
@@ -116,8 +122,7 @@ export class Outbox {
   }
   /** Buffers a durable delete (carrying earlier lazy writes, as write does). */
   remove(key: string): void {
-    for (const [k, v] of this.lazyWrites) this.writes.set(k, v);
-    this.lazyWrites.clear();
+    this.carryLazy();
     this.writes.set(key, undefined);
   }
   send(to: readonly Principal[], msg: Message): void {

@@ -122,11 +122,6 @@ function readHeader(seg: Uint8Array, off: number): Header | undefined {
   return { len, type, frameNo: hi * 2 ** 32 + v.getUint32(12), chain: v.getUint32(16) };
 }
 
-function allZero(seg: Uint8Array, from: number): boolean {
-  for (let i = from; i < seg.length; i++) if (seg[i] !== 0) return false;
-  return true;
-}
-
 /** What recovery found in one segment. */
 export interface SegmentScan {
   readonly verdict: 'clean' | 'torn' | 'corrupt';
@@ -202,7 +197,7 @@ export function scanSegment(seg: Uint8Array, last: boolean): SegmentScan {
       off += frameHeaderBytes + h.len;
       continue;
     }
-    if (allZero(seg, off)) return result('clean', off, chain, next);
+    if (dirtyEnd <= off) return result('clean', off, chain, next);
     const later = findLaterHeader(seg, off + 1, next - 1);
     if (later !== undefined) return result('corrupt', off, chain, next, `bad frame at byte ${off}, but a valid frame follows at byte ${later}`);
     if (!last) return result('corrupt', off, chain, next, `bad frame at byte ${off} in a segment that is not the last`);

@@ -22,6 +22,7 @@ import { clusterPaths } from '../../src/runtime/cluster-file.ts';
 import { alive } from '../../src/cli/cluster.ts';
 import { scanSegment } from '../../src/storage/wal-format.ts';
 import { decodeKvOutput, encodeKvOp } from '../../src/services/kv/ops.ts';
+import { execCheckpointPrefix } from '../../src/stages/exec/exec.ts';
 
 async function killAll(cluster: ProcessCluster): Promise<void> {
   const pids = cluster.cf.nodes.map((n) => cluster.pid(n.id));
@@ -48,7 +49,7 @@ function damageLog(dataDir: string): string {
 
 /** Flips one byte in the node's newest execution checkpoint file. */
 function damageNewestCheckpoint(dataDir: string): string {
-  const prefix = Buffer.from('x/cp/').toString('hex');
+  const prefix = Buffer.from(execCheckpointPrefix).toString('hex');
   const files = readdirSync(join(dataDir, 'blobs')).filter((f) => f.startsWith(prefix) && !f.endsWith('.tmp'));
   assert.ok(files.length > 0, `checkpoint files in ${dataDir}`);
   const seqOf = (f: string): number => Number(Buffer.from(f.slice(0, f.indexOf('.')), 'hex').toString('utf8').slice(5));

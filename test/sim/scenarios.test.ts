@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Harness } from '../../src/sim/harness.ts';
 import { nodePrincipal } from '../../src/crypto/provider.ts';
+import { isExecCheckpointKey } from '../../src/stages/exec/exec.ts';
 
 test('primary crashes: backups time out, change view, and the service continues (PBFT §4.4)', () => {
   const h = new Harness({ u: 1, r: 1 });
@@ -134,7 +135,7 @@ test('storage damage: a replica restarted with its checkpoints gone, or with an 
     assert.equal(h.runOps(60), 60);
     h.world.crash(nodePrincipal(2));
     const dropped = h.world.damageStorage(nodePrincipal(2), (durable) => {
-      const keys = wipe ? [...durable.keys()] : [...durable.keys()].filter((k) => k.startsWith('x/cp/'));
+      const keys = wipe ? [...durable.keys()] : [...durable.keys()].filter(isExecCheckpointKey);
       for (const k of keys) durable.delete(k);
       return keys.length;
     });

@@ -56,6 +56,14 @@ export const execCheckpointCodec = struct({
   app: bytes(checkpointBytesMax),
 });
 
+/** Durable key prefix of execution checkpoints (`x/cp/<seq>`). */
+export const execCheckpointPrefix = 'x/cp/';
+
+/** Whether a durable key holds an execution checkpoint (what a replica can refetch from peers). */
+export function isExecCheckpointKey(key: string): boolean {
+  return key.startsWith(execCheckpointPrefix);
+}
+
 const zeroDigest = new Uint8Array(32);
 /** How long replies to a retransmitting client bypass its home node. */
 const directReplyMs = 10_000;
@@ -264,11 +272,11 @@ export class ExecCore {
 
   private storeCheckpoint(seq: number, token: Uint8Array, data: Uint8Array): void {
     this.checkpoints.set(seq, { token, data });
-    this.out.write(`x/cp/${seq}`, data);
+    this.out.write(`${execCheckpointPrefix}${seq}`, data);
     const seqs = [...this.checkpoints.keys()].sort((a, b) => b - a);
     for (const old of seqs.slice(3)) {
       this.checkpoints.delete(old);
-      this.out.remove(`x/cp/${old}`);
+      this.out.remove(`${execCheckpointPrefix}${old}`);
     }
   }
 
@@ -464,8 +472,8 @@ export class ExecCore {
   private recover(durable: ReadonlyMap<string, Uint8Array>): void {
     let best: { seq: number; key: string; data: Uint8Array } | undefined;
     for (const [key, data] of durable) {
-      if (!key.startsWith('x/cp/')) continue;
-      const seq = Number(key.slice(5));
+      if (!isExecCheckpointKey(key)) continue;
+      const seq = Number(key.slice(execCheckpointPrefix.length));
       if (!Number.isSafeInteger(seq)) throw new StorageCorruptError(key, 'bad checkpoint key');
       if (best === undefined || seq > best.seq) best = { seq, key, data };
       this.checkpoints.set(seq, { token: this.keys.digest(data), data });
