@@ -115,7 +115,6 @@ export class NodeDriver {
       (err) => {
         this.fatal('storage failed', err);
       },
-      () => this.metrics.storageSyncs.set(this.store.stats.syncs),
     );
     this.node = new ReplicaNode({ cluster: this.cluster, nodeId: o.nodeId, keys, appFactory: o.appFactory, durable: this.store.map, random: new OsRandom(), verify: false });
     const entry = o.cluster.nodes.find((n) => n.id === o.nodeId);

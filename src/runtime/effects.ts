@@ -2,8 +2,9 @@
  * Runs a stage's effects in order with persist barriers and group commit. Used by the node
  * driver and the TCP client alike.
  *
- * Invariant: an effect runs only after every persist queued before it is durable; persists
- * queued while a write is in flight are handed to the store together (one group commit).
+ * Invariants: an effect runs only after every barrier persist queued before it is durable;
+ * persists reach the store in queue order, lazy ones included; persists queued while a write is
+ * in flight are handed to the store together (one group commit).
  */
 import type { Effect } from '../stages/types.ts';
 
@@ -15,14 +16,15 @@ export interface DurableWriter {
 /** Ordered effect execution with persist barriers. */
 export class EffectRunner {
   private readonly queue: Effect[] = [];
+  /** Persists handed to the store (in queue order) and not yet passed by drain. */
   private readonly submitted = new Set<Effect>();
+  /** Barrier persists whose write completed. */
   private readonly durable = new Set<Effect>();
 
   constructor(
     private readonly store: DurableWriter,
     private readonly execute: (e: Exclude<Effect, { kind: 'persist' }>) => void,
     private readonly onFatal: (e: unknown) => void,
-    private readonly onDurable?: () => void,
   ) {}
 
   /** Queues effects and runs what the barriers allow. */
@@ -32,55 +34,45 @@ export class EffectRunner {
     this.drain();
   }
 
-  /** Effects waiting behind a barrier. */
-  get backlog(): number {
-    return this.queue.length;
-  }
-
   private drain(): void {
     while (this.queue.length > 0) {
       const e = this.queue[0]!;
-      if (e.kind === 'persist' && e.barrier === false) {
-        // Started now, never waited for.
+      if (e.kind !== 'persist') {
         this.queue.shift();
-        this.store.write(e.puts, e.deletes).then(
-          () => this.onDurable?.(),
-          (err: unknown) => {
-            this.onFatal(err);
-          },
-        );
+        this.execute(e);
         continue;
       }
-      if (e.kind === 'persist') {
-        if (!this.durable.has(e)) {
-          this.submit();
-          return;
-        }
-        this.durable.delete(e);
-        this.queue.shift();
-        continue;
+      if (e.barrier !== false && !this.durable.has(e)) {
+        // Blocked: hand every queued persist to the store now, in queue order, so they share
+        // the group commit and no later write reaches the disk before an earlier one
+        // (lazy ones included: a barrier record may name a body written lazily before it).
+        this.submitQueued();
+        return;
       }
+      // A lazy persist is started here (if not already) and never waited for.
+      if (!this.submitted.has(e)) this.submit(e);
+      this.submitted.delete(e);
+      this.durable.delete(e);
       this.queue.shift();
-      this.execute(e);
     }
   }
 
-  private submit(): void {
-    for (const e of this.queue) {
-      if (e.kind !== 'persist' || e.barrier === false || this.submitted.has(e)) continue;
-      this.submitted.add(e);
-      this.store.write(e.puts, e.deletes).then(
-        () => {
-          this.submitted.delete(e);
-          this.durable.add(e);
-          this.onDurable?.();
-          this.drain();
-        },
-        (err: unknown) => {
-          this.onFatal(err);
-        },
-      );
-    }
+  private submitQueued(): void {
+    for (const e of this.queue) if (e.kind === 'persist' && !this.submitted.has(e)) this.submit(e);
+  }
+
+  private submit(e: Extract<Effect, { kind: 'persist' }>): void {
+    this.submitted.add(e);
+    this.store.write(e.puts, e.deletes).then(
+      () => {
+        if (e.barrier === false) return;
+        this.durable.add(e);
+        this.drain();
+      },
+      (err: unknown) => {
+        this.onFatal(err);
+      },
+    );
   }
 }
 

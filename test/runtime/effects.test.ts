@@ -1,0 +1,50 @@
+/**
+ * EffectRunner: barriers hold back later effects; persists reach the store in queue order,
+ * lazy ones included, while a barrier is in flight (a record written with a barrier must never
+ * reach the disk before a body written lazily ahead of it).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { EffectRunner, type DurableWriter } from '../../src/runtime/effects.ts';
+import type { Effect } from '../../src/stages/types.ts';
+import { nodePrincipal } from '../../src/crypto/provider.ts';
+
+/** A store that records the order of writes and completes them only when told. */
+class HeldStore implements DurableWriter {
+  readonly order: string[] = [];
+  private readonly pending: (() => void)[] = [];
+  write(puts: readonly (readonly [string, Uint8Array])[]): Promise<void> {
+    this.order.push(puts.map(([k]) => k).join(','));
+    return new Promise((resolve) => this.pending.push(resolve));
+  }
+  /** Completes every write handed over so far. */
+  async completeAll(): Promise<void> {
+    for (const r of this.pending.splice(0)) r();
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+const persist = (key: string, barrier = true): Effect => ({ kind: 'persist', puts: [[key, new Uint8Array([1])]], deletes: [], ...(barrier ? {} : { barrier: false }) });
+const note = (detail: string): Effect => ({ kind: 'note', note: { type: 'safetyAlarm', detail } });
+
+test('persists reach the store in queue order while a barrier waits; effects behind a barrier wait for it', async () => {
+  const store = new HeldStore();
+  const ran: string[] = [];
+  const runner = new EffectRunner(
+    store,
+    (e) => {
+      if (e.kind === 'note' && e.note.type === 'safetyAlarm') ran.push(e.note.detail);
+    },
+    (err) => {
+      throw err;
+    },
+  );
+  runner.run([persist('x'), note('after x')]);
+  runner.run([persist('body', false)]);
+  runner.run([persist('record'), note('after record'), { kind: 'send', to: [nodePrincipal(1)], msg: { kind: 'viewHint', view: 0 } }]);
+  assert.deepEqual(store.order, ['x', 'body', 'record'], 'the lazy body is written before the later barrier record');
+  assert.deepEqual(ran, [], 'nothing runs before the first barrier is durable');
+  await store.completeAll();
+  assert.deepEqual(ran, ['after x', 'after record']);
+  assert.deepEqual(store.order, ['x', 'body', 'record'], 'no write is handed over twice');
+});
