@@ -31,7 +31,7 @@ import { assert } from '../../core/assert.ts';
 import { BulwarkError } from '../../core/errors.ts';
 import { Glob } from './glob.ts';
 import { applyKv, commandIsRead, type KvCommand, type KvCommandOutput, type KvExpiry, type KvOp, type KvOutput, type KvRequest } from './model.ts';
-import { decodeKvOp, decodeKvRequest, encodeKvCommandOutput, encodeKvOutput, encodeKvReply, keyBytesMax, multiReplyOverheadBytes, valueBytesMax } from './ops.ts';
+import { decodeKvOp, decodeKvRequest, encodeKvCommandOutput, encodeKvOutput, joinKvMulti, keyBytesMax, multiReplyOverheadBytes, valueBytesMax } from './ops.ts';
 
 const keyCodec = str(keyBytesMax);
 const valueCodec = str(valueBytesMax);
@@ -42,6 +42,8 @@ const utf8 = new TextEncoder();
 export const replyBytesMax = opBytesMax;
 /** Largest output of any writing command (SET ... GET returns one old value). */
 const writeOutputBytesMax = valueBytesMax + 64;
+/** The encoded output of a command whose reply would not fit (encoded once). */
+const tooLargeOutput = encodeKvCommandOutput({ kind: 'fail', code: 'reply_too_large' });
 /** Deadline entries the per-batch sweep examines. */
 const sweepMax = 32;
 /** First u32 of a v2 checkpoint. */
@@ -95,29 +97,28 @@ export class KvStore implements ReplicatedApp {
   private executeOne(opBytes: Uint8Array): Uint8Array {
     const req: KvRequest | undefined = decodeKvRequest(opBytes);
     if (req === undefined) return encodeKvOutput(badRequest);
-    if (req.kind !== 'multi') return encodeKvReply(this.runWithin(req, replyBytesMax).output);
+    if (req.kind !== 'multi') return this.runWithin(req, replyBytesMax);
     let budget = replyBytesMax - multiReplyOverheadBytes;
-    const outputs: KvCommandOutput[] = [];
+    const outputs: Uint8Array[] = [];
     for (const c of req.commands) {
-      const { output, bytes } = this.runWithin(c, budget);
-      budget -= bytes;
-      outputs.push(output);
+      const encoded = this.runWithin(c, budget);
+      budget -= encoded.length;
+      outputs.push(encoded);
     }
-    const reply = encodeKvReply({ kind: 'multi', outputs });
+    // Tag, count, and the outputs as they were encoded: the bytes of encodeKvReply(multi).
+    const reply = joinKvMulti(outputs);
     assert(reply.length <= replyBytesMax, 'a multi reply fits its budget');
     return reply;
   }
 
-  /** Runs a command whose encoded output may take at most `budget` bytes. */
-  private runWithin(c: KvCommand, budget: number): { output: KvCommandOutput; bytes: number } {
-    const tooLarge: KvCommandOutput = { kind: 'fail', code: 'reply_too_large' };
+  /** Runs a command; returns its encoded output, which takes at most `budget` bytes. */
+  private runWithin(c: KvCommand, budget: number): Uint8Array {
     const read = commandIsRead(c);
-    if (!read && budget < writeOutputBytesMax) return { output: tooLarge, bytes: encodeKvCommandOutput(tooLarge).length };
-    const output = this.run(c);
-    const bytes = encodeKvCommandOutput(output).length;
-    if (bytes <= budget) return { output, bytes };
+    if (!read && budget < writeOutputBytesMax) return tooLargeOutput;
+    const encoded = encodeKvCommandOutput(this.run(c));
+    if (encoded.length <= budget) return encoded;
     assert(read, 'a write started within budget has an output that fits');
-    return { output: tooLarge, bytes: encodeKvCommandOutput(tooLarge).length };
+    return tooLargeOutput;
   }
 
   executeReadOnly(opBytes: Uint8Array): Uint8Array {
