@@ -15,6 +15,9 @@ import type { DurabilityMode } from '../core/config.ts';
 import { clusterPaths, formatClusterFile, initCluster, loadClusterFile, loadKeyFile, type ClusterFile, type InitOptions } from '../runtime/cluster-file.ts';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { NodeDriver, type NodeStatus } from '../runtime/driver.ts';
+import { alive } from '../runtime/client.ts';
+
+export { alive } from '../runtime/client.ts';
 import { defaultCrypto } from '../crypto/sodium.ts';
 import { KvStore } from '../services/kv/store.ts';
 
@@ -107,16 +110,6 @@ function readPid(path: string): number | undefined {
   }
 }
 
-/** Whether a process is alive. */
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    // ESRCH: gone.
-    return false;
-  }
-}
 
 /** Starts one node of the cluster in `dir` as a detached process; returns its pid. */
 export function spawnNode(dir: string, id: number, extraEnv: Record<string, string> = {}): number {

@@ -7,11 +7,10 @@
 import { join } from 'node:path';
 import { BulwarkError } from '../core/errors.ts';
 import { clusterPaths, loadClusterFile, loadKeyFile, type ClusterFile } from '../runtime/cluster-file.ts';
-import { ClientBusyError, TcpClient } from '../runtime/client.ts';
+import { ClientBusyError, TcpClient, alive } from '../runtime/client.ts';
 import { defaultCrypto } from '../crypto/sodium.ts';
 import { KvClient } from '../services/kv/client.ts';
 import { RespGateway } from '../services/kv/resp/gateway.ts';
-import { alive } from './cluster.ts';
 
 /** Where the cluster is: `--config F` wins over `--dir D`. */
 export interface ClusterRef {

@@ -43,7 +43,7 @@ function modPow(b: bigint, e: bigint, m: bigint): bigint {
 }
 
 /** X25519 secret scalar of an Ed25519 seed: SHA-512(seed)[0..32], clamped (RFC 8032 / 7748). */
-export function x25519SecretOf(seed: Uint8Array): Uint8Array {
+function x25519SecretOf(seed: Uint8Array): Uint8Array {
   const h = createHash('sha512').update(seed).digest();
   const s = new Uint8Array(h.subarray(0, 32));
   s[0]! &= 248;
@@ -53,7 +53,7 @@ export function x25519SecretOf(seed: Uint8Array): Uint8Array {
 }
 
 /** X25519 public key of an Ed25519 public key: u = (1 + y) / (1 - y) mod p. */
-export function x25519PublicOf(edPublic: Uint8Array): Uint8Array {
+function x25519PublicOf(edPublic: Uint8Array): Uint8Array {
   if (edPublic.length !== 32) throw new BulwarkError('bad_public_key', `Ed25519 public key must be 32 bytes, got ${edPublic.length}`);
   const y = bytesToBigLE(edPublic) & ((1n << 255n) - 1n);
   const den = (1n - y + p) % p;

@@ -60,12 +60,13 @@ function unregister(c: TcpClient): void {
   }
 }
 
-function isAlive(pid: number): boolean {
+/** Whether a process is alive (signal 0 reaches it). */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
   } catch {
-    // ESRCH: no such process; the lock is stale.
+    // ESRCH: no such process.
     return false;
   }
 }
@@ -90,7 +91,7 @@ function lockStateDir(dir: string, id: number): () => void {
       } catch {
         pid = 0;
       }
-      if (pid > 0 && isAlive(pid)) throw new ClientBusyError(id, pid);
+      if (pid > 0 && alive(pid)) throw new ClientBusyError(id, pid);
       rmSync(lock, { force: true });
     }
   }

@@ -125,7 +125,7 @@ export class NodeDriver {
     const knownClients = new Set(o.cluster.clients.map((c) => c.id));
     this.transport = new Transport({
       keys,
-      listen: { host: entry.host === 'localhost' ? '127.0.0.1' : bindHost(entry.host), port: entry.port },
+      listen: { host: bindHost(entry.host), port: entry.port },
       dial,
       known: (p) => (p.kind === 'node' ? knownNodes.has(p.id) : knownClients.has(p.id)),
       onMessage: (from, msg) => {
@@ -178,7 +178,8 @@ export class NodeDriver {
   }
 
   private onMessage(from: Principal, msg: Message): void {
-    if (msg.kind === 'authReq') {
+    // Latency is measured from the first AUTH-REQ to execution, so only executors keep it.
+    if (msg.kind === 'authReq' && this.node.exec !== undefined) {
       const k = `${msg.client}:${msg.reqId}`;
       if (!this.firstSeen.has(k)) {
         if (this.firstSeen.size > 100_000) this.firstSeen.clear();
@@ -320,5 +321,6 @@ export class NodeDriver {
 
 /** Address to bind for a configured host: names bind on all interfaces of their family. */
 function bindHost(host: string): string {
+  if (host === 'localhost') return '127.0.0.1';
   return /^[0-9.]+$/.test(host) || host.includes(':') ? host : '0.0.0.0';
 }

@@ -81,7 +81,6 @@ class Conn {
   nonceD: Uint8Array = new Uint8Array(0);
   nonceL: Uint8Array = new Uint8Array(0);
   claimed: Principal | undefined;
-  dropped = 0;
 
   constructor(
     readonly socket: Socket,
@@ -108,7 +107,6 @@ class Conn {
     while (this.queueBytes > limit && this.queue.length > 1) {
       const old = this.queue.shift()!;
       this.queueBytes -= old.length + 4;
-      this.dropped += 1;
       this.t.reject('queue_full_dropped_oldest', this.peerName());
     }
     if (this.session !== undefined && !this.flushScheduled) {
@@ -167,9 +165,6 @@ class Conn {
     this.t.stats.packetsSent += 1;
     this.t.stats.framesSent += frames.length;
     this.t.stats.bytesSent += packet.length;
-    const pk = `${this.t.keys.self.kind[0]}>${s.peer.kind[0]}`;
-    this.t.stats.packetsByLink.set(pk, (this.t.stats.packetsByLink.get(pk) ?? 0) + 1);
-    for (const f of frames) this.t.stats.framesByTag.set(f[0]!, (this.t.stats.framesByTag.get(f[0]!) ?? 0) + 1);
   }
 
   peerName(): string | undefined {
@@ -269,7 +264,7 @@ export class Transport {
   private readonly dialers = new Map<number, { backoffMs: number; timer: NodeJS.Timeout | undefined; conn: Conn | undefined; queue: Uint8Array[]; queueBytes: number }>();
   private stopped = false;
   /** Traffic counters. */
-  readonly stats = { packetsSent: 0, framesSent: 0, bytesSent: 0, packetsByLink: new Map<string, number>(), framesByTag: new Map<number, number>() };
+  readonly stats = { packetsSent: 0, framesSent: 0, bytesSent: 0 };
   private readonly handshakeTimeoutMs: number;
   private readonly pendingMax: number;
   private readonly queueBytesMax: number;

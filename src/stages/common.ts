@@ -78,11 +78,6 @@ export function readU64Durable(b: Uint8Array, key: string): number {
   return dv.getUint32(0) * 0x1_0000_0000 + dv.getUint32(4);
 }
 
-/** Is `p` the node principal of a member of `m`? Returns its replica index or undefined. */
-export function memberIndex(m: StageMembers, p: Principal): number | undefined {
-  return p.kind === 'node' ? m.indexOf.get(p.id) : undefined;
-}
-
 /**
  * Effect list builder used by every stage. Durable writes made during a step are coalesced
  * into ONE persist effect placed before every other effect of the step, so every send of a

@@ -51,6 +51,8 @@ export class AuthCore {
   private readonly out = new Outbox();
   private readonly orderPeers: Principal[];
   private readonly authPeers: Principal[];
+  /** Where this replica, as a client's relay, passes a first send on: the next medium-1 auth replicas. */
+  private readonly relayPeers: Principal[];
   /** This replica's index in the auth stage. */
   private readonly index: number;
   /** Last forwarded request per client. Invariant: one entry per client at most. */
@@ -70,6 +72,8 @@ export class AuthCore {
     this.index = idx;
     this.orderPeers = membersOf(cluster.order);
     this.authPeers = membersOf(cluster.auth);
+    this.relayPeers = [];
+    for (let i = 1; i < cluster.auth.quorum.medium; i++) this.relayPeers.push(this.authPeers[(idx + i) % this.authPeers.length]!);
   }
 
   /** Number of clients with a pending request. */
@@ -154,10 +158,7 @@ export class AuthCore {
     this.out.send([this.primary()], authReq);
     // The client's relay passes a first send on to the rest of the preferred quorum.
     if (direct && msg.fanout && this.index === relayIndexOf(msg.client, this.authPeers.length)) {
-      const quorum = this.cluster.auth.quorum.medium;
-      const others: Principal[] = [];
-      for (let i = 1; i < quorum; i++) others.push(this.authPeers[(this.index + i) % this.authPeers.length]!);
-      this.out.send(others, { ...msg, fanout: false });
+      this.out.send(this.relayPeers, { ...msg, fanout: false });
     }
   }
 }
