@@ -4,9 +4,17 @@
  * 32-byte public keys; KeyObjects are cached per key.
  */
 import { blake2b } from './blake2b.ts';
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, hash, sign, verify, type KeyObject } from 'node:crypto';
 import type { CryptoProvider } from './provider.ts';
 import { macBytes } from '../codec/limits.ts';
+
+/** SHA-256 of the concatenation of `parts` (one-shot `hash` for a single part): every provider's digest. */
+export function sha256(...parts: readonly Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return new Uint8Array(hash('sha256', parts[0]!, 'buffer'));
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p);
+  return new Uint8Array(h.digest());
+}
 
 // DER prefixes that wrap a raw 32-byte Ed25519 key as PKCS#8 (private) or SPKI (public).
 const pkcs8Prefix = Buffer.from('302e020100300506032b657004220420', 'hex');
@@ -42,9 +50,7 @@ export class NodeCrypto implements CryptoProvider {
   private readonly pubCache = new Map<string, KeyObject>();
 
   digest(...parts: readonly Uint8Array[]): Uint8Array {
-    const h = createHash('sha256');
-    for (const p of parts) h.update(p);
-    return new Uint8Array(h.digest());
+    return sha256(...parts);
   }
 
   mac(key: Uint8Array, data: Uint8Array): Uint8Array {

@@ -7,6 +7,7 @@
  * All key material derives from a seed, so the same seed gives the same keys and traces.
  */
 import { createHash, hash } from 'node:crypto';
+import { sha256 } from './node.ts';
 import { bytesEqual, principalKey, type CryptoProvider, type KeyMaterial, type Principal } from './provider.ts';
 import { macBytes, signatureBytes } from '../codec/limits.ts';
 
@@ -19,10 +20,7 @@ import { macBytes, signatureBytes } from '../codec/limits.ts';
 export class SimCrypto implements CryptoProvider {
   readonly name = 'sim';
   digest(...parts: readonly Uint8Array[]): Uint8Array {
-    if (parts.length === 1) return new Uint8Array(hash('sha256', parts[0]!, 'buffer'));
-    const h = createHash('sha256');
-    for (const p of parts) h.update(p);
-    return new Uint8Array(h.digest());
+    return sha256(...parts);
   }
   mac(key: Uint8Array, data: Uint8Array): Uint8Array {
     return keyedMix(key, data, macBytes);

@@ -6,7 +6,7 @@
  * (which computes BLAKE2b in TypeScript), so nodes with either provider interoperate.
  */
 import { createRequire } from 'node:module';
-import { hash, createHash } from 'node:crypto';
+import { sha256 } from './node.ts';
 import type { CryptoProvider } from './provider.ts';
 import { macBytes, signatureBytes } from '../codec/limits.ts';
 
@@ -44,10 +44,7 @@ export class SodiumCrypto implements CryptoProvider {
   constructor(private readonly sodium: Sodium) {}
 
   digest(...parts: readonly Uint8Array[]): Uint8Array {
-    if (parts.length === 1) return new Uint8Array(hash('sha256', parts[0]!, 'buffer'));
-    const h = createHash('sha256');
-    for (const p of parts) h.update(p);
-    return new Uint8Array(h.digest());
+    return sha256(...parts);
   }
 
   mac(key: Uint8Array, data: Uint8Array): Uint8Array {
