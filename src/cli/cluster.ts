@@ -15,7 +15,7 @@ import type { DurabilityMode } from '../core/config.ts';
 import { clusterPaths, formatClusterFile, initCluster, loadClusterFile, loadKeyFile, type ClusterFile, type InitOptions } from '../runtime/cluster-file.ts';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { NodeDriver, type NodeStatus } from '../runtime/driver.ts';
-import { alive } from '../runtime/client.ts';
+import { alive, untilStopRequested } from '../runtime/client.ts';
 
 export { alive } from '../runtime/client.ts';
 import { defaultCrypto } from '../crypto/sodium.ts';
@@ -51,21 +51,9 @@ export async function nodeCommand(o: { config: string; id: number; key?: string;
     appFactory: () => new KvStore(),
     logger,
   });
-  await new Promise<void>((done) => {
-    const stop = (): void => {
-      logger.info('stopping');
-      void driver.stop().then(done);
-    };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-    // Test harnesses set BULWARK_EXIT_WITH_PID so nodes never outlive a killed test run.
-    const owner = Number(process.env.BULWARK_EXIT_WITH_PID ?? 0);
-    if (owner > 0) {
-      setInterval(() => {
-        if (!alive(owner)) stop();
-      }, 1000).unref();
-    }
-  });
+  await untilStopRequested();
+  logger.info('stopping');
+  await driver.stop();
 }
 
 /** `count` distinct TCP ports that are free on loopback at the moment of asking. */

@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import { BulwarkError } from '../core/errors.ts';
 import { clusterPaths, loadClusterFile, loadKeyFile, type ClusterFile } from '../runtime/cluster-file.ts';
-import { ClientBusyError, TcpClient, alive } from '../runtime/client.ts';
+import { ClientBusyError, TcpClient, untilStopRequested } from '../runtime/client.ts';
 import { defaultCrypto } from '../crypto/sodium.ts';
 import { KvClient } from '../services/kv/client.ts';
 import { RespGateway } from '../services/kv/resp/gateway.ts';
@@ -118,22 +118,7 @@ export async function kvServeCommand(ref: ClusterRef & { client?: number; resp: 
     throw e;
   }
   print(`resp: serving as client ${client.id}; stop with Ctrl-C or SIGTERM`);
-  await new Promise<void>((resolve) => {
-    const stop = (): void => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      resolve();
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-    // Test harnesses set BULWARK_EXIT_WITH_PID so a gateway never outlives a killed test run.
-    const owner = Number(process.env.BULWARK_EXIT_WITH_PID ?? 0);
-    if (owner > 0) {
-      setInterval(() => {
-        if (!alive(owner)) stop();
-      }, 1000).unref();
-    }
-  });
+  await untilStopRequested();
   await gateway.close();
   await client.close();
   const s = gateway.stats;

@@ -71,6 +71,27 @@ export function alive(pid: number): boolean {
   }
 }
 
+/**
+ * Resolves once on SIGINT or SIGTERM, or when the process named by BULWARK_EXIT_WITH_PID is
+ * gone (test harnesses set it so a node or gateway never outlives a killed test run).
+ */
+export function untilStopRequested(): Promise<void> {
+  return new Promise((resolve) => {
+    const owner = Number(process.env.BULWARK_EXIT_WITH_PID ?? 0);
+    const watch = owner > 0 ? setInterval(() => {
+      if (!alive(owner)) stop();
+    }, 1000).unref() : undefined;
+    function stop(): void {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      if (watch !== undefined) clearInterval(watch);
+      resolve();
+    }
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}
+
 /** Takes the lock of a client's state directory, breaking a stale one. */
 function lockStateDir(dir: string, id: number): () => void {
   mkdirSync(dir, { recursive: true });
