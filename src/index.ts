@@ -13,14 +13,21 @@ export {
   validateConfig,
   deriveCluster,
   primaryOf,
+  checkpointModes,
+  durabilityModes,
+  stateTransferModes,
+  type CheckpointMode,
   type Cluster,
+  type DurabilityMode,
   type NodeSpec,
+  type StateTransferMode,
   type ProtocolConfig,
   type StageName,
   type Tunables,
 } from './core/config.ts';
 export { BulwarkError, ConfigError, DecodeError, StorageCorruptError, type ConfigProblem } from './core/errors.ts';
-export type { AppBatch, AppFactory, AppRequest, ReplicatedApp } from './app/contract.ts';
+export type { AppBatch, AppFactory, AppRequest, AppSnapshot, ReplicatedApp } from './app/contract.ts';
+export { bytesSnapshot } from './app/contract.ts';
 export { KvCheckpointError, KvStore } from './services/kv/store.ts';
 export { KvClient, KvError, type Invoker } from './services/kv/client.ts';
 export type { KvOp, KvOutput, KvCommand, KvCommandOutput, KvExpiry, KvFailCode, KvRequest, KvReply } from './services/kv/model.ts';

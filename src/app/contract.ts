@@ -11,6 +11,10 @@
  * - `execute` returns exactly one reply per request, in request order;
  * - `checkpoint()` is deterministic: two replicas that executed the same batches return the
  *   same bytes; `restore(checkpoint())` reproduces the state exactly;
+ * - `snapshot()` (optional, for large states) freezes the state as of now and hands out the
+ *   same bytes `checkpoint()` would return, piece by piece, while `execute` keeps changing the
+ *   live state (copy-on-write). bulwark reads a snapshot in slices between batches, so a large
+ *   checkpoint never stops the event loop for long; without it, bulwark calls `checkpoint()`;
  * - a thrown exception is a bug in the application; the replica stops (fail stop) rather than
  *   diverge from its peers.
  */
@@ -43,6 +47,44 @@ export interface ReplicatedApp {
   checkpoint(): Uint8Array;
   /** Replaces the whole state with a checkpoint produced by `checkpoint()`. */
   restore(data: Uint8Array): void;
+  /**
+   * Optional: freezes the current state and returns a reader of its checkpoint bytes. The
+   * concatenation of everything `read` returns equals what `checkpoint()` returns at this
+   * moment, whatever `execute` does meanwhile. Several snapshots may be open at once; `restore`
+   * may be called only when none is.
+   */
+  snapshot?(): AppSnapshot;
+}
+
+/** A frozen state being serialised (see `ReplicatedApp.snapshot`). */
+export interface AppSnapshot {
+  /**
+   * The next piece of the checkpoint: non-empty, about `hint` bytes (it may be longer to finish
+   * an entry), or undefined once everything was returned.
+   */
+  read(hint: number): Uint8Array | undefined;
+  /** Ends the snapshot; the application stops keeping the frozen state. Idempotent. */
+  close(): void;
+}
+
+/**
+ * A snapshot over bytes already serialised (what bulwark uses for applications without
+ * `snapshot()`): returns slices of `data`.
+ */
+export function bytesSnapshot(data: Uint8Array): AppSnapshot {
+  let off = 0;
+  return {
+    read(hint: number): Uint8Array | undefined {
+      if (off >= data.length) return undefined;
+      const end = Math.min(data.length, off + Math.max(1, hint));
+      const piece = data.subarray(off, end);
+      off = end;
+      return piece;
+    },
+    close(): void {
+      off = data.length;
+    },
+  };
 }
 
 /** Creates a fresh application instance (one per execution replica, and on restart). */

@@ -22,8 +22,10 @@ export const viewChangeEntriesMax = 20_000;
 export const batchesPerMessageMax = 512;
 /** Most (client, reqId) pairs in an order checkpoint. */
 export const clientsMax = 65_535;
-/** Largest application checkpoint transferred in one message. */
+/** Largest piece of an execution checkpoint (its manifest, or one chunk) in one message. */
 export const checkpointBytesMax = 48 << 20;
+/** Most chunks one execution checkpoint has (with 1 MiB chunks: 64 GiB of state). */
+export const checkpointChunksMax = 65_535;
 /** Digest length (SHA-256). */
 export const digestBytes = 32;
 /** MAC length (HMAC-SHA-256 truncated to 128 bits). */

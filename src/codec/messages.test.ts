@@ -386,7 +386,7 @@ void test('(d) a bytes/str length of 4 GB ([tag, ...fields, ff ff ff ff]) is rej
 
 void test('(d) a length within the field limit but beyond the frame is rejected against the remaining bytes', () => {
   // checkpointData.data allows 48 MiB; claim 40 MiB and send 3 bytes.
-  const head = encodeMessage({ kind: 'checkpointData', seq: 9, data: new Uint8Array(0) }).subarray(0, 9);
+  const head = encodeMessage({ kind: 'checkpointData', seq: 9, part: 1, data: new Uint8Array(0) }).subarray(0, 17);
   const frame = new Uint8Array([...head, 0x02, 0x80, 0x00, 0x00, 1, 2, 3]);
   const res = tryDecodeMessage(frame);
   assertTypedRejection(res, frame);

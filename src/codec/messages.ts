@@ -170,10 +170,13 @@ export const messageSchemas = {
   cpToken: struct({ seq: uint, token: digest }),
   /** LAST-EXEC (exec -> order): the next batch this executor needs. */
   lastExec: struct({ next: uint }),
-  /** FETCH-EXEC-CP (exec -> exec). */
-  fetchCheckpoint: struct({ seq: uint }),
-  /** EXEC-CP-STATE (exec -> exec): the checkpoint bytes; the receiver checks their hash. */
-  checkpointData: struct({ seq: uint, data: bytes(checkpointBytesMax) }),
+  /** FETCH-EXEC-CP (exec -> exec): part 0 is the checkpoint's manifest, part i + 1 its chunk i. */
+  fetchCheckpoint: struct({ seq: uint, part: uint }),
+  /**
+   * EXEC-CP-STATE (exec -> exec): one part of a checkpoint; the receiver checks the manifest
+   * against the agreed token and each chunk against the manifest.
+   */
+  checkpointData: struct({ seq: uint, part: uint, data: bytes(checkpointBytesMax) }),
   /**
    * REPLY (exec -> client, possibly through the client's home node): the executor that made it
    * and its MAC for the client over (exec, reqId, result).

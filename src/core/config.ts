@@ -60,6 +60,13 @@ export interface Tunables {
   readonly execRetryMs: number;
   /** Largest request body in bytes (replies are bounded by the codec limit opBytesMax). */
   readonly requestBytesMax: number;
+  /** Size of the pieces an execution checkpoint is hashed, stored and transferred in. */
+  readonly checkpointChunkBytes: number;
+  /**
+   * An execution replica serialises at most one checkpoint chunk per this many milliseconds,
+   * between batches, so a large checkpoint never stops the node for long (0: as fast as events come).
+   */
+  readonly checkpointSliceMs: number;
 }
 
 /**
@@ -78,10 +85,40 @@ export type DurabilityMode = 'none' | 'sync' | 'batch' | 'parallel';
 /** Every durability mode. */
 export const durabilityModes: readonly DurabilityMode[] = ['none', 'sync', 'batch', 'parallel'];
 
+/**
+ * When execution replicas checkpoint (Dura-SMaRt §4.2):
+ * - `sequential` (default): every replica freezes its state at each multiple of
+ *   checkpointInterval (so tokens still match), but replica group g of G (groups of at most
+ *   max(u,1) replicas) starts serialising it only after g * floor(checkpointInterval / G)
+ *   further batches, so at most u replicas are busy checkpointing at a time;
+ * - `coordinated`: all start at once (the classic scheme; kept for comparison).
+ */
+export type CheckpointMode = 'sequential' | 'coordinated';
+
+/** Every checkpoint mode. */
+export const checkpointModes: readonly CheckpointMode[] = ['sequential', 'coordinated'];
+
+/**
+ * How a lagging execution replica fetches an agreed checkpoint (Dura-SMaRt §4.3):
+ * - `collaborative` (default): the manifest from one peer, then the chunks spread over every
+ *   execution peer, each chunk checked against the agreed manifest; a peer that lies or times
+ *   out is skipped and its chunks go to the others;
+ * - `single`: everything from one peer at a time (the PBFT-style baseline), the next peer only
+ *   when that one lies or times out.
+ */
+export type StateTransferMode = 'collaborative' | 'single';
+
+/** Every state transfer mode. */
+export const stateTransferModes: readonly StateTransferMode[] = ['collaborative', 'single'];
+
 /** A complete cluster configuration. */
 export interface ProtocolConfig extends Tunables {
   /** How the order log reaches the disk (default `parallel`). */
   readonly durability?: DurabilityMode;
+  /** When execution replicas checkpoint (default `sequential`). */
+  readonly checkpoints?: CheckpointMode;
+  /** How execution replicas fetch checkpoints from each other (default `collaborative`). */
+  readonly stateTransfer?: StateTransferMode;
   /** Faults of any kind tolerated while live. */
   readonly u: number;
   /** Commission faults tolerated while safe. */
@@ -107,6 +144,8 @@ export const defaultTunables: Tunables = {
   authResendMs: 1000,
   execRetryMs: 300,
   requestBytesMax: 64 * 1024,
+  checkpointChunkBytes: 1 << 20,
+  checkpointSliceMs: 2,
 };
 
 /** Limits that tunables must stay within (validated). */
@@ -125,6 +164,8 @@ const tunableRanges: Record<keyof Tunables, readonly [number, number]> = {
   authResendMs: [1, 600_000],
   execRetryMs: [1, 600_000],
   requestBytesMax: [16, 4 << 20],
+  checkpointChunkBytes: [64, 16 << 20],
+  checkpointSliceMs: [0, 1000],
 };
 
 /**
@@ -173,6 +214,12 @@ export function checkConfig(cfg: ProtocolConfig): ConfigProblem[] {
   }
   if (cfg.durability !== undefined && !durabilityModes.includes(cfg.durability)) {
     bad('durability', `must be one of ${durabilityModes.join(', ')}, got ${show(cfg.durability)}`);
+  }
+  if (cfg.checkpoints !== undefined && !checkpointModes.includes(cfg.checkpoints)) {
+    bad('checkpoints', `must be one of ${checkpointModes.join(', ')}, got ${show(cfg.checkpoints)}`);
+  }
+  if (cfg.stateTransfer !== undefined && !stateTransferModes.includes(cfg.stateTransfer)) {
+    bad('stateTransfer', `must be one of ${stateTransferModes.join(', ')}, got ${show(cfg.stateTransfer)}`);
   }
   if (isInt(cfg.clientRetryMs) && isInt(cfg.clientRetryMaxMs) && cfg.clientRetryMaxMs < cfg.clientRetryMs) {
     bad('clientRetryMaxMs', `must be >= clientRetryMs (${cfg.clientRetryMs})`);
@@ -249,6 +296,10 @@ export interface Cluster {
   readonly config: ProtocolConfig;
   /** The configured durability mode (default resolved). */
   readonly durability: DurabilityMode;
+  /** The configured checkpoint mode (default resolved). */
+  readonly checkpoints: CheckpointMode;
+  /** The configured state transfer mode (default resolved). */
+  readonly stateTransfer: StateTransferMode;
   readonly u: number;
   readonly r: number;
   readonly auth: StageMembers;
@@ -276,6 +327,8 @@ export function deriveCluster(cfg: ProtocolConfig): Cluster {
   return {
     config: cfg,
     durability: cfg.durability ?? 'parallel',
+    checkpoints: cfg.checkpoints ?? 'sequential',
+    stateTransfer: cfg.stateTransfer ?? 'collaborative',
     u: cfg.u,
     r: cfg.r,
     auth: members('auth'),

@@ -5,6 +5,8 @@
  *   u: 1
  *   r: 1
  *   durability: parallel                           # optional: none | sync | batch | parallel
+ *   checkpoints: sequential                        # optional: sequential | coordinated
+ *   stateTransfer: collaborative                   # optional: collaborative | single
  *   tunables: { checkpointInterval: 64, ... }      # optional; defaults in core/config.ts
  *   runtime: { tickMs: 2, logLevel: info }        # optional
  *   nodes:
@@ -21,7 +23,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { checkConfig, defaultTunables, stageNames, type DurabilityMode, type ProtocolConfig, type StageName, type Tunables } from '../core/config.ts';
+import { checkConfig, defaultTunables, stageNames, type CheckpointMode, type DurabilityMode, type ProtocolConfig, type StateTransferMode, type StageName, type Tunables } from '../core/config.ts';
 import { stageCounts } from '../core/quorum.ts';
 import { ConfigError, type ConfigProblem } from '../core/errors.ts';
 import { ed25519PublicOf, generateEd25519 } from '../crypto/node.ts';
@@ -71,7 +73,7 @@ export interface KeyFile {
 }
 
 const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-const topFields = new Set(['u', 'r', 'durability', 'tunables', 'runtime', 'nodes', 'clients']);
+const topFields = new Set(['u', 'r', 'durability', 'checkpoints', 'stateTransfer', 'tunables', 'runtime', 'nodes', 'clients']);
 
 function isObject(x: unknown): x is Record<string, unknown> {
   return typeof x === 'object' && x !== null && !Array.isArray(x);
@@ -161,7 +163,12 @@ export function parseClusterFile(text: string, source = 'cluster file'): Cluster
     });
   }
   const durability = doc.durability ?? 'parallel';
-  const protocol = { ...(tunables as unknown as Tunables), durability: durability as DurabilityMode, u: doc.u as number, r: doc.r as number, nodes: nodes.map((n) => ({ id: n.id, stages: n.stages })), clients: clients.map((c) => c.id) };
+  const protocol = {
+    ...(tunables as unknown as Tunables),
+    durability: durability as DurabilityMode,
+    checkpoints: (doc.checkpoints ?? 'sequential') as CheckpointMode,
+    stateTransfer: (doc.stateTransfer ?? 'collaborative') as StateTransferMode,
+    u: doc.u as number, r: doc.r as number, nodes: nodes.map((n) => ({ id: n.id, stages: n.stages })), clients: clients.map((c) => c.id) };
   problems.push(...checkConfig(protocol));
   if (problems.length > 0) throw new ConfigError(problems);
   return { protocol, runtime: runtime as unknown as RuntimeSettings, nodes, clients };
@@ -186,6 +193,8 @@ export function formatClusterFile(cf: ClusterFile): string {
     u: cf.protocol.u,
     r: cf.protocol.r,
     durability: cf.protocol.durability ?? 'parallel',
+    checkpoints: cf.protocol.checkpoints ?? 'sequential',
+    stateTransfer: cf.protocol.stateTransfer ?? 'collaborative',
     tunables,
     runtime: cf.runtime,
     nodes: cf.nodes.map((n) => ({ id: n.id, host: n.host, port: n.port, metricsPort: n.metricsPort, stages: [...n.stages], publicKey: Buffer.from(n.publicKey).toString('base64') })),
@@ -236,6 +245,10 @@ export interface InitOptions {
   readonly runtime?: Partial<RuntimeSettings>;
   /** How the order log reaches the disk (default parallel). */
   readonly durability?: DurabilityMode;
+  /** When execution replicas checkpoint (default sequential). */
+  readonly checkpoints?: CheckpointMode;
+  /** How execution replicas fetch checkpoints (default collaborative). */
+  readonly stateTransfer?: StateTransferMode;
 }
 
 /** Paths inside a cluster directory. */
@@ -277,7 +290,7 @@ export function initCluster(o: InitOptions): ClusterFile {
     writeKeyFile(paths.clientKey(id), { kind: 'client', id, privateKey: kp.privateKey, publicKey: kp.publicKey });
     clients.push({ id, publicKey: kp.publicKey });
   }
-  const protocol: ProtocolConfig = { ...defaultTunables, ...o.tunables, durability: o.durability ?? 'parallel', u: o.u, r: o.r, nodes: nodes.map((x) => ({ id: x.id, stages: x.stages })), clients: clients.map((c) => c.id) };
+  const protocol: ProtocolConfig = { ...defaultTunables, ...o.tunables, durability: o.durability ?? 'parallel', checkpoints: o.checkpoints ?? 'sequential', stateTransfer: o.stateTransfer ?? 'collaborative', u: o.u, r: o.r, nodes: nodes.map((x) => ({ id: x.id, stages: x.stages })), clients: clients.map((c) => c.id) };
   const cf: ClusterFile = { protocol, runtime: { ...defaultRuntime, ...o.runtime }, nodes, clients };
   writeFileSync(paths.file, formatClusterFile(cf));
   return parseClusterFile(formatClusterFile(cf), paths.file);

@@ -10,6 +10,7 @@
  * A storage failure or a broken invariant (AssertionError) stops the process: a replica that
  * cannot keep its promises must not go on answering (fail stop).
  */
+import { join } from 'node:path';
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
 import { deriveCluster, primaryOf, type Cluster } from '../core/config.ts';
@@ -20,7 +21,7 @@ import type { Effect, Note } from '../stages/types.ts';
 import type { AppFactory } from '../app/contract.ts';
 import type { Message } from '../codec/messages.ts';
 import { hex } from '../stages/common.ts';
-import { FileStore, VolatileStore } from './file-store.ts';
+import { FileStore, SplitStore, VolatileStore } from './file-store.ts';
 import { EffectRunner } from './effects.ts';
 import { Transport } from './transport.ts';
 import { NodeMetrics, serveMetrics } from './metrics.ts';
@@ -76,7 +77,7 @@ export class NodeDriver {
   readonly cluster: Cluster;
   readonly metrics: NodeMetrics;
   private readonly node: ReplicaNode;
-  private readonly store: FileStore | VolatileStore;
+  private readonly store: SplitStore | VolatileStore;
   private readonly transport: Transport;
   private readonly now = monotonicClock();
   private readonly effects: EffectRunner;
@@ -104,7 +105,11 @@ export class NodeDriver {
     this.store =
       durability === 'none'
         ? new VolatileStore()
-        : FileStore.open(o.dataDir, { repairable: isExecCheckpointKey, ownFile: isExecCheckpointKey, groupCommit: durability !== 'sync' });
+        : new SplitStore(
+            FileStore.open(o.dataDir, { groupCommit: durability !== 'sync' }),
+            FileStore.open(join(o.dataDir, 'checkpoints'), { repairable: isExecCheckpointKey, ownFile: isExecCheckpointKey }),
+            isExecCheckpointKey,
+          );
     if (this.store.stats.tornTailBytes > 0) o.logger.warn({ bytes: this.store.stats.tornTailBytes }, 'zeroed a torn tail of the write-ahead log');
     if (this.store.repaired.length > 0) o.logger.error({ keys: this.store.repaired }, 'dropped damaged checkpoint files; the replica fetches checkpoints from its peers');
     this.effects = new EffectRunner(

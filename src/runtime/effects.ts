@@ -2,7 +2,8 @@
  * Runs a stage's effects in order with persist barriers and group commit. Used by the node
  * driver and the TCP client alike.
  *
- * Invariants: an effect runs only after every barrier persist queued before it is durable;
+ * Invariants: an effect runs only after every barrier persist queued before it is durable
+ * (a scoped persist, one with `then`, holds back only its own `then` effects);
  * persists reach the store in queue order, lazy ones included; persists queued while a write is
  * in flight are handed to the store together (one group commit).
  */
@@ -63,7 +64,8 @@ export class EffectRunner {
 
   private submit(e: Extract<Effect, { kind: 'persist' }>): void {
     this.submitted.add(e);
-    this.store.write(e.puts, e.deletes).then(
+    const done = this.store.write(e.puts, e.deletes);
+    done.then(
       () => {
         if (e.barrier === false) return;
         this.durable.add(e);
@@ -73,6 +75,15 @@ export class EffectRunner {
         this.onFatal(err);
       },
     );
+    if (e.then !== undefined && e.then.length > 0) {
+      const then = e.then;
+      done.then(
+        () => {
+          for (const t of then) this.execute(t);
+        },
+        () => undefined, // reported above
+      );
+    }
   }
 }
 

@@ -470,3 +470,76 @@ export class VolatileStore {
     return Promise.resolve();
   }
 }
+
+/** What SplitStore needs of each part (FileStore and VolatileStore both fit). */
+interface StorePart {
+  readonly map: Map<string, Uint8Array>;
+  readonly repaired: readonly string[];
+  readonly stats: { readonly syncs: number; readonly writes: number; readonly compactions: number; readonly tornTailBytes: number };
+  readonly logSize: number;
+  readonly segments: number;
+  write(puts: readonly (readonly [string, Uint8Array])[], deletes: readonly string[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * A node's storage as two stores: execution checkpoints (large, written in the background) in
+ * their own store, everything else in the main one, so the order log's group commits never
+ * queue behind checkpoint files. Each store keeps the order of the writes it gets; a write that
+ * touches both resolves when both parts are durable. Nothing in the main store refers to a
+ * checkpoint key, so the two may reach the disk in either order.
+ */
+export class SplitStore {
+  /** Current contents of both stores. */
+  readonly map: Map<string, Uint8Array>;
+
+  constructor(
+    private readonly main: StorePart,
+    private readonly side: StorePart,
+    private readonly isSide: (key: string) => boolean,
+  ) {
+    this.map = new Map([...main.map, ...side.map]);
+  }
+
+  /** Keys dropped as damaged by either store. */
+  get repaired(): readonly string[] {
+    return [...this.main.repaired, ...this.side.repaired];
+  }
+
+  /** Counters of both stores, summed. */
+  get stats(): { syncs: number; writes: number; compactions: number; tornTailBytes: number } {
+    const a = this.main.stats;
+    const b = this.side.stats;
+    return { syncs: a.syncs + b.syncs, writes: a.writes + b.writes, compactions: a.compactions + b.compactions, tornTailBytes: a.tornTailBytes + b.tornTailBytes };
+  }
+
+  /** Log bytes of both stores. */
+  get logSize(): number {
+    return this.main.logSize + this.side.logSize;
+  }
+
+  /** Log segments of both stores. */
+  get segments(): number {
+    return this.main.segments + this.side.segments;
+  }
+
+  /** Routes each put and delete to its store. */
+  write(puts: readonly (readonly [string, Uint8Array])[], deletes: readonly string[]): Promise<void> {
+    const sidePuts = puts.filter(([k]) => this.isSide(k));
+    const sideDeletes = deletes.filter((k) => this.isSide(k));
+    const mainPuts = sidePuts.length === 0 ? puts : puts.filter(([k]) => !this.isSide(k));
+    const mainDeletes = sideDeletes.length === 0 ? deletes : deletes.filter((k) => !this.isSide(k));
+    for (const [k, v] of puts) this.map.set(k, v);
+    for (const k of deletes) this.map.delete(k);
+    const parts: Promise<void>[] = [];
+    if (mainPuts.length > 0 || mainDeletes.length > 0) parts.push(this.main.write(mainPuts, mainDeletes));
+    if (sidePuts.length > 0 || sideDeletes.length > 0) parts.push(this.side.write(sidePuts, sideDeletes));
+    if (parts.length === 1) return parts[0]!;
+    return Promise.all(parts).then(() => undefined);
+  }
+
+  /** Closes both stores. */
+  async close(): Promise<void> {
+    await Promise.all([this.main.close(), this.side.close()]);
+  }
+}

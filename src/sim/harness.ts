@@ -3,7 +3,7 @@
  * workload, into which a test injects one specific fault and then checks an expectation.
  * The seeded swarm (run.ts) draws faults at random; this harness places them by hand.
  */
-import { defaultConfig, deriveCluster, type DurabilityMode, type Tunables } from '../core/config.ts';
+import { defaultConfig, deriveCluster, type CheckpointMode, type DurabilityMode, type StateTransferMode, type Tunables } from '../core/config.ts';
 import { nodePrincipal } from '../crypto/provider.ts';
 import type { Note } from '../stages/types.ts';
 import { KvStore } from '../services/kv/store.ts';
@@ -24,6 +24,14 @@ export interface HarnessOptions {
   readonly byzantine?: ReadonlyMap<number, ReadonlySet<ByzantineBehaviour>>;
   /** Durability mode (default parallel, as in real clusters). */
   readonly durability?: DurabilityMode;
+  /** Distinct keys the workload touches (default 3). */
+  readonly keys?: number;
+  /** Values are padded to at least this many bytes (default: none), to grow the state. */
+  readonly valueBytes?: number;
+  /** Checkpoint mode (default sequential). */
+  readonly checkpoints?: CheckpointMode;
+  /** State transfer mode (default collaborative). */
+  readonly stateTransfer?: StateTransferMode;
 }
 
 /** A running scenario cluster. */
@@ -37,12 +45,16 @@ export class Harness {
   private completed = 0;
   private counter = 0;
   private keyIndex = 0;
+  private readonly keys: number;
+  private readonly pad: string;
 
   constructor(o: HarnessOptions) {
     const clients = o.clients ?? 3;
+    this.keys = o.keys ?? 3;
+    this.pad = '.'.repeat(o.valueBytes ?? 0);
     this.clients = Array.from({ length: clients }, (_, i) => i);
     const cfg = defaultConfig({ u: o.u, r: o.r, clients, tunables: { checkpointInterval: 8, viewChangeTimeoutMs: 300, clientRetryMs: 100, statusIntervalMs: 50, execRetryMs: 80, authResendMs: 100, ...o.tunables } });
-    const cluster = deriveCluster({ ...cfg, durability: o.durability ?? 'parallel' });
+    const cluster = deriveCluster({ ...cfg, durability: o.durability ?? 'parallel', checkpoints: o.checkpoints ?? 'sequential', stateTransfer: o.stateTransfer ?? 'collaborative' });
     const byz = o.byzantine ?? new Map<number, ReadonlySet<ByzantineBehaviour>>();
     this.world = new World({
       cluster,
@@ -78,8 +90,8 @@ export class Harness {
 
   private issue(c: number): void {
     if (this.outstanding.has(c) || !this.world.clientIdle(c)) return;
-    const key = `k${this.keyIndex++ % 3}`;
-    const op: KvOp = this.counter % 3 === 0 ? { kind: 'get', key } : this.counter % 3 === 1 ? { kind: 'put', key, value: `v${this.counter}` } : { kind: 'incr', key: `n${c}`, delta: 1 };
+    const key = `k${this.keyIndex++ % this.keys}`;
+    const op: KvOp = this.counter % 3 === 0 ? { kind: 'get', key } : this.counter % 3 === 1 ? { kind: 'put', key, value: `v${this.counter}${this.pad}` } : { kind: 'incr', key: `n${c}`, delta: 1 };
     this.counter += 1;
     this.outstanding.set(c, this.history.length);
     this.history.push({ client: c, op, output: undefined, invoke: this.world.now * 1000, complete: undefined });

@@ -180,8 +180,14 @@ export function runSeed(o: SeedOptions): SeedResult {
   const srng = new Prng(o.seed ^ 0x5f0ac7ed);
   const durability = o.durability ?? (srng.chance(1, 2) ? 'parallel' : 'batch');
   const storageFaults = o.storageFaults === true && o.faultFree !== true;
-  const cfg = defaultConfig({ u: o.u, r: o.r, clients: 0, tunables: sc.tunables });
-  const cluster = deriveCluster({ ...cfg, durability, clients: [...correctClientIds, ...faultyClientIds] });
+  // Checkpoint and state transfer settings: a third stream, for the same reason. Small chunks,
+  // so a transfer takes many parts (and a Byzantine seeder has many chances to lie).
+  const crng = new Prng(o.seed ^ 0x3c7f0a11);
+  const checkpoints = crng.chance(1, 2) ? 'sequential' : 'coordinated';
+  const stateTransfer = crng.chance(1, 2) ? 'collaborative' : 'single';
+  const cpTunables = { checkpointChunkBytes: crng.pick([64, 128, 512, 1 << 20]), checkpointSliceMs: crng.int(0, 6) };
+  const cfg = defaultConfig({ u: o.u, r: o.r, clients: 0, tunables: { ...sc.tunables, ...cpTunables } });
+  const cluster = deriveCluster({ ...cfg, durability, checkpoints, stateTransfer, clients: [...correctClientIds, ...faultyClientIds] });
   const canaries = o.canaries ?? new Set<CanaryName>();
   const fsyncMinUs = storageFaults ? srng.int(100, 2_000) : sc.fsyncMinUs;
   const fsyncMaxUs = storageFaults ? srng.int(5_000, 40_000) : sc.fsyncMaxUs;
@@ -435,7 +441,7 @@ export function runSeed(o: SeedOptions): SeedResult {
     byzantine: sc.byzantine.size + sc.faultyClients,
     traceHash: world.trace.digest(),
     virtualMs: Math.round(finishedAt / 1000),
-    scenario: `${describe(sc)} durability=${durability}` + (storageFaults ? ` totalCrash=${totalCrashes} storageDamage=${storageDamage} fsync=${fsyncMinUs}-${fsyncMaxUs}us` : ''),
+    scenario: `${describe(sc)} durability=${durability} checkpoints=${checkpoints} transfer=${stateTransfer} chunk=${cpTunables.checkpointChunkBytes} slice=${cpTunables.checkpointSliceMs}ms` + (storageFaults ? ` totalCrash=${totalCrashes} storageDamage=${storageDamage} fsync=${fsyncMinUs}-${fsyncMaxUs}us` : ''),
     events: world.stats.eventsProcessed,
     ...(o.keepHistory === true ? { history } : {}),
   };

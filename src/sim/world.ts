@@ -100,7 +100,7 @@ interface ClientHost extends Host {
 type SimEvent =
   | { readonly t: 'deliver'; readonly to: Principal; readonly from: Principal; readonly bytes: Uint8Array; readonly mac: Uint8Array }
   | { readonly t: 'tick'; readonly host: NodeHost | ClientHost; readonly epoch: number }
-  | { readonly t: 'persisted'; readonly host: NodeHost | ClientHost; readonly epoch: number; readonly puts: readonly (readonly [string, Uint8Array])[]; readonly deletes: readonly string[]; readonly barrier: boolean }
+  | { readonly t: 'persisted'; readonly host: NodeHost | ClientHost; readonly epoch: number; readonly puts: readonly (readonly [string, Uint8Array])[]; readonly deletes: readonly string[]; readonly barrier: boolean; readonly then: readonly Effect[] }
   | { readonly t: 'call'; readonly fn: () => void };
 
 /** Counters the checkers and the summary read. */
@@ -117,6 +117,8 @@ export interface WorldStats {
 
 /** Observer of stage notes (checkers subscribe here). */
 export type NoteListener = (host: Principal, note: Note, now: number) => void;
+/** Sees every message a host accepts (after channel MAC and decoding), for scenario tests. */
+export type DeliveryListener = (from: Principal, to: Principal, msg: Message) => void;
 
 /** The simulated world. */
 export class World {
@@ -138,6 +140,7 @@ export class World {
   /** Blocked directed links "from>to" (partitions). */
   private readonly blocked = new Set<string>();
   private readonly listeners: NoteListener[] = [];
+  private readonly deliveryListeners: DeliveryListener[] = [];
 
   constructor(private readonly opts: WorldOptions) {
     this.cluster = opts.cluster;
@@ -173,6 +176,11 @@ export class World {
   /** Subscribes to stage notes. */
   onNote(l: NoteListener): void {
     this.listeners.push(l);
+  }
+
+  /** Subscribes to accepted messages. */
+  onDelivery(l: DeliveryListener): void {
+    this.deliveryListeners.push(l);
   }
 
   keyRing(p: Principal): KeyRing {
@@ -408,6 +416,8 @@ export class World {
         if (e.epoch !== h.epoch) return; // crashed before the write completed: lost
         for (const [k, v] of e.puts) h.durable.set(k, v);
         for (const k of e.deletes) h.durable.delete(k);
+        // Effects behind a scoped barrier run now, whatever else the host waits for.
+        for (const t of e.then) this.runOne(h, t);
         if (e.barrier) {
           h.blocked = false;
           this.drainQueue(h);
@@ -441,6 +451,7 @@ export class World {
       this.stats.messagesRejected += 1;
       return;
     }
+    for (const l of this.deliveryListeners) l(from, h.principal, res.value);
     this.stepHost(h, { kind: 'message', from, msg: res.value, now: this.now / 1000 });
   }
 
@@ -467,26 +478,35 @@ export class World {
     const barrierless = this.opts.canaries.has('noPersistBeforeSend');
     while (!h.blocked && h.queue.length > 0 && h.state !== 'down') {
       const e = h.queue.shift()!;
-      switch (e.kind) {
-        case 'persist': {
-          // Writes of one host complete in order, as with an append-only log.
-          const delay = Math.max(this.rng.int(this.opts.fsyncMinUs, this.opts.fsyncMaxUs), h.lastPersistAt + 1 - this.now);
-          h.lastPersistAt = this.now + delay;
-          const barrier = !barrierless && e.barrier !== false;
-          this.heap.push(this.now + delay, { t: 'persisted', host: h, epoch: h.epoch, puts: e.puts, deletes: e.deletes, barrier });
-          if (barrier) h.blocked = true;
-          break;
-        }
-        case 'send':
-          this.send(h, e.to, e.msg);
-          break;
-        case 'note':
-          for (const l of this.listeners) l(h.principal, e.note, this.now);
-          break;
-        case 'result':
-          if ('onResult' in h && h.onResult !== undefined) h.onResult(e.callId, e.reqId, e.result, this.now);
-          break;
-      }
+      if (e.kind === 'persist') {
+        // Writes of one host complete in order, as with an append-only log.
+        const delay = Math.max(this.rng.int(this.opts.fsyncMinUs, this.opts.fsyncMaxUs), h.lastPersistAt + 1 - this.now);
+        h.lastPersistAt = this.now + delay;
+        const barrier = !barrierless && e.barrier !== false;
+        const then = e.then ?? [];
+        if (barrierless) for (const t of then) this.runOne(h, t);
+        this.heap.push(this.now + delay, { t: 'persisted', host: h, epoch: h.epoch, puts: e.puts, deletes: e.deletes, barrier, then: barrierless ? [] : then });
+        if (barrier) h.blocked = true;
+      } else this.runOne(h, e);
+    }
+  }
+
+  /** Runs one effect other than a persist. */
+  private runOne(h: NodeHost | ClientHost, e: Effect): void {
+    if (h.state === 'down') return;
+    switch (e.kind) {
+      case 'persist':
+        assert(false, 'persists go through the queue');
+        break;
+      case 'send':
+        this.send(h, e.to, e.msg);
+        break;
+      case 'note':
+        for (const l of this.listeners) l(h.principal, e.note, this.now);
+        break;
+      case 'result':
+        if ('onResult' in h && h.onResult !== undefined) h.onResult(e.callId, e.reqId, e.result, this.now);
+        break;
     }
   }
 

@@ -7,7 +7,7 @@ import { StorageCorruptError } from '../core/errors.ts';
 import { encodeWith, struct, u32, uint, bytes } from '../codec/schema.ts';
 import { opBytesMax } from '../codec/limits.ts';
 import { nodePrincipal, type Principal } from '../crypto/provider.ts';
-import type { Effect, Note, PersistEffect } from './types.ts';
+import type { Effect, Note, PersistEffect, ScopedEffect } from './types.ts';
 import type { Message } from '../codec/messages.ts';
 
 /** Principals of a stage's replicas, in replica-index order. */
@@ -87,6 +87,7 @@ export class Outbox {
   private effects: Effect[] = [];
   private readonly writes = new Map<string, Uint8Array | undefined>();
   private readonly lazyWrites = new Map<string, Uint8Array | undefined>();
+  private scoped: PersistEffect[] = [];
   /** Buffers a durable put; emitted at drain(), ahead of the step's other effects. */
   write(key: string, value: Uint8Array): void {
     this.carryLazy();
@@ -119,6 +120,13 @@ export class Outbox {
   remove(key: string): void {
     this.carryLazy();
     this.writes.set(key, undefined);
+  }
+  /**
+   * A write with a scoped barrier: `then` runs once it is durable, nothing else waits for it.
+   * Emitted after the step's lazy writes, so it reaches the store after them.
+   */
+  persistThen(puts: PersistEffect['puts'], deletes: readonly string[], then: readonly ScopedEffect[]): void {
+    this.scoped.push({ kind: 'persist', puts, deletes, barrier: false, then });
   }
   send(to: readonly Principal[], msg: Message): void {
     if (to.length > 0) this.effects.push({ kind: 'send', to, msg });
@@ -154,6 +162,10 @@ export class Outbox {
       }
       out.push({ kind: 'persist', puts, deletes, barrier: false });
       this.lazyWrites.clear();
+    }
+    if (this.scoped.length > 0) {
+      out.push(...this.scoped);
+      this.scoped = [];
     }
     return out;
   }

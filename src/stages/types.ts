@@ -30,7 +30,15 @@ export interface PersistEffect {
    * them run, and may be lost by a crash): drivers start them but do not wait.
    */
   readonly barrier?: boolean;
+  /**
+   * A scoped barrier (with `barrier: false`): these effects run once this write is durable;
+   * nothing else waits for it. Only sends and notes.
+   */
+  readonly then?: readonly ScopedEffect[];
 }
+
+/** What may wait behind a scoped barrier. */
+export type ScopedEffect = { readonly kind: 'send'; readonly to: readonly Principal[]; readonly msg: Message } | { readonly kind: 'note'; readonly note: Note };
 
 /** Observation emitted by a stage (metrics, logs, checkers). */
 export type Note =

@@ -47,14 +47,18 @@ function damageLog(dataDir: string): string {
   throw new Error(`no log segment with enough frames in ${walDir}`);
 }
 
-/** Flips one byte in the node's newest execution checkpoint file. */
+/** Flips one byte in a chunk file of the node's newest execution checkpoint. */
 function damageNewestCheckpoint(dataDir: string): string {
   const prefix = Buffer.from(execCheckpointPrefix).toString('hex');
-  const files = readdirSync(join(dataDir, 'blobs')).filter((f) => f.startsWith(prefix) && !f.endsWith('.tmp'));
-  assert.ok(files.length > 0, `checkpoint files in ${dataDir}`);
-  const seqOf = (f: string): number => Number(Buffer.from(f.slice(0, f.indexOf('.')), 'hex').toString('utf8').slice(5));
-  const newest = files.sort((a, b) => seqOf(b) - seqOf(a))[0]!;
-  const path = join(dataDir, 'blobs', newest);
+  const blobs = join(dataDir, 'checkpoints', 'blobs');
+  const files = readdirSync(blobs).filter((f) => f.startsWith(prefix) && !f.endsWith('.tmp'));
+  assert.ok(files.length > 0, `checkpoint files in ${blobs}`);
+  // File names are the hex of the key (x/cp/<seq> for the manifest, x/cp/<seq>/<i> for chunk i).
+  const keyOf = (f: string): string => Buffer.from(f.slice(0, f.indexOf('.')), 'hex').toString('utf8');
+  const seqOf = (f: string): number => Number(keyOf(f).slice(execCheckpointPrefix.length).split('/')[0]);
+  const chunks = files.filter((f) => keyOf(f).slice(execCheckpointPrefix.length).includes('/'));
+  const newest = chunks.sort((a, b) => seqOf(b) - seqOf(a))[0]!;
+  const path = join(blobs, newest);
   const buf = readFileSync(path);
   buf[buf.length - 3]! ^= 0x01;
   writeFileSync(path, buf);

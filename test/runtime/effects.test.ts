@@ -48,3 +48,22 @@ test('persists reach the store in queue order while a barrier waits; effects beh
   assert.deepEqual(ran, ['after x', 'after record']);
   assert.deepEqual(store.order, ['x', 'body', 'record'], 'no write is handed over twice');
 });
+
+test('a scoped persist holds back only its own effects: later effects run at once, its `then` once it is durable', async () => {
+  const store = new HeldStore();
+  const ran: string[] = [];
+  const runner = new EffectRunner(
+    store,
+    (e) => {
+      if (e.kind === 'note' && e.note.type === 'safetyAlarm') ran.push(e.note.detail);
+    },
+    (err) => {
+      throw err;
+    },
+  );
+  runner.run([persist('chunk', false), { kind: 'persist', puts: [['manifest', new Uint8Array([1])]], deletes: [], barrier: false, then: [{ kind: 'note', note: { type: 'safetyAlarm', detail: 'token' } }] }, note('reply')]);
+  assert.deepEqual(store.order, ['chunk', 'manifest'], 'the scoped write goes to the store after the lazy one before it');
+  assert.deepEqual(ran, ['reply'], 'the effect behind it did not wait; its own did');
+  await store.completeAll();
+  assert.deepEqual(ran, ['reply', 'token']);
+});

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FileStore } from '../../src/runtime/file-store.ts';
+import { FileStore, SplitStore } from '../../src/runtime/file-store.ts';
 import { StorageCorruptError } from '../../src/core/errors.ts';
 import { scanSegment } from '../../src/storage/wal-format.ts';
 
@@ -257,5 +257,22 @@ test('an older data directory format is refused with a clear error', () => {
   const dir = tempDir();
   writeFileSync(join(dir, 'state.log.0'), Buffer.from([1, 2, 3]));
   assert.throws(() => FileStore.open(dir), (e: unknown) => e instanceof StorageCorruptError && /older bulwark version/.test(e.message));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('SplitStore: checkpoint keys go to their own store, the rest to the main one; a write touching both resolves when both are durable; both reopen', async () => {
+  const dir = tempDir();
+  const isCp = (k: string): boolean => k.startsWith('x/cp/');
+  const open = (): SplitStore => new SplitStore(FileStore.open(dir), FileStore.open(join(dir, 'checkpoints'), { ownFile: isCp, repairable: isCp }), isCp);
+  const s = open();
+  await s.write([['o/s/1', bytes(10, 1)], ['x/cp/4/0', bytes(100, 2)]], []);
+  await s.write([['x/cp/4', bytes(20, 3)]], ['o/s/1']);
+  assert.deepEqual([...s.map.keys()].sort(), ['x/cp/4', 'x/cp/4/0']);
+  assert.equal(readdirSync(join(dir, 'checkpoints', 'blobs')).length, 2, 'each checkpoint part in its own file, under checkpoints/');
+  assert.equal(existsSync(join(dir, 'blobs')) ? readdirSync(join(dir, 'blobs')).length : 0, 0, 'nothing of the checkpoint in the main store');
+  await s.close();
+  const r = open();
+  assert.ok(same(s.map, r.map));
+  await r.close();
   rmSync(dir, { recursive: true, force: true });
 });

@@ -19,12 +19,18 @@
  *   (key, value, optional uint deadline) triples.
  * `restore` reads both.
  *
+ * Snapshots (`snapshot()`, for large states): the sorted list of live keys is taken at once;
+ * entries are encoded later, piece by piece. Copy-on-write keeps them exact: before a key's
+ * value or deadline changes, every open snapshot that has not yet saved the key saves its
+ * pre-image, and reads it from there. `checkpoint()` is a snapshot read in one go, so both
+ * produce the same bytes by construction.
+ *
  * Replies fit one reply body (`replyBytesMax`): a read whose output would not fit, or a write
  * started when the rest of the budget could not hold its largest output, answers
  * `reply_too_large` and changes nothing. A malformed request executes as a no-op with a
  * `bad_request` reply (deterministic on every replica), never as an exception.
  */
-import type { AppBatch, ReplicatedApp } from '../../app/contract.ts';
+import type { AppBatch, AppSnapshot, ReplicatedApp } from '../../app/contract.ts';
 import { opBytesMax } from '../../codec/limits.ts';
 import { optional, str, struct, tryDecodeWith, u32, uint, Writer, type Codec } from '../../codec/schema.ts';
 import { assert } from '../../core/assert.ts';
@@ -57,9 +63,17 @@ export class KvCheckpointError extends BulwarkError {
   }
 }
 
+/** A key's value and deadline before the first change after a snapshot was taken. */
+type PreImage = { readonly value: string | undefined; readonly deadline: number | undefined };
+
+/** Bytes of checkpoint each `checkpoint()` piece covers (one snapshot read). */
+const checkpointPieceBytes = 1 << 20;
+
 /** In-memory replicated key-value store with deterministic expiry. */
 export class KvStore implements ReplicatedApp {
   private readonly data = new Map<string, string>();
+  /** Pre-images per open snapshot (copy-on-write); usually empty. */
+  private readonly frozen = new Set<Map<string, PreImage>>();
   /**
    * Deadline (agreed ms) per key that has one.
    * Invariant: every key here is also in `data`.
@@ -136,6 +150,7 @@ export class KvStore implements ReplicatedApp {
     if (v === undefined) return null;
     const d = this.deadlines.get(key);
     if (d !== undefined && d <= this.now) {
+      this.touch(key);
       this.data.delete(key);
       this.deadlines.delete(key);
       return null;
@@ -149,6 +164,7 @@ export class KvStore implements ReplicatedApp {
       this.remove(key);
       return;
     }
+    this.touch(key);
     this.data.set(key, value);
     if (deadline === 'clear') this.deadlines.delete(key);
     else if (deadline !== 'keep') {
@@ -160,6 +176,7 @@ export class KvStore implements ReplicatedApp {
 
   private remove(key: string): boolean {
     const existed = this.live(key) !== null;
+    this.touch(key);
     this.data.delete(key);
     this.deadlines.delete(key);
     return existed;
@@ -285,6 +302,8 @@ export class KvStore implements ReplicatedApp {
       if (examined.length >= sweepMax) break;
     }
     for (const [key, d] of examined) {
+      // Re-inserting an unexpired deadline changes no content; removing an entry does.
+      if (d <= this.now) this.touch(key);
       this.deadlines.delete(key);
       if (d <= this.now) this.data.delete(key);
       else this.deadlines.set(key, d);
@@ -294,26 +313,65 @@ export class KvStore implements ReplicatedApp {
   // -------------------------------------------------------------------------------------
   // Checkpoints
 
+  /** Saves a key's pre-image in every open snapshot that has not saved it yet. */
+  private touch(key: string): void {
+    if (this.frozen.size === 0) return;
+    for (const pre of this.frozen) if (!pre.has(key)) pre.set(key, { value: this.data.get(key), deadline: this.deadlines.get(key) });
+  }
+
   checkpoint(): Uint8Array {
+    const snap = this.snapshot();
+    const pieces: Uint8Array[] = [];
+    for (let p = snap.read(checkpointPieceBytes); p !== undefined; p = snap.read(checkpointPieceBytes)) pieces.push(p);
+    snap.close();
+    return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
+  }
+
+  snapshot(): AppSnapshot {
+    const now = this.now;
     const keys = [...this.data.keys()].filter((k) => this.peek(k) !== null).sort();
     const timed = keys.some((k) => this.deadlines.has(k));
-    const w = new Writer(64 + keys.length * 32);
-    if (timed) {
-      w.u32(v2Magic);
-      w.uint(this.now);
-    }
-    w.u32(keys.length);
-    for (const k of keys) {
-      keyCodec.encode(w, k);
-      valueCodec.encode(w, this.data.get(k)!);
-      if (timed) deadlineCodec.encode(w, this.deadlines.get(k));
-    }
-    return w.finish();
+    const pre = new Map<string, PreImage>();
+    this.frozen.add(pre);
+    let next = -1; // -1: the header is still to come
+    const close = (): void => {
+      next = keys.length;
+      this.frozen.delete(pre);
+    };
+    return {
+      read: (hint: number): Uint8Array | undefined => {
+        if (next >= keys.length) {
+          close();
+          return undefined;
+        }
+        const w = new Writer(Math.min(hint, 64 << 20) + 256);
+        if (next === -1) {
+          if (timed) {
+            w.u32(v2Magic);
+            w.uint(now);
+          }
+          w.u32(keys.length);
+          next = 0;
+        }
+        while (next < keys.length && w.length < hint) {
+          const k = keys[next++]!;
+          const saved = pre.get(k);
+          const value = saved !== undefined ? saved.value : this.data.get(k);
+          assert(value !== undefined, 'a key live at the snapshot has a value or a pre-image');
+          keyCodec.encode(w, k);
+          valueCodec.encode(w, value);
+          if (timed) deadlineCodec.encode(w, saved !== undefined ? saved.deadline : this.deadlines.get(k));
+        }
+        return w.finish();
+      },
+      close,
+    };
   }
 
   restore(data: Uint8Array): void {
     const res = tryDecodeWith(snapshotCodec, data);
     if (!res.ok) throw new KvCheckpointError(res.error.message);
+    assert(this.frozen.size === 0, 'restore while a snapshot is open');
     this.data.clear();
     this.deadlines.clear();
     this.now = res.value.now;

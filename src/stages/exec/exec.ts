@@ -18,14 +18,29 @@
  *   retransmission every executor answers the client directly for a while (`directReplyMs`).
  * - Reply cache: the last reply per client, resent directly when the order stage reports a
  *   retransmission (RETRANSMIT).
- * - Checkpoints every checkpointInterval batches: the app checkpoint plus reply cache, history
- *   and time, hashed into a token; the checkpoint is durable BEFORE CP-TOKEN leaves. The last
- *   three are kept, so any checkpoint the order stage may still name is available.
+ * - Checkpoints (Dura-SMaRt §4.2, REFIT's idea of checkpointing while requests run): after
+ *   every multiple s of checkpointInterval the state is frozen (`app.snapshot()`,
+ *   copy-on-write; `checkpoint()` bytes for apps without it) together with the reply cache,
+ *   history and time. The frozen state is then serialised one chunk (checkpointChunkBytes) per
+ *   checkpointSliceMs between events, each chunk hashed and written lazily. The MANIFEST (seq,
+ *   history, time, replies, app size, chunk hashes) is what the token hashes; it is written
+ *   after the chunks, and CP-TOKEN leaves only once it is durable (a scoped barrier: nothing
+ *   else waits). Sequential mode: replica group g of G (at most max(u,1) replicas per group)
+ *   starts serialising only after batch s + g*floor(checkpointInterval/G) executed (or the
+ *   replica is idle), so at most u replicas are busy at a time; coordinated mode: all at once.
+ *   A snapshot still unfinished when the next is due is finished at once. The last three
+ *   checkpoints are kept, so any checkpoint the order stage may still name is available.
  * - Catch-up: on a gap (later batches buffered, or a retransmission for a request not yet
  *   executed), and as a heartbeat after 4 x execRetryMs without progress, send LAST-EXEC(next)
- *   to the order stage, which resends batches or answers
- *   LOAD-CP with its stable checkpoints. A checkpoint named by r+1 matching LOAD-CPs is fetched
- *   from execution peers one at a time and loaded only if its bytes hash to the token.
+ *   to the order stage, which resends batches or answers LOAD-CP with its stable checkpoints.
+ * - State transfer (Dura-SMaRt §4.3 adapted to UpRight's split of order and execution): a
+ *   checkpoint named by r+1 matching LOAD-CPs is the agreed one. Its manifest is fetched from a
+ *   peer and accepted only if it hashes to the token; then its chunks, each accepted only if it
+ *   hashes to its manifest entry. `collaborative`: chunks spread over every execution peer
+ *   (two in flight per peer); `single`: all from one peer. A peer that sends a bad part is
+ *   skipped for the rest of the transfer, one that times out loses its outstanding parts to the
+ *   others; the batches after the checkpoint come from the order stage as usual (buffered while
+ *   the transfer runs).
  * - Read-only requests are answered from the current state (client needs all executors to agree).
  *
  * Invariants:
@@ -39,30 +54,54 @@ import type { Cluster } from '../../core/config.ts';
 import type { KeyRing, Principal } from '../../crypto/provider.ts';
 import { bytesEqual, clientPrincipal, nodePrincipal } from '../../crypto/provider.ts';
 import { encodeBatch, type Batch, type Message, type MsgOf } from '../../codec/messages.ts';
-import { array, bytes, encodeWith, fixed, struct, tryDecodeWith, u32, uint } from '../../codec/schema.ts';
-import { checkpointBytesMax, clientsMax, digestBytes, opBytesMax } from '../../codec/limits.ts';
-import type { AppRequest, ReplicatedApp } from '../../app/contract.ts';
+import { array, bytes, encodeWith, fixed, struct, tryDecodeWith, u32, uint, type Infer } from '../../codec/schema.ts';
+import { checkpointChunksMax, clientsMax, digestBytes, opBytesMax } from '../../codec/limits.ts';
+import { bytesSnapshot, type AppRequest, type AppSnapshot, type ReplicatedApp } from '../../app/contract.ts';
 import type { Canaries, Effect, StageEvent } from '../types.ts';
 import { hex, homeExecOf, isResponder, membersOf, Outbox, replyCoreBytes, requestCoreBytes, u64Bytes } from '../common.ts';
-import { StorageCorruptError } from '../../core/errors.ts';
 import { VoteTable } from '../votes.ts';
 
-/** Execution checkpoint layout: what the token hashes. */
-export const execCheckpointCodec = struct({
+/**
+ * Execution checkpoint manifest: what the token hashes. The application's checkpoint bytes are
+ * cut into chunks of `chunkBytes` (the last one shorter); `chunks` holds their hashes.
+ */
+export const execManifestCodec = struct({
   seq: uint,
   history: fixed(digestBytes),
   lastTime: uint,
   replies: array(struct({ client: u32, reqId: uint, result: bytes(opBytesMax) }), clientsMax),
-  app: bytes(checkpointBytesMax),
+  appBytes: uint,
+  chunkBytes: u32,
+  chunks: array(fixed(digestBytes), checkpointChunksMax),
 });
+/** A decoded manifest. */
+export type ExecManifest = Infer<typeof execManifestCodec>;
 
-/** Durable key prefix of execution checkpoints (`x/cp/<seq>`). */
+/** Durable key prefix of execution checkpoints: `x/cp/<seq>` (manifest), `x/cp/<seq>/<i>` (chunk i). */
 export const execCheckpointPrefix = 'x/cp/';
 
-/** Whether a durable key holds an execution checkpoint (what a replica can refetch from peers). */
+/** Whether a durable key holds part of an execution checkpoint (what a replica can refetch from peers). */
 export function isExecCheckpointKey(key: string): boolean {
   return key.startsWith(execCheckpointPrefix);
 }
+
+function manifestKey(seq: number): string {
+  return `${execCheckpointPrefix}${seq}`;
+}
+
+function chunkKey(seq: number, i: number): string {
+  return `${execCheckpointPrefix}${seq}/${i}`;
+}
+
+/** Parses a checkpoint key: the seq, and the chunk index (undefined for the manifest). */
+function parseCheckpointKey(key: string): { seq: number; chunk: number | undefined } | undefined {
+  const m = /^x\/cp\/(\d{1,15})(?:\/(\d{1,9}))?$/.exec(key);
+  if (m === null) return undefined;
+  return { seq: Number(m[1]), chunk: m[2] === undefined ? undefined : Number(m[2]) };
+}
+
+/** Parts of a checkpoint in flight per peer during a transfer. */
+const partsInFlightPerPeer = 2;
 
 const zeroDigest = new Uint8Array(32);
 /** How long replies to a retransmitting client bypass its home node. */
@@ -74,12 +113,46 @@ interface Claim {
   readonly batch: Batch;
 }
 
+/** A checkpoint this replica holds (its own or fetched), as served to peers. */
+interface Held {
+  readonly token: Uint8Array;
+  readonly manifestBytes: Uint8Array;
+  readonly manifest: ExecManifest;
+  readonly chunks: readonly Uint8Array[];
+}
+
+/** A checkpoint being serialised from a frozen state. */
+interface CheckpointJob {
+  readonly seq: number;
+  readonly history: Uint8Array;
+  readonly lastTime: number;
+  readonly replies: ExecManifest['replies'];
+  readonly snapshot: AppSnapshot;
+  /** Serialising starts once this batch executed (sequential mode), or when idle. */
+  readonly startAfter: number;
+  /** Bytes read from the snapshot and not yet cut into a chunk. */
+  pending: Uint8Array[];
+  pendingBytes: number;
+  exhausted: boolean;
+  readonly chunks: Uint8Array[];
+  readonly hashes: Uint8Array[];
+  appBytes: number;
+}
+
+/** A state transfer in progress. */
 interface Loading {
   readonly seq: number;
   readonly token: Uint8Array;
-  /** Exec peers asked so far, in order. */
-  readonly asked: number[];
-  deadline: number;
+  manifestBytes: Uint8Array | undefined;
+  manifest: ExecManifest | undefined;
+  readonly chunks: (Uint8Array | undefined)[];
+  received: number;
+  /** Part -> (peer asked, deadline). Part 0 is the manifest, part i+1 chunk i. */
+  readonly outstanding: Map<number, { peer: number; deadline: number }>;
+  /** Peers skipped for the rest of this transfer (sent a bad part or timed out). */
+  readonly skipped: Set<number>;
+  /** Rotation position over the peers. */
+  turn: number;
 }
 
 /** Execution replica state machine. */
@@ -100,8 +173,14 @@ export class ExecCore {
   /** Time delivered with the last non-empty batch. */
   private lastTime = 0;
   private readonly replyCache = new Map<number, { reqId: number; result: Uint8Array }>();
-  /** Own checkpoints (seq -> token, bytes), the latest three. */
-  private readonly checkpoints = new Map<number, { token: Uint8Array; data: Uint8Array }>();
+  /** Checkpoints held (seq -> manifest and chunks), the latest three. */
+  private readonly checkpoints = new Map<number, Held>();
+  /** The checkpoint being serialised, if any. */
+  private job: CheckpointJob | undefined;
+  private nextSliceAt = 0;
+  /** Batches after a checkpoint seq this replica waits before serialising it (sequential mode). */
+  private readonly cpDelay: number;
+  private readonly chunkBytes: number;
   /** NEXT-BATCH claims per seq, keyed by history hex + digest hex; one per order replica. */
   private readonly claims = new VoteTable<Claim>();
   /** LOAD-CP claims: "seq:token" -> order senders. */
@@ -133,6 +212,10 @@ export class ExecCore {
     this.cpInt = cluster.config.checkpointInterval;
     this.orderPeers = membersOf(cluster.order);
     this.execPeerIds = cluster.exec.nodes.filter((id) => id !== nodeId);
+    this.chunkBytes = cluster.config.checkpointChunkBytes;
+    const perGroup = Math.max(1, cluster.u);
+    const groups = Math.ceil(cluster.exec.nodes.length / perGroup);
+    this.cpDelay = cluster.checkpoints === 'sequential' ? Math.floor(idx / perGroup) * Math.floor(this.cpInt / groups) : 0;
     this.recover(durable);
   }
 
@@ -160,6 +243,7 @@ export class ExecCore {
     }
     if (ev.kind === 'tick') this.onTick(ev.now);
     else this.onMessage(ev.from, ev.msg, ev.now);
+    this.pumpCheckpoint(ev.now);
     return this.out.drain();
   }
 
@@ -182,9 +266,9 @@ export class ExecCore {
       case 'checkpointData':
       case 'relayReply':
         if (!this.cluster.exec.indexOf.has(from.id) || from.id === this.nodeId) return this.reject('exec_msg_from_non_exec', from);
-        if (msg.kind === 'fetchCheckpoint') return this.onFetchCheckpoint(from, msg.seq);
+        if (msg.kind === 'fetchCheckpoint') return this.onFetchCheckpoint(from, msg.seq, msg.part);
         if (msg.kind === 'relayReply') return this.onRelayReply(from.id, msg);
-        return this.onCheckpointData(from.id, msg.seq, msg.data, now);
+        return this.onCheckpointData(from.id, msg.seq, msg.part, msg.data, now);
       default:
         return this.reject('unexpected_kind', from);
     }
@@ -257,27 +341,103 @@ export class ExecCore {
   // Checkpoints
   // ---------------------------------------------------------------------------------------
 
+  /** Freezes the state after batch `seq` and queues its serialisation. */
   private takeCheckpoint(seq: number, now: number): void {
+    // One snapshot at a time: an unfinished one is finished now (the interval was too short
+    // for the state, or the replica ran far ahead of its turn).
+    if (this.job !== undefined) this.pumpCheckpoint(now, true);
     const replies = [...this.replyCache.entries()]
       .sort((a, b) => a[0] - b[0])
       .map(([client, r]) => ({ client, reqId: r.reqId, result: r.result }));
-    const data = encodeWith(execCheckpointCodec, { seq, history: this.history, lastTime: this.lastTime, replies, app: this.app.checkpoint() });
-    const token = this.keys.digest(data);
-    this.storeCheckpoint(seq, token, data);
-    this.out.note({ type: 'checkpointTaken', seq, token });
-    // The Outbox puts the checkpoint write ahead of this send: durable before CP-TOKEN.
-    this.out.send(this.orderPeers, { kind: 'cpToken', seq, token });
+    const snapshot = this.app.snapshot?.() ?? bytesSnapshot(this.app.checkpoint());
+    this.job = {
+      seq,
+      history: this.history,
+      lastTime: this.lastTime,
+      replies,
+      snapshot,
+      startAfter: seq + this.cpDelay,
+      pending: [],
+      pendingBytes: 0,
+      exhausted: false,
+      chunks: [],
+      hashes: [],
+      appBytes: 0,
+    };
+  }
+
+  /**
+   * Serialises one chunk of the pending checkpoint if its turn came and the slice interval
+   * passed (or everything at once with `force`).
+   */
+  private pumpCheckpoint(now: number, force = false): void {
+    const job = this.job;
+    if (job === undefined) return;
+    if (!force) {
+      const turn = this.nextSeq - 1 >= job.startAfter || now - this.lastProgressAt >= this.cluster.config.execRetryMs;
+      if (!turn || now < this.nextSliceAt) return;
+      this.nextSliceAt = now + this.cluster.config.checkpointSliceMs;
+      this.sliceCheckpoint(job, now);
+      return;
+    }
+    while (this.job === job) this.sliceCheckpoint(job, now);
+  }
+
+  private sliceCheckpoint(job: CheckpointJob, now: number): void {
+    const size = this.chunkBytes;
+    while (!job.exhausted && job.pendingBytes < size) {
+      const piece = job.snapshot.read(size - job.pendingBytes);
+      if (piece === undefined) {
+        job.exhausted = true;
+        job.snapshot.close();
+      } else if (piece.length > 0) {
+        job.pending.push(piece);
+        job.pendingBytes += piece.length;
+      }
+    }
+    if (job.pendingBytes > 0) {
+      const chunk = takeBytes(job, Math.min(size, job.pendingBytes));
+      job.appBytes += chunk.length;
+      job.hashes.push(this.keys.digest(chunk));
+      job.chunks.push(chunk);
+      this.out.writeLazy(chunkKey(job.seq, job.chunks.length - 1), chunk);
+    }
+    if (job.exhausted && job.pendingBytes === 0) this.finishCheckpoint(job, now);
+  }
+
+  private finishCheckpoint(job: CheckpointJob, now: number): void {
+    this.job = undefined;
+    const manifest: ExecManifest = {
+      seq: job.seq,
+      history: job.history,
+      lastTime: job.lastTime,
+      replies: job.replies,
+      appBytes: job.appBytes,
+      chunkBytes: this.chunkBytes,
+      chunks: job.hashes,
+    };
+    const manifestBytes = encodeWith(execManifestCodec, manifest);
+    const token = this.keys.digest(manifestBytes);
+    const deletes = this.hold(job.seq, { token, manifestBytes, manifest, chunks: job.chunks });
+    this.out.note({ type: 'checkpointTaken', seq: job.seq, token });
+    // The manifest lands after its chunks (the store keeps order) and CP-TOKEN leaves once it
+    // is durable; nothing else of this node waits for the checkpoint.
+    this.out.persistThen([[manifestKey(job.seq), manifestBytes]], deletes, [{ kind: 'send', to: this.orderPeers, msg: { kind: 'cpToken', seq: job.seq, token } }]);
     this.lastTokenSentAt = now;
   }
 
-  private storeCheckpoint(seq: number, token: Uint8Array, data: Uint8Array): void {
-    this.checkpoints.set(seq, { token, data });
-    this.out.write(`${execCheckpointPrefix}${seq}`, data);
+  /** Keeps a checkpoint in memory; returns the durable keys of the ones it pushes out. */
+  private hold(seq: number, held: Held): string[] {
+    this.checkpoints.set(seq, held);
+    const deletes: string[] = [];
     const seqs = [...this.checkpoints.keys()].sort((a, b) => b - a);
     for (const old of seqs.slice(3)) {
+      const h = this.checkpoints.get(old)!;
       this.checkpoints.delete(old);
-      this.out.remove(`${execCheckpointPrefix}${old}`);
+      deletes.push(manifestKey(old));
+      for (let i = 0; i < h.chunks.length; i++) deletes.push(chunkKey(old, i));
     }
+    return deletes;
   }
 
   private latestCheckpoint(): { seq: number; token: Uint8Array } | undefined {
@@ -306,62 +466,144 @@ export class ExecCore {
   private beginLoad(seq: number, token: Uint8Array, now: number): void {
     const own = this.checkpoints.get(seq);
     if (own !== undefined && bytesEqual(own.token, token)) {
-      this.loadCheckpointData(seq, own.data, now);
+      this.install(seq, own, now);
       return;
     }
-    this.loading = { seq, token, asked: [], deadline: 0 };
-    this.askNextPeer(now);
+    if (this.loading !== undefined) this.abandonLoad();
+    this.loading = { seq, token, manifestBytes: undefined, manifest: undefined, chunks: [], received: 0, outstanding: new Map(), skipped: new Set(), turn: this.index };
+    this.requestParts(now);
   }
 
-  private askNextPeer(now: number): void {
+  /** Drops a transfer that a newer one replaces, with the chunks it already wrote. */
+  private abandonLoad(): void {
     const l = this.loading;
-    assert(l !== undefined, 'asking a peer needs a load in progress');
+    if (l === undefined) return;
+    this.loading = undefined;
+    l.chunks.forEach((c, i) => {
+      if (c !== undefined) this.out.removeLazy(chunkKey(l.seq, i));
+    });
+  }
+
+  /** Peers that may serve parts now: all unskipped ones (collaborative) or the current one (single). */
+  private seeders(l: Loading): number[] {
     const peers = this.execPeerIds;
-    if (peers.length === 0) return;
-    // Rotate through peers, starting from our own index so replicas spread their requests.
-    const peer = peers[(this.index + l.asked.length) % peers.length]!;
-    l.asked.push(peer);
-    l.deadline = now + this.cluster.config.execRetryMs;
-    this.out.send([nodePrincipal(peer)], { kind: 'fetchCheckpoint', seq: l.seq });
+    if (peers.length === 0) return [];
+    if (l.skipped.size >= peers.length) l.skipped.clear(); // everyone failed once: try all again
+    const order: number[] = [];
+    for (let k = 0; k < peers.length; k++) {
+      const p = peers[(l.turn + k) % peers.length]!;
+      if (!l.skipped.has(p)) order.push(p);
+    }
+    return this.cluster.stateTransfer === 'single' || l.manifest === undefined ? order.slice(0, 1) : order;
   }
 
-  private onFetchCheckpoint(from: Principal, seq: number): void {
+  /** Fills every seeder's window with parts still missing and not outstanding. */
+  private requestParts(now: number): void {
+    const l = this.loading;
+    if (l === undefined) return;
+    const seeders = this.seeders(l);
+    if (seeders.length === 0) return;
+    const busy = new Map<number, number>();
+    for (const { peer } of l.outstanding.values()) busy.set(peer, (busy.get(peer) ?? 0) + 1);
+    const missing: number[] = [];
+    if (l.manifest === undefined) {
+      if (!l.outstanding.has(0)) missing.push(0);
+    } else {
+      for (let i = 0; i < l.chunks.length && missing.length < seeders.length * partsInFlightPerPeer; i++) {
+        if (l.chunks[i] === undefined && !l.outstanding.has(i + 1)) missing.push(i + 1);
+      }
+    }
+    // A chunk takes longer than a small message: allow for a busy seeder before giving up on it.
+    const wait = (l.manifest === undefined ? 1 : 4) * this.cluster.config.execRetryMs;
+    let k = 0;
+    for (const part of missing) {
+      let placed = false;
+      for (let tries = 0; tries < seeders.length && !placed; tries++) {
+        const peer = seeders[k++ % seeders.length]!;
+        if ((busy.get(peer) ?? 0) >= partsInFlightPerPeer) continue;
+        busy.set(peer, (busy.get(peer) ?? 0) + 1);
+        l.outstanding.set(part, { peer, deadline: now + wait });
+        this.out.send([nodePrincipal(peer)], { kind: 'fetchCheckpoint', seq: l.seq, part });
+        placed = true;
+      }
+      if (!placed) break;
+    }
+  }
+
+  /** Gives up on a peer for this transfer: its outstanding parts go back to the pool. */
+  private skipPeer(l: Loading, peer: number): void {
+    l.skipped.add(peer);
+    for (const [part, o] of l.outstanding) if (o.peer === peer) l.outstanding.delete(part);
+    l.turn++;
+  }
+
+  private onFetchCheckpoint(from: Principal, seq: number, part: number): void {
     const c = this.checkpoints.get(seq);
-    if (c !== undefined) this.out.send([from], { kind: 'checkpointData', seq, data: c.data });
+    if (c === undefined) return;
+    const data = part === 0 ? c.manifestBytes : c.chunks[part - 1];
+    if (data !== undefined) this.out.send([from], { kind: 'checkpointData', seq, part, data });
   }
 
-  private onCheckpointData(sender: number, seq: number, data: Uint8Array, now: number): void {
+  private onCheckpointData(sender: number, seq: number, part: number, data: Uint8Array, now: number): void {
     const l = this.loading;
     if (l?.seq !== seq) return;
-    if (!bytesEqual(this.keys.digest(data), l.token)) {
-      this.reject('checkpoint_data_mismatch', nodePrincipal(sender));
-      this.askNextPeer(now);
+    const asked = l.outstanding.get(part);
+    if (asked?.peer !== sender) return; // not asked of this peer (late, duplicate or unsolicited)
+    l.outstanding.delete(part);
+    if (part === 0) {
+      const res = bytesEqual(this.keys.digest(data), l.token) ? tryDecodeWith(execManifestCodec, data) : undefined;
+      if (res === undefined || !res.ok || !manifestIsSane(res.value, seq)) {
+        if (res !== undefined && !res.ok) this.out.note({ type: 'safetyAlarm', detail: `exec ${this.nodeId}: agreed checkpoint ${seq} has a manifest that does not decode` });
+        this.reject('checkpoint_data_mismatch', nodePrincipal(sender));
+        this.skipPeer(l, sender);
+      } else {
+        l.manifestBytes = data;
+        l.manifest = res.value;
+        l.chunks.length = res.value.chunks.length;
+      }
+    } else {
+      const i = part - 1;
+      const want = l.manifest?.chunks[i];
+      if (want === undefined || l.chunks[i] !== undefined) return;
+      if (!bytesEqual(this.keys.digest(data), want) || data.length !== chunkLength(l.manifest!, i)) {
+        this.reject('checkpoint_data_mismatch', nodePrincipal(sender));
+        this.skipPeer(l, sender);
+      } else {
+        l.chunks[i] = data;
+        l.received++;
+        this.out.writeLazy(chunkKey(seq, i), data);
+      }
+    }
+    if (l.manifest !== undefined && l.received === l.manifest.chunks.length) {
+      const held: Held = { token: l.token, manifestBytes: l.manifestBytes!, manifest: l.manifest, chunks: l.chunks as Uint8Array[] };
+      this.loading = undefined;
+      this.out.writeLazy(manifestKey(seq), held.manifestBytes);
+      for (const k of this.hold(seq, held)) this.out.removeLazy(k);
+      this.install(seq, held, now);
       return;
     }
-    this.loadCheckpointData(seq, data, now);
+    this.requestParts(now);
   }
 
-  private loadCheckpointData(seq: number, data: Uint8Array, now: number): void {
-    const res = tryDecodeWith(execCheckpointCodec, data);
-    if (!res.ok || res.value.seq !== seq) {
-      // Hash matched an agreed token, so this cannot come from correct replicas' checkpoints.
-      this.out.note({ type: 'safetyAlarm', detail: `exec ${this.nodeId}: agreed checkpoint ${seq} does not decode` });
-      this.loading = undefined;
-      return;
+  /** Replaces the state with a verified checkpoint. */
+  private install(seq: number, held: Held, now: number): void {
+    if (this.job !== undefined) {
+      // Older than what we load (seq only grows): its checkpoint will never be needed.
+      this.job.snapshot.close();
+      this.job = undefined;
     }
-    const cp = res.value;
-    this.app.restore(cp.app);
+    const m = held.manifest;
+    const app = held.chunks.length === 1 ? held.chunks[0]! : Buffer.concat(held.chunks, m.appBytes);
+    this.app.restore(app);
     this.replyCache.clear();
-    for (const r of cp.replies) this.replyCache.set(r.client, { reqId: r.reqId, result: r.result });
-    this.history = cp.history;
-    this.lastTime = cp.lastTime;
+    for (const r of m.replies) this.replyCache.set(r.client, { reqId: r.reqId, result: r.result });
+    this.history = m.history;
+    this.lastTime = m.lastTime;
     this.nextSeq = seq + 1;
-    const token = this.keys.digest(data);
-    this.storeCheckpoint(seq, token, data);
     this.claims.deleteBelow(this.nextSeq);
-    this.loading = undefined;
+    if (this.loading !== undefined && this.loading.seq <= seq) this.abandonLoad();
     this.lastProgressAt = now;
-    this.out.note({ type: 'checkpointLoaded', seq, token });
+    this.out.note({ type: 'checkpointLoaded', seq, token: held.token });
     this.sendLastExec(now);
     this.executeReady(now);
   }
@@ -452,7 +694,12 @@ export class ExecCore {
 
   private onTick(now: number): void {
     const retry = this.cluster.config.execRetryMs;
-    if (this.loading !== undefined && now >= this.loading.deadline) this.askNextPeer(now);
+    const l = this.loading;
+    if (l !== undefined) {
+      const late = [...l.outstanding.values()].filter((o) => now >= o.deadline).map((o) => o.peer);
+      for (const peer of new Set(late)) this.skipPeer(l, peer);
+      this.requestParts(now);
+    }
     const waiting = this.claims.size > 0;
     if ((waiting || this.loading !== undefined) && now - this.lastProgressAt >= retry && now - this.lastExecSentAt >= retry) {
       this.sendLastExec(now);
@@ -469,23 +716,98 @@ export class ExecCore {
     }
   }
 
+  /**
+   * Loads the newest complete checkpoint on disk. A checkpoint whose manifest does not decode or
+   * whose chunks are missing or do not match their hashes (files dropped as damaged, a crash
+   * while it was written) is not used and its keys are removed: the replica fetches what it
+   * lacks from its peers, verified against agreed tokens.
+   */
   private recover(durable: ReadonlyMap<string, Uint8Array>): void {
-    let best: { seq: number; key: string; data: Uint8Array } | undefined;
+    const parts = new Map<number, { manifest?: Uint8Array; chunks: Map<number, Uint8Array>; keys: string[] }>();
     for (const [key, data] of durable) {
       if (!isExecCheckpointKey(key)) continue;
-      const seq = Number(key.slice(execCheckpointPrefix.length));
-      if (!Number.isSafeInteger(seq)) throw new StorageCorruptError(key, 'bad checkpoint key');
-      if (best === undefined || seq > best.seq) best = { seq, key, data };
-      this.checkpoints.set(seq, { token: this.keys.digest(data), data });
+      const k = parseCheckpointKey(key);
+      if (k === undefined) {
+        this.out.removeLazy(key);
+        continue;
+      }
+      let p = parts.get(k.seq);
+      if (p === undefined) {
+        p = { chunks: new Map(), keys: [] };
+        parts.set(k.seq, p);
+      }
+      p.keys.push(key);
+      if (k.chunk === undefined) p.manifest = data;
+      else p.chunks.set(k.chunk, data);
     }
-    if (best === undefined) return;
-    const res = tryDecodeWith(execCheckpointCodec, best.data);
-    if (!res.ok || res.value.seq !== best.seq) throw new StorageCorruptError(best.key, res.ok ? 'sequence number mismatch' : res.error.message);
-    const cp = res.value;
-    this.app.restore(cp.app);
-    for (const r of cp.replies) this.replyCache.set(r.client, { reqId: r.reqId, result: r.result });
-    this.history = cp.history;
-    this.lastTime = cp.lastTime;
-    this.nextSeq = best.seq + 1;
+    for (const [seq, p] of parts) {
+      const held = p.manifest === undefined ? undefined : this.verifyHeld(seq, p.manifest, p.chunks);
+      if (held === undefined) {
+        for (const key of p.keys) this.out.removeLazy(key);
+        continue;
+      }
+      this.checkpoints.set(seq, held);
+    }
+    const latest = this.latestCheckpoint();
+    if (latest === undefined) return;
+    const held = this.checkpoints.get(latest.seq)!;
+    const m = held.manifest;
+    this.app.restore(held.chunks.length === 1 ? held.chunks[0]! : Buffer.concat(held.chunks, m.appBytes));
+    for (const r of m.replies) this.replyCache.set(r.client, { reqId: r.reqId, result: r.result });
+    this.history = m.history;
+    this.lastTime = m.lastTime;
+    this.nextSeq = latest.seq + 1;
   }
+
+  /** A checkpoint read back from disk, if its manifest decodes and every chunk matches it. */
+  private verifyHeld(seq: number, manifestBytes: Uint8Array, chunks: ReadonlyMap<number, Uint8Array>): Held | undefined {
+    const res = tryDecodeWith(execManifestCodec, manifestBytes);
+    if (!res.ok || !manifestIsSane(res.value, seq)) return undefined;
+    const m = res.value;
+    const list: Uint8Array[] = [];
+    for (let i = 0; i < m.chunks.length; i++) {
+      const c = chunks.get(i);
+      if (c === undefined || c.length !== chunkLength(m, i) || !bytesEqual(this.keys.digest(c), m.chunks[i]!)) return undefined;
+      list.push(c);
+    }
+    return { token: this.keys.digest(manifestBytes), manifestBytes, manifest: m, chunks: list };
+  }
+}
+
+/** Whether a manifest is self-consistent for `seq`: chunk count and sizes add up. */
+function manifestIsSane(m: ExecManifest, seq: number): boolean {
+  if (m.seq !== seq || m.chunkBytes === 0) return false;
+  return m.chunks.length === Math.ceil(m.appBytes / m.chunkBytes);
+}
+
+/** Length of chunk `i` under manifest `m`. */
+function chunkLength(m: ExecManifest, i: number): number {
+  return Math.min(m.chunkBytes, m.appBytes - i * m.chunkBytes);
+}
+
+/** Removes the first `n` pending bytes of a checkpoint job as one chunk. */
+function takeBytes(job: CheckpointJob, n: number): Uint8Array {
+  const first = job.pending[0]!;
+  if (first.length === n) {
+    job.pending.shift();
+    job.pendingBytes -= n;
+    return first;
+  }
+  if (first.length > n) {
+    job.pending[0] = first.subarray(n);
+    job.pendingBytes -= n;
+    return first.slice(0, n);
+  }
+  const out = new Uint8Array(n);
+  let off = 0;
+  while (off < n) {
+    const p = job.pending[0]!;
+    const take = Math.min(p.length, n - off);
+    out.set(p.subarray(0, take), off);
+    off += take;
+    if (take === p.length) job.pending.shift();
+    else job.pending[0] = p.subarray(take);
+  }
+  job.pendingBytes -= n;
+  return out;
 }
