@@ -7,16 +7,32 @@
  *
  * Each client runs one operation at a time: a put of `size` bytes or, with probability
  * read-ratio, a get, on 100 keys of its own. The first second is warm-up and not counted.
+ *
+ * Durability figures (issue 4):
+ * - `--preload-mb M` first writes M MiB of state (4 KiB values, MSET requests of 60 KiB)
+ *   through the protocol, so checkpoints and state transfers have real weight;
+ * - `--timeline` counts completions per 1-second window and appends
+ *   `min_window_ratio=<lowest window / median window>` (and `checkpoints=<mode>`);
+ * - `--scenario recovery` (with --spawn) SIGKILLs execution replica 2 a third of the way in,
+ *   deletes its data directory and restarts it; the line gains `transfer=<mode>
+ *   recovery_s=<until it executes at the head again> during_ratio=<ops/s during the recovery
+ *   / median ops/s before the kill>`.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KvClient } from '../services/kv/client.ts';
 import type { TcpClient } from '../runtime/client.ts';
 import type { ClusterFile } from '../runtime/cluster-file.ts';
+import { BulwarkError } from '../core/errors.ts';
 import { connectClient, resolveCluster } from './kv.ts';
-import { downCommand, initLoopbackCluster, spawnNode, waitServing } from './cluster.ts';
-import type { DurabilityMode } from '../core/config.ts';
+import { downCommand, fetchStatus, initLoopbackCluster, pidFile, spawnNode, waitServing } from './cluster.ts';
+import { clusterPaths } from '../runtime/cluster-file.ts';
+import type { CheckpointMode, DurabilityMode, StateTransferMode, Tunables } from '../core/config.ts';
+import { encodeKvRequest } from '../services/kv/ops.ts';
+import { median, renderTimelineSvg } from './timeline-chart.ts';
+import { readFileSync } from 'node:fs';
+import { alive } from '../runtime/client.ts';
 
 /** Options of `bulwark bench`. */
 export interface BenchOptions {
@@ -32,6 +48,20 @@ export interface BenchOptions {
   readonly r?: number;
   /** With spawn: durability mode of the temporary cluster (default parallel). */
   readonly durability?: DurabilityMode;
+  /** With spawn: checkpoint mode (default sequential). */
+  readonly checkpoints?: CheckpointMode;
+  /** With spawn: state transfer mode (default collaborative). */
+  readonly stateTransfer?: StateTransferMode;
+  /** With spawn: batches between checkpoints. */
+  readonly checkpointInterval?: number;
+  /** MiB of state written before the measured run. */
+  readonly preloadMb?: number;
+  /** Count completions per second and report the lowest window. */
+  readonly timeline?: boolean;
+  /** Write the per-second chart (SVG) here; implies timeline. */
+  readonly chart?: string;
+  /** With spawn: `recovery` wipes and restarts execution replica 2 during the run. */
+  readonly scenario?: 'recovery';
   readonly warmupS?: number;
   /** Write progress to stderr (default true). */
   readonly progress?: boolean;
@@ -50,11 +80,38 @@ export interface BenchResult {
   readonly durability: DurabilityMode;
   readonly ops: number;
   readonly errors: number;
+  /** Completions per 1-second window of the measured run. */
+  readonly perSecond: readonly number[];
+  /** Checkpoint mode of the cluster. */
+  readonly checkpoints: CheckpointMode;
+  /** State transfer mode of the cluster. */
+  readonly stateTransfer: StateTransferMode;
+  /** With timeline: lowest window / median window. */
+  readonly minWindowRatio?: number;
+  /** With the recovery scenario: what happened. */
+  readonly recovery?: RecoveryResult;
+}
+
+/** Figures of the recovery scenario (seconds from the start of the measured run). */
+export interface RecoveryResult {
+  readonly node: number;
+  readonly killedAtS: number;
+  /** When the node executed at the head again; undefined if it never did within the run. */
+  readonly caughtUpAtS: number | undefined;
+  readonly recoveryS: number | undefined;
+  /** Mean ops/s while recovering / median ops/s of the windows before the kill. */
+  readonly duringRatio: number | undefined;
 }
 
 /** The single summary line. */
 export function benchLine(b: BenchResult): string {
-  return `bench: ops_per_s=${b.opsPerS.toFixed(0)} p50_ms=${b.p50Ms.toFixed(2)} p99_ms=${b.p99Ms.toFixed(2)} clients=${b.clients} size=${b.size} nodes=${b.nodes} u=${b.u} r=${b.r} durability=${b.durability}`;
+  let line = `bench: ops_per_s=${b.opsPerS.toFixed(0)} p50_ms=${b.p50Ms.toFixed(2)} p99_ms=${b.p99Ms.toFixed(2)} clients=${b.clients} size=${b.size} nodes=${b.nodes} u=${b.u} r=${b.r} durability=${b.durability}`;
+  if (b.minWindowRatio !== undefined) line += ` checkpoints=${b.checkpoints} min_window_ratio=${b.minWindowRatio.toFixed(2)}`;
+  if (b.recovery !== undefined) {
+    const r = b.recovery;
+    line += ` transfer=${b.stateTransfer} recovery_s=${r.recoveryS === undefined ? 'none' : r.recoveryS.toFixed(1)} during_ratio=${r.duringRatio === undefined ? 'none' : r.duringRatio.toFixed(2)}`;
+  }
+  return line;
 }
 
 function percentile(sorted: readonly number[], p: number): number {
@@ -63,25 +120,31 @@ function percentile(sorted: readonly number[], p: number): number {
 }
 
 /** Starts a throwaway local cluster for --spawn; returns its directory. */
-export async function spawnTemporaryCluster(u: number, r: number, durability: DurabilityMode = 'parallel'): Promise<{ dir: string; cf: ClusterFile }> {
+export async function spawnTemporaryCluster(
+  u: number,
+  r: number,
+  durability: DurabilityMode = 'parallel',
+  more: { checkpoints?: CheckpointMode; stateTransfer?: StateTransferMode; tunables?: Partial<Tunables> } = {},
+): Promise<{ dir: string; cf: ClusterFile }> {
   const dir = mkdtempSync(join(tmpdir(), 'bulwark-bench-'));
-  const cf = await initLoopbackCluster({ dir, u, r, durability });
+  const cf = await initLoopbackCluster({ dir, u, r, durability, ...more });
   for (const n of cf.nodes) spawnNode(dir, n.id);
   await waitServing(cf, cf.nodes.map((n) => n.id));
   return { dir, cf };
 }
 
 /** Runs the load against an already running cluster. */
-export async function runLoad(ref: { dir?: string; config?: string }, o: BenchOptions, onSecond?: (elapsedS: number, opsLastSecond: number) => void): Promise<BenchResult> {
+export async function runLoad(ref: { dir?: string; config?: string }, o: BenchOptions, onSecond?: (elapsedS: number, opsLastSecond: number) => void, measureFromAt?: number): Promise<BenchResult> {
   const { cf } = resolveCluster(ref);
   const clients: TcpClient[] = [];
   for (let i = 0; i < o.clients; i++) clients.push(await connectClient(ref));
   const value = 'x'.repeat(o.size);
   const warmupMs = (o.warmupS ?? 1) * 1000;
   const start = performance.now();
-  const measureFrom = start + warmupMs;
+  const measureFrom = measureFromAt ?? start + warmupMs;
   const end = measureFrom + o.durationS * 1000;
   const latencies: number[] = [];
+  const perSecond: number[] = new Array<number>(o.durationS).fill(0);
   let errors = 0;
   let lastSecondOps = 0;
   const ticker = setInterval(() => {
@@ -111,6 +174,7 @@ export async function runLoad(ref: { dir?: string; config?: string }, o: BenchOp
         }
         const t1 = performance.now();
         lastSecondOps++;
+        if (t1 >= measureFrom && t1 < end) perSecond[Math.floor((t1 - measureFrom) / 1000)]! += 1;
         if (t0 >= measureFrom && t1 <= end) latencies.push(t1 - t0);
       }
     }),
@@ -130,23 +194,119 @@ export async function runLoad(ref: { dir?: string; config?: string }, o: BenchOp
     durability: cf.protocol.durability ?? 'parallel',
     ops: latencies.length,
     errors,
+    perSecond,
+    checkpoints: cf.protocol.checkpoints ?? 'sequential',
+    stateTransfer: cf.protocol.stateTransfer ?? 'collaborative',
   };
+}
+
+/** Values per preload request: 15 x 4 KiB, under the default 64 KiB request limit. */
+const preloadPerRequest = 15;
+const preloadValueBytes = 4096;
+
+/**
+ * Writes `mb` MiB of state (keys `pre:<i>`, 4 KiB values) through the protocol with a few
+ * concurrent MSET requests; returns the seconds it took.
+ */
+export async function preload(ref: { dir?: string; config?: string }, mb: number): Promise<number> {
+  const total = Math.ceil((mb * 1024 * 1024) / preloadValueBytes);
+  const requests = Math.ceil(total / preloadPerRequest);
+  const value = 'p'.repeat(preloadValueBytes);
+  const clients: TcpClient[] = [];
+  for (let i = 0; i < 8; i++) clients.push(await connectClient(ref));
+  const t0 = performance.now();
+  let next = 0;
+  await Promise.all(
+    clients.map(async (c) => {
+      for (let r = next++; r < requests; r = next++) {
+        const entries = [];
+        for (let k = r * preloadPerRequest; k < Math.min(total, (r + 1) * preloadPerRequest); k++) entries.push({ key: `pre:${k}`, value });
+        await c.invoke(encodeKvRequest({ kind: 'mset', entries }), false);
+      }
+    }),
+  );
+  await Promise.all(clients.map((c) => c.close()));
+  return (performance.now() - t0) / 1000;
+}
+
+/**
+ * The recovery scenario: at `atMs` (performance.now), SIGKILL `node`, delete its data, restart
+ * it, and poll until it executes within a few batches of node 0.
+ */
+async function recoveryScenario(dir: string, cf: ClusterFile, node: number, atMs: number, untilMs: number): Promise<{ killedAt: number; caughtUpAt: number | undefined }> {
+  await new Promise((r) => setTimeout(r, Math.max(0, atMs - performance.now())));
+  const pid = Number(readFileSync(pidFile(dir, node), 'utf8').trim());
+  const killedAt = performance.now();
+  process.kill(pid, 'SIGKILL');
+  while (alive(pid)) await new Promise((r) => setTimeout(r, 20));
+  rmSync(join(clusterPaths(dir).data, `node-${node}`), { recursive: true, force: true });
+  spawnNode(dir, node);
+  while (performance.now() < untilMs) {
+    await new Promise((r) => setTimeout(r, 250));
+    const [me, ref] = await Promise.all([fetchStatus(cf, node), fetchStatus(cf, 0)]);
+    if (me?.executedSeq === undefined || ref?.executedSeq === undefined) continue;
+    if (me.executedSeq > 0 && me.executedSeq >= ref.executedSeq - 5) return { killedAt, caughtUpAt: performance.now() };
+  }
+  return { killedAt, caughtUpAt: undefined };
 }
 
 /** `bulwark bench`. */
 export async function benchCommand(o: BenchOptions, print: (s: string) => void = console.log): Promise<BenchResult> {
   let spawned: { dir: string; cf: ClusterFile } | undefined;
-  if (o.spawn === true) spawned = await spawnTemporaryCluster(o.u ?? 1, o.r ?? 1, o.durability);
+  if (o.scenario !== undefined && o.spawn !== true) throw new BulwarkError('usage', '--scenario needs --spawn (it kills and wipes a node)');
+  if (o.spawn === true) {
+    const tunables: Partial<Tunables> = o.checkpointInterval === undefined ? {} : { checkpointInterval: o.checkpointInterval };
+    spawned = await spawnTemporaryCluster(o.u ?? 1, o.r ?? 1, o.durability, {
+      tunables,
+      ...(o.checkpoints === undefined ? {} : { checkpoints: o.checkpoints }),
+      ...(o.stateTransfer === undefined ? {} : { stateTransfer: o.stateTransfer }),
+    });
+  }
   const ref = spawned !== undefined ? { dir: spawned.dir } : o.config !== undefined ? { config: o.config } : { dir: o.dir ?? 'cluster' };
   const barWidth = 30;
   try {
-    const result = await runLoad(ref, o, (elapsed, last) => {
-      if (o.progress === false) return;
-      const done = Math.min(1, elapsed / o.durationS);
-      const bar = '#'.repeat(Math.round(done * barWidth)).padEnd(barWidth, '.');
-      process.stderr.write(`\r  [${bar}] ${elapsed.toFixed(0).padStart(3)}/${o.durationS}s  ${String(last).padStart(6)} ops/s`);
-    });
+    if (o.preloadMb !== undefined && o.preloadMb > 0) {
+      const took = await preload(ref, o.preloadMb);
+      if (o.progress !== false) process.stderr.write(`  preloaded ${o.preloadMb} MiB in ${took.toFixed(1)} s\n`);
+    }
+    // The scenario needs the measured run's clock up front: allow a second for the clients to
+    // connect on top of the warm-up.
+    const warmupMs = (o.warmupS ?? 1) * 1000;
+    const measureFrom = performance.now() + warmupMs + 1000;
+    const endMs = measureFrom + o.durationS * 1000;
+    const scenario =
+      o.scenario === 'recovery' && spawned !== undefined ? recoveryScenario(spawned.dir, spawned.cf, 2, measureFrom + (o.durationS * 1000) / 3, endMs) : Promise.resolve(undefined);
+    const [loaded, rec] = await Promise.all([
+      runLoad(ref, o, (elapsed, last) => {
+        if (o.progress === false) return;
+        const done = Math.min(1, elapsed / o.durationS);
+        const bar = '#'.repeat(Math.round(done * barWidth)).padEnd(barWidth, '.');
+        process.stderr.write(`\r  [${bar}] ${elapsed.toFixed(0).padStart(3)}/${o.durationS}s  ${String(last).padStart(6)} ops/s`);
+      }, o.scenario === undefined ? undefined : measureFrom),
+      scenario,
+    ]);
     if (o.progress !== false) process.stderr.write('\n');
+    let result: BenchResult = loaded;
+    if (o.timeline === true || o.chart !== undefined) {
+      const m = median(result.perSecond);
+      result = { ...result, minWindowRatio: m > 0 ? Math.min(...result.perSecond) / m : 0 };
+      print(`timeline (ops per 1-second window): ${result.perSecond.join(' ')}`);
+    }
+    if (rec !== undefined) {
+      const killedAtS = (rec.killedAt - measureFrom) / 1000;
+      const caughtUpAtS = rec.caughtUpAt === undefined ? undefined : (rec.caughtUpAt - measureFrom) / 1000;
+      const before = result.perSecond.slice(0, Math.floor(killedAtS));
+      const from = Math.floor(killedAtS);
+      const to = caughtUpAtS === undefined ? undefined : Math.max(from + 1, Math.ceil(caughtUpAtS));
+      const during = to === undefined ? [] : result.perSecond.slice(from, to);
+      const base = median(before);
+      const duringRatio = during.length > 0 && base > 0 ? during.reduce((a, b) => a + b, 0) / during.length / base : undefined;
+      result = { ...result, recovery: { node: 2, killedAtS, caughtUpAtS, recoveryS: caughtUpAtS === undefined ? undefined : caughtUpAtS - killedAtS, duringRatio } };
+    }
+    if (o.chart !== undefined) {
+      const spans = result.recovery?.caughtUpAtS !== undefined ? [{ label: 'replica 2 recovering', fromS: result.recovery.killedAtS, toS: result.recovery.caughtUpAtS, series: 0 }] : [];
+      writeFileSync(o.chart, renderTimelineSvg({ title: `ops/s per second (${result.checkpoints} checkpoints)`, yLabel: 'ops/s', series: [{ label: result.checkpoints, values: result.perSecond }], spans }));
+    }
     if (o.json === true) print(JSON.stringify(result));
     if (result.errors > 0) print(`bench: ${result.errors} operation(s) failed`);
     print(benchLine(result));

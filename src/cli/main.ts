@@ -4,17 +4,25 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { BulwarkError } from '../core/errors.ts';
-import { durabilityModes, type DurabilityMode } from '../core/config.ts';
+import { checkpointModes, durabilityModes, stateTransferModes, type CheckpointMode, type DurabilityMode, type StateTransferMode } from '../core/config.ts';
 import { simCommand } from './sim.ts';
 import { downCommand, initCommand, nodeCommand, statusCommand, upCommand } from './cluster.ts';
 import { kvCommand, kvServeCommand } from './kv.ts';
 import { benchCommand } from './bench.ts';
 import { demoCommand } from './demo.ts';
 
-function durability(v: string): DurabilityMode {
-  if (!(durabilityModes as readonly string[]).includes(v)) throw new InvalidArgumentError(`--durability must be one of ${durabilityModes.join(', ')}, got "${v}"`);
-  return v as DurabilityMode;
+/** A parser for an option that takes one of `values`. */
+function choice<T extends string>(name: string, values: readonly T[]): (v: string) => T {
+  return (v: string) => {
+    if (!(values as readonly string[]).includes(v)) throw new InvalidArgumentError(`${name} must be one of ${values.join(', ')}, got "${v}"`);
+    return v as T;
+  };
 }
+
+const durability = choice('--durability', durabilityModes);
+const checkpointMode = choice('--checkpoints', checkpointModes);
+const stateTransferMode = choice('--state-transfer', stateTransferModes);
+const scenarioName = choice('--scenario', ['recovery'] as const);
 
 function int(name: string, min = 0): (v: string) => number {
   return (v: string) => {
@@ -137,9 +145,56 @@ export function buildProgram(): Command {
     .option('--u <u>', 'with --spawn: faults tolerated while live', int('--u', 0), 1)
     .option('--r <r>', 'with --spawn: commission faults tolerated while safe', int('--r', 0), 1)
     .option('--durability <mode>', 'with --spawn: none | sync | batch | parallel', durability, 'parallel')
-    .action(async (o: { clients: number; duration: number; size: number; readRatio: number; json?: boolean; dir: string; config?: string; spawn?: boolean; u: number; r: number; durability: DurabilityMode }) => {
-      await benchCommand({ clients: o.clients, durationS: o.duration, size: o.size, readRatio: o.readRatio, json: o.json === true, dir: o.dir, spawn: o.spawn === true, u: o.u, r: o.r, durability: o.durability, ...(o.config === undefined ? {} : { config: o.config }) });
-    });
+    .option('--checkpoints <mode>', 'with --spawn: sequential | coordinated', checkpointMode)
+    .option('--state-transfer <mode>', 'with --spawn: collaborative | single', stateTransferMode)
+    .option('--checkpoint-interval <n>', 'with --spawn: batches between checkpoints', int('--checkpoint-interval', 2))
+    .option('--preload-mb <m>', 'write this many MiB of state (4 KiB values) before measuring', int('--preload-mb', 0))
+    .option('--timeline', 'print ops per 1-second window and the lowest window / median')
+    .option('--chart <file>', 'write the per-second throughput as an SVG chart (implies --timeline)')
+    .option('--scenario <name>', 'with --spawn: recovery (wipe and restart execution replica 2 a third of the way in)', scenarioName)
+    .action(
+      async (o: {
+        clients: number;
+        duration: number;
+        size: number;
+        readRatio: number;
+        json?: boolean;
+        dir: string;
+        config?: string;
+        spawn?: boolean;
+        u: number;
+        r: number;
+        durability: DurabilityMode;
+        checkpoints?: CheckpointMode;
+        stateTransfer?: StateTransferMode;
+        checkpointInterval?: number;
+        preloadMb?: number;
+        timeline?: boolean;
+        chart?: string;
+        scenario?: 'recovery';
+      }) => {
+        await benchCommand({
+          clients: o.clients,
+          durationS: o.duration,
+          size: o.size,
+          readRatio: o.readRatio,
+          json: o.json === true,
+          dir: o.dir,
+          spawn: o.spawn === true,
+          u: o.u,
+          r: o.r,
+          durability: o.durability,
+          timeline: o.timeline === true,
+          ...(o.config === undefined ? {} : { config: o.config }),
+          ...(o.checkpoints === undefined ? {} : { checkpoints: o.checkpoints }),
+          ...(o.stateTransfer === undefined ? {} : { stateTransfer: o.stateTransfer }),
+          ...(o.checkpointInterval === undefined ? {} : { checkpointInterval: o.checkpointInterval }),
+          ...(o.preloadMb === undefined ? {} : { preloadMb: o.preloadMb }),
+          ...(o.chart === undefined ? {} : { chart: o.chart }),
+          ...(o.scenario === undefined ? {} : { scenario: o.scenario }),
+        });
+      },
+    );
   program
     .command('demo')
     .description('Start a local u=1 r=1 cluster, run a workload, kill and restart a replica, silence the primary, check every acknowledged write.')

@@ -99,6 +99,8 @@ class Conn {
     });
   }
 
+  private awaitingDrain = false;
+
   /** Queues an encoded message; flushed once per event-loop turn. */
   enqueue(frame: Uint8Array, limit: number): void {
     if (this.closed) return;
@@ -123,9 +125,14 @@ class Conn {
     if (s === undefined || this.closed || this.queue.length === 0) return;
     // Respect socket backpressure: hold the queue while the kernel buffer is full.
     if (this.socket.writableNeedDrain) {
-      this.socket.once('drain', () => {
-        this.flush();
-      });
+      // One waiter at a time: every enqueue while the buffer is full lands here again.
+      if (!this.awaitingDrain) {
+        this.awaitingDrain = true;
+        this.socket.once('drain', () => {
+          this.awaitingDrain = false;
+          this.flush();
+        });
+      }
       return;
     }
     let frames = this.queue;
