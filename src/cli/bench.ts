@@ -244,6 +244,7 @@ async function recoveryScenario(dir: string, cf: ClusterFile, node: number, atMs
   while (performance.now() < untilMs) {
     await new Promise((r) => setTimeout(r, 250));
     const [me, ref] = await Promise.all([fetchStatus(cf, node), fetchStatus(cf, 0)]);
+    if (process.env.BULWARK_BENCH_DEBUG !== undefined) process.stderr.write(`\nrecovery poll: node ${node} ${me?.executedSeq} ref ${ref?.executedSeq}\n`);
     if (me?.executedSeq === undefined || ref?.executedSeq === undefined) continue;
     if (me.executedSeq > 0 && me.executedSeq >= ref.executedSeq - 5) return { killedAt, caughtUpAt: performance.now() };
   }

@@ -32,7 +32,10 @@ export interface NodeSpec {
 
 /** Protocol tunables. Times are milliseconds of the driver's clock (virtual in the simulator). */
 export interface Tunables {
-  /** Batches between checkpoints (CP_int). Order never runs more than 2 intervals past a stable one. */
+  /**
+   * Batches between checkpoints (CP_int), at most 256. Order never runs more than 2 intervals
+   * past a stable one.
+   */
   readonly checkpointInterval: number;
   /** Most requests in one batch. */
   readonly batchSizeMax: number;
@@ -150,7 +153,9 @@ export const defaultTunables: Tunables = {
 
 /** Limits that tunables must stay within (validated). */
 const tunableRanges: Record<keyof Tunables, readonly [number, number]> = {
-  checkpointInterval: [2, 10_000],
+  // A view change carries the batches of the whole window (2 intervals), and NEW-VIEW holds at
+  // most batchesPerMessageMax (512) of them: a longer interval could not change views.
+  checkpointInterval: [2, 256],
   batchSizeMax: [1, 4096],
   batchBytesMax: [1024, 16 << 20],
   batchTimeoutMs: [0, 10_000],

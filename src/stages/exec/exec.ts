@@ -186,6 +186,11 @@ export class ExecCore {
   /** LOAD-CP claims: "seq:token" -> order senders. */
   private readonly loadClaims = new Map<string, Set<number>>();
   private loading: Loading | undefined;
+  /**
+   * Chunks of a transfer that a newer one replaced, by hash: a chunk whose bytes did not change
+   * between two checkpoints is not fetched again.
+   */
+  private stash = new Map<string, Uint8Array>();
   private lastProgressAt = 0;
   private lastExecSentAt = -Infinity;
   private lastTokenSentAt = 0;
@@ -474,14 +479,34 @@ export class ExecCore {
     this.requestParts(now);
   }
 
-  /** Drops a transfer that a newer one replaces, with the chunks it already wrote. */
+  /**
+   * Drops a transfer that a newer one replaces, with the chunks it already wrote; the chunks
+   * received stay in the stash for the next transfer.
+   */
   private abandonLoad(): void {
     const l = this.loading;
     if (l === undefined) return;
     this.loading = undefined;
+    this.stash.clear();
     l.chunks.forEach((c, i) => {
-      if (c !== undefined) this.out.removeLazy(chunkKey(l.seq, i));
+      if (c === undefined) return;
+      this.stash.set(hex(l.manifest!.chunks[i]!), c);
+      this.out.removeLazy(chunkKey(l.seq, i));
     });
+  }
+
+  /** Fills the chunks of a new transfer that this replica already has (stash or own checkpoints). */
+  private reuseChunks(l: Loading, m: ExecManifest): void {
+    const known = new Map(this.stash);
+    for (const h of this.checkpoints.values()) h.manifest.chunks.forEach((d, i) => known.set(hex(d), h.chunks[i]!));
+    m.chunks.forEach((d, i) => {
+      const c = known.get(hex(d));
+      if (c === undefined || c.length !== chunkLength(m, i)) return;
+      l.chunks[i] = c;
+      l.received++;
+      this.out.writeLazy(chunkKey(l.seq, i), c);
+    });
+    this.stash.clear();
   }
 
   /** Peers that may serve parts now: all unskipped ones (collaborative) or the current one (single). */
@@ -560,6 +585,7 @@ export class ExecCore {
         l.manifestBytes = data;
         l.manifest = res.value;
         l.chunks.length = res.value.chunks.length;
+        this.reuseChunks(l, res.value);
       }
     } else {
       const i = part - 1;
@@ -602,6 +628,7 @@ export class ExecCore {
     this.nextSeq = seq + 1;
     this.claims.deleteBelow(this.nextSeq);
     if (this.loading !== undefined && this.loading.seq <= seq) this.abandonLoad();
+    this.stash.clear();
     this.lastProgressAt = now;
     this.out.note({ type: 'checkpointLoaded', seq, token: held.token });
     this.sendLastExec(now);

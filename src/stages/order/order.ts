@@ -167,6 +167,9 @@ export class OrderCore {
   private readonly viewChanges = new Map<number, { signed: SignedViewChange; batches: Batch[] }>();
   /** My VIEW-CHANGE for the current view, for retransmission. */
   private myViewChange: MsgOf<'viewChange'> | undefined;
+  /** When the current VIEW-CHANGE is resent next, and the interval after that (doubling). */
+  private vcResendAt = 0;
+  private vcResendEveryMs = 0;
   /** NEW-VIEW of the current view (primary only), for retransmission. */
   private myNewView: MsgOf<'newView'> | undefined;
   /** Batch bodies carried by view-change messages, by digest hex. */
@@ -358,10 +361,19 @@ export class OrderCore {
     if (now >= this.nextStatusAt) {
       this.nextStatusAt = now + this.cluster.config.statusIntervalMs;
       this.broadcastStatus();
-      if (!this.normal && this.myViewChange !== undefined) {
+      if (!this.normal && this.myViewChange !== undefined && now >= this.vcResendAt) {
         // Keep every peer informed until the view starts: the new primary needs n-u of them,
-        // and each replica's timer arms only when it has seen n-u.
-        this.out.send(this.peers, this.myViewChange);
+        // and each replica's timer arms only when it has seen n-u. Only the new primary needs
+        // the batches (it decides; the others get them in NEW-VIEW), so the others get the
+        // signed body alone; and the interval doubles, because a view change under load can
+        // carry many batches.
+        const vc = this.myViewChange;
+        const primary = primaryOf(this.cluster, vc.signed.body.view);
+        const others = this.peers.filter((p) => p.id !== primary);
+        if (primary !== this.nodeId) this.out.send([nodePrincipal(primary)], vc);
+        this.out.send(others, { ...vc, batches: [] });
+        this.vcResendEveryMs = Math.min(2 * this.vcResendEveryMs, Math.max(this.cluster.config.statusIntervalMs, this.cluster.config.viewChangeTimeoutMs));
+        this.vcResendAt = now + this.vcResendEveryMs;
       }
     }
     if (!this.normal) {
@@ -866,6 +878,8 @@ export class OrderCore {
     const signature = this.keys.sign(encodeWith(viewChangeBodyCodec, body));
     const msg: MsgOf<'viewChange'> = { kind: 'viewChange', signed: { body, signature }, batches };
     this.myViewChange = msg;
+    this.vcResendEveryMs = this.cluster.config.statusIntervalMs;
+    this.vcResendAt = 0;
     this.viewChanges.set(this.nodeId, { signed: msg.signed, batches });
     for (const b of batches) this.vcBodies.set(hex(this.batchDigest(b)), b);
     this.out.send(this.peers, msg);
