@@ -147,8 +147,8 @@ export const defaultTunables: Tunables = {
   authResendMs: 1000,
   execRetryMs: 300,
   requestBytesMax: 64 * 1024,
-  checkpointChunkBytes: 1 << 20,
-  checkpointSliceMs: 2,
+  checkpointChunkBytes: 256 << 10,
+  checkpointSliceMs: 5,
 };
 
 /** Limits that tunables must stay within (validated). */

@@ -28,7 +28,8 @@
  *   else waits). Sequential mode: replica group g of G (at most max(u,1) replicas per group)
  *   starts serialising only after batch s + g*floor(checkpointInterval/G) executed (or the
  *   replica is idle), so at most u replicas are busy at a time; coordinated mode: all at once.
- *   A snapshot still unfinished when the next is due is finished at once. The last three
+ *   Snapshots still unfinished when the next is due stay open and are serialised in order
+ *   (ordering waits for tokens, so the backlog is bounded). The last three
  *   checkpoints are kept, so any checkpoint the order stage may still name is available.
  * - Catch-up: on a gap (later batches buffered, or a retransmission for a request not yet
  *   executed), and as a heartbeat after 4 x execRetryMs without progress, send LAST-EXEC(next)
@@ -175,8 +176,8 @@ export class ExecCore {
   private readonly replyCache = new Map<number, { reqId: number; result: Uint8Array }>();
   /** Checkpoints held (seq -> manifest and chunks), the latest three. */
   private readonly checkpoints = new Map<number, Held>();
-  /** The checkpoint being serialised, if any. */
-  private job: CheckpointJob | undefined;
+  /** Checkpoints frozen and not yet serialised, oldest first. */
+  private jobs: CheckpointJob[] = [];
   private nextSliceAt = 0;
   /** Batches after a checkpoint seq this replica waits before serialising it (sequential mode). */
   private readonly cpDelay: number;
@@ -339,7 +340,7 @@ export class ExecCore {
     this.claims.delete(seq);
     this.lastProgressAt = now;
     this.out.note({ type: 'executed', seq, history: claim.history, batchDigest: claim.digest, batch: claim.batch, time, results: executed });
-    if (seq % this.cpInt === 0) this.takeCheckpoint(seq, now);
+    if (seq % this.cpInt === 0) this.takeCheckpoint(seq);
   }
 
   // ---------------------------------------------------------------------------------------
@@ -347,15 +348,15 @@ export class ExecCore {
   // ---------------------------------------------------------------------------------------
 
   /** Freezes the state after batch `seq` and queues its serialisation. */
-  private takeCheckpoint(seq: number, now: number): void {
-    // One snapshot at a time: an unfinished one is finished now (the interval was too short
-    // for the state, or the replica ran far ahead of its turn).
-    if (this.job !== undefined) this.pumpCheckpoint(now, true);
+  private takeCheckpoint(seq: number): void {
+    // An unfinished snapshot stays open and is serialised first (the app keeps one set of
+    // pre-images per open snapshot). Finishing it at once would stop this node for as long as
+    // serialising the rest takes; a backlog is bounded because ordering waits for tokens.
     const replies = [...this.replyCache.entries()]
       .sort((a, b) => a[0] - b[0])
       .map(([client, r]) => ({ client, reqId: r.reqId, result: r.result }));
     const snapshot = this.app.snapshot?.() ?? bytesSnapshot(this.app.checkpoint());
-    this.job = {
+    this.jobs.push({
       seq,
       history: this.history,
       lastTime: this.lastTime,
@@ -368,24 +369,17 @@ export class ExecCore {
       chunks: [],
       hashes: [],
       appBytes: 0,
-    };
+    });
   }
 
-  /**
-   * Serialises one chunk of the pending checkpoint if its turn came and the slice interval
-   * passed (or everything at once with `force`).
-   */
-  private pumpCheckpoint(now: number, force = false): void {
-    const job = this.job;
+  /** Serialises one chunk of the oldest pending checkpoint if its turn came and the slice interval passed. */
+  private pumpCheckpoint(now: number): void {
+    const job = this.jobs[0];
     if (job === undefined) return;
-    if (!force) {
-      const turn = this.nextSeq - 1 >= job.startAfter || now - this.lastProgressAt >= this.cluster.config.execRetryMs;
-      if (!turn || now < this.nextSliceAt) return;
-      this.nextSliceAt = now + this.cluster.config.checkpointSliceMs;
-      this.sliceCheckpoint(job, now);
-      return;
-    }
-    while (this.job === job) this.sliceCheckpoint(job, now);
+    const turn = this.nextSeq - 1 >= job.startAfter || now - this.lastProgressAt >= this.cluster.config.execRetryMs;
+    if (!turn || now < this.nextSliceAt) return;
+    this.nextSliceAt = now + this.cluster.config.checkpointSliceMs;
+    this.sliceCheckpoint(job, now);
   }
 
   private sliceCheckpoint(job: CheckpointJob, now: number): void {
@@ -411,7 +405,8 @@ export class ExecCore {
   }
 
   private finishCheckpoint(job: CheckpointJob, now: number): void {
-    this.job = undefined;
+    assert(this.jobs[0] === job, 'checkpoints finish in order');
+    this.jobs.shift();
     const manifest: ExecManifest = {
       seq: job.seq,
       history: job.history,
@@ -572,16 +567,22 @@ export class ExecCore {
   private onCheckpointData(sender: number, seq: number, part: number, data: Uint8Array, now: number): void {
     const l = this.loading;
     if (l?.seq !== seq) return;
-    const asked = l.outstanding.get(part);
-    if (asked?.peer !== sender) return; // not asked of this peer (late, duplicate or unsolicited)
-    l.outstanding.delete(part);
+    // A part is accepted from whoever sends it, as long as it is still missing and checks out
+    // (a late answer from a peer we gave up on is as good as any); a bad part costs the peer
+    // its place only if we asked it.
+    const asked = l.outstanding.get(part)?.peer === sender;
+    const bad = (): void => {
+      this.reject('checkpoint_data_mismatch', nodePrincipal(sender));
+      if (asked) this.skipPeer(l, sender);
+    };
     if (part === 0) {
+      if (l.manifest !== undefined) return;
       const res = bytesEqual(this.keys.digest(data), l.token) ? tryDecodeWith(execManifestCodec, data) : undefined;
       if (res === undefined || !res.ok || !manifestIsSane(res.value, seq)) {
         if (res !== undefined && !res.ok) this.out.note({ type: 'safetyAlarm', detail: `exec ${this.nodeId}: agreed checkpoint ${seq} has a manifest that does not decode` });
-        this.reject('checkpoint_data_mismatch', nodePrincipal(sender));
-        this.skipPeer(l, sender);
+        bad();
       } else {
+        l.outstanding.delete(0);
         l.manifestBytes = data;
         l.manifest = res.value;
         l.chunks.length = res.value.chunks.length;
@@ -591,10 +592,9 @@ export class ExecCore {
       const i = part - 1;
       const want = l.manifest?.chunks[i];
       if (want === undefined || l.chunks[i] !== undefined) return;
-      if (!bytesEqual(this.keys.digest(data), want) || data.length !== chunkLength(l.manifest!, i)) {
-        this.reject('checkpoint_data_mismatch', nodePrincipal(sender));
-        this.skipPeer(l, sender);
-      } else {
+      if (!bytesEqual(this.keys.digest(data), want) || data.length !== chunkLength(l.manifest!, i)) bad();
+      else {
+        l.outstanding.delete(part);
         l.chunks[i] = data;
         l.received++;
         this.out.writeLazy(chunkKey(seq, i), data);
@@ -613,11 +613,9 @@ export class ExecCore {
 
   /** Replaces the state with a verified checkpoint. */
   private install(seq: number, held: Held, now: number): void {
-    if (this.job !== undefined) {
-      // Older than what we load (seq only grows): its checkpoint will never be needed.
-      this.job.snapshot.close();
-      this.job = undefined;
-    }
+    // Pending checkpoints are older than what we load (seq only grows): never needed.
+    for (const job of this.jobs) job.snapshot.close();
+    this.jobs = [];
     const m = held.manifest;
     const app = held.chunks.length === 1 ? held.chunks[0]! : Buffer.concat(held.chunks, m.appBytes);
     this.app.restore(app);
