@@ -24,11 +24,8 @@ class HeldStore implements DurableWriter {
   }
 }
 
-const persist = (key: string, barrier = true): Effect => ({ kind: 'persist', puts: [[key, new Uint8Array([1])]], deletes: [], ...(barrier ? {} : { barrier: false }) });
-const note = (detail: string): Effect => ({ kind: 'note', note: { type: 'safetyAlarm', detail } });
-
-test('persists reach the store in queue order while a barrier waits; effects behind a barrier wait for it', async () => {
-  const store = new HeldStore();
+/** A runner over `store` that records the details of the safety-alarm notes it runs. */
+function recordingRunner(store: DurableWriter): { runner: EffectRunner; ran: string[] } {
   const ran: string[] = [];
   const runner = new EffectRunner(
     store,
@@ -39,6 +36,15 @@ test('persists reach the store in queue order while a barrier waits; effects beh
       throw err;
     },
   );
+  return { runner, ran };
+}
+
+const persist = (key: string, barrier = true): Effect => ({ kind: 'persist', puts: [[key, new Uint8Array([1])]], deletes: [], ...(barrier ? {} : { barrier: false }) });
+const note = (detail: string): Effect => ({ kind: 'note', note: { type: 'safetyAlarm', detail } });
+
+test('persists reach the store in queue order while a barrier waits; effects behind a barrier wait for it', async () => {
+  const store = new HeldStore();
+  const { runner, ran } = recordingRunner(store);
   runner.run([persist('x'), note('after x')]);
   runner.run([persist('body', false)]);
   runner.run([persist('record'), note('after record'), { kind: 'send', to: [nodePrincipal(1)], msg: { kind: 'viewHint', view: 0 } }]);
@@ -51,16 +57,7 @@ test('persists reach the store in queue order while a barrier waits; effects beh
 
 test('a scoped persist holds back only its own effects: later effects run at once, its `then` once it is durable', async () => {
   const store = new HeldStore();
-  const ran: string[] = [];
-  const runner = new EffectRunner(
-    store,
-    (e) => {
-      if (e.kind === 'note' && e.note.type === 'safetyAlarm') ran.push(e.note.detail);
-    },
-    (err) => {
-      throw err;
-    },
-  );
+  const { runner, ran } = recordingRunner(store);
   runner.run([persist('chunk', false), { kind: 'persist', puts: [['manifest', new Uint8Array([1])]], deletes: [], barrier: false, then: [{ kind: 'note', note: { type: 'safetyAlarm', detail: 'token' } }] }, note('reply')]);
   assert.deepEqual(store.order, ['chunk', 'manifest'], 'the scoped write goes to the store after the lazy one before it');
   assert.deepEqual(ran, ['reply'], 'the effect behind it did not wait; its own did');

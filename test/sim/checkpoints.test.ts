@@ -1,6 +1,8 @@
 /**
  * Checkpoints and state transfer on the simulated cluster (issue 4 items 4 and 5): sequential
- * checkpoint turns, chunked transfer from several seeders or from one, and seeders that lie.
+ * checkpoint turns, chunked transfer from several seeders or from one, and seeders that lie. A
+ * replica down across many checkpoint intervals comes back after the others garbage-collected
+ * what it missed, so it must install an order checkpoint and transfer an execution checkpoint.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -24,6 +26,7 @@ function recoverNode2(mode: StateTransferMode, byzantine?: ReadonlyMap<number, R
   h.world.restart(nodePrincipal(2));
   h.runOps(30);
   h.idle(2_000_000);
+  assert.ok(h.notesOf('checkpointLoaded', 2).length >= 1, 'node 2 installed checkpoints (order and execution)');
   const exec2 = h.world.replica(2)?.exec;
   const exec0 = h.world.replica(0)?.exec;
   assert.ok(exec2 !== undefined && exec0 !== undefined);

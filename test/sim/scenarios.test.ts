@@ -19,40 +19,6 @@ test('primary crashes: backups time out, change view, and the service continues 
   assert.deepEqual(h.problems(), []);
 });
 
-test('a replica down across several checkpoints catches up: order state by checkpoint, execution by fetching a checkpoint from a peer', () => {
-  const h = new Harness({ u: 1, r: 1, tunables: { checkpointInterval: 4 } });
-  h.runOps(10);
-  h.world.crash(nodePrincipal(2));
-  h.runOps(120); // many checkpoint intervals; the others garbage-collect what node 2 missed
-  h.world.restart(nodePrincipal(2));
-  h.runOps(20);
-  h.idle(2_000_000);
-  const loadedOrder = h.notesOf('checkpointLoaded', 2);
-  assert.ok(loadedOrder.length >= 1, 'node 2 installed a checkpoint');
-  const exec2 = h.world.replica(2)?.exec;
-  const exec0 = h.world.replica(0)?.exec;
-  assert.ok(exec2 !== undefined && exec0 !== undefined);
-  assert.equal(exec2.next, exec0.next, 'node 2 executes at the head again');
-  assert.deepEqual(Buffer.from(exec2.appCheckpoint()), Buffer.from(exec0.appCheckpoint()), 'same state as a peer');
-  assert.deepEqual(h.problems(), []);
-});
-
-test('an executor fetching a checkpoint ignores corrupted data from a Byzantine peer and loads a verified copy', () => {
-  const h = new Harness({ u: 1, r: 1, tunables: { checkpointInterval: 4 }, byzantine: new Map([[1, new Set(['wrongCheckpoint'] as const)]]) });
-  h.runOps(10);
-  h.world.crash(nodePrincipal(2));
-  h.runOps(80);
-  h.world.restart(nodePrincipal(2));
-  h.runOps(20);
-  h.idle(2_000_000);
-  const exec2 = h.world.replica(2)?.exec;
-  const exec0 = h.world.replica(0)?.exec;
-  assert.ok(exec2 !== undefined && exec0 !== undefined);
-  assert.equal(exec2.next, exec0.next);
-  assert.deepEqual(Buffer.from(exec2.appCheckpoint()), Buffer.from(exec0.appCheckpoint()));
-  assert.deepEqual(h.problems(), []);
-});
-
 test('an equivocating primary cannot make correct replicas commit different batches; it is replaced', () => {
   const h = new Harness({ u: 1, r: 1, byzantine: new Map([[0, new Set(['equivocate'] as const)]]) });
   assert.equal(h.runOps(60), 60);
