@@ -381,8 +381,16 @@ export class OrderCore {
       return;
     }
     const timeout = this.cluster.config.viewChangeTimeoutMs;
+    // The interlock: this replica committed everything up to two intervals past its stable
+    // checkpoint, so no primary could order more until execution's tokens make a newer one
+    // stable. Waiting requests are not the primary's fault then: their timers restart.
+    const interlocked = this.committedSeq >= this.stableSeq + 2 * this.cpInt;
     for (const [client, c] of this.candidates) {
       if (c.readySince === undefined) continue;
+      if (interlocked) {
+        c.readySince = now;
+        continue;
+      }
       if (c.reqId <= (this.lastOrdered.get(client) ?? 0)) continue;
       if (now - c.readySince >= timeout) {
         this.startViewChange(this.view + 1, now);
