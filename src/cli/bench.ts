@@ -57,7 +57,8 @@ export function benchLine(b: BenchResult): string {
   return `bench: ops_per_s=${b.opsPerS.toFixed(0)} p50_ms=${b.p50Ms.toFixed(2)} p99_ms=${b.p99Ms.toFixed(2)} clients=${b.clients} size=${b.size} nodes=${b.nodes} u=${b.u} r=${b.r} durability=${b.durability}`;
 }
 
-function percentile(sorted: readonly number[], p: number): number {
+/** The `p`th percentile (nearest rank, rounded down) of ascending `sorted`; 0 for none. */
+export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return 0;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
