@@ -89,6 +89,8 @@ test('chart: well-formed XML, one bar per present cell, escaped labels', () => {
     ['A/etcd', 'A/zookeeper', 'A/redis "always"', 'A/bulwark-cft', 'W/etcd', 'W/redis "always"', 'W/bulwark-cft'],
   );
   assert.ok(svg.includes('ops/s &lt;by&gt; system &amp; workload'));
+  const labels = [...svg.matchAll(/<text class="value"[^>]*>([^<]*)<\/text>/g)].map((m) => m[1]);
+  assert.deepEqual(labels, ['2.1k', '7.4k', '900', '1.5k', '1.8k', '800', '600'], 'each bar labelled with its value');
 });
 
 test('chart: bar heights are proportional to values on an axis from 0 to a nice ceiling', () => {

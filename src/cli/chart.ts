@@ -19,7 +19,7 @@ export interface BarChartOptions {
   /** Series in drawing and legend order. */
   readonly series: readonly string[];
   readonly groups: readonly BarGroup[];
-  /** Total width in pixels (default 760). */
+  /** Total width in pixels (default 900). */
   readonly width?: number;
   /** Total height in pixels (default 380). */
   readonly height?: number;
@@ -65,13 +65,21 @@ function shortNumber(n: number): string {
   return String(Math.round(n));
 }
 
+/** A bar's label: at most four characters or so (950, 1.3k, 15.4k, 120k). */
+function barLabel(n: number): string {
+  if (n >= 100_000) return `${Math.round(n / 1000)}k`;
+  if (n >= 1000) return `${(Math.round(n / 100) / 10).toFixed(1)}k`;
+  return String(Math.round(n));
+}
+
 /**
  * Renders a grouped bar chart as an SVG document. Bars are `<rect class="bar">` elements with
- * `data-series`, `data-group` and `data-value` attributes; the value axis is linear from 0 to
- * {@link niceCeiling} of the largest value, with five grid lines.
+ * `data-series`, `data-group` and `data-value` attributes, each labelled with its value above it;
+ * the value axis is linear from 0 to {@link niceCeiling} of the largest value, with five grid
+ * lines.
  */
 export function groupedBarChart(o: BarChartOptions): string {
-  const width = o.width ?? 760;
+  const width = o.width ?? 900;
   const height = o.height ?? 380;
   const left = 64;
   const right = 16;
@@ -111,6 +119,7 @@ export function groupedBarChart(o: BarChartOptions): string {
       out.push(
         `<rect class="bar" x="${fmt(x)}" y="${fmt(by)}" width="${fmt(Math.max(1, barW - 2))}" height="${fmt(h)}" fill="${chartPalette[si % chartPalette.length]!}" data-series="${xmlEscape(s)}" data-group="${xmlEscape(g.label)}" data-value="${fmt(v)}"><title>${xmlEscape(`${s}, ${g.label}: ${shortNumber(v)} ${o.yLabel}`)}</title></rect>`,
       );
+      out.push(`<text class="value" x="${fmt(x + Math.max(1, barW - 2) / 2)}" y="${fmt(by - 3)}" text-anchor="middle" font-size="9" fill="#333333">${barLabel(v)}</text>`);
     });
     out.push(`<text x="${fmt(gx + groupW / 2)}" y="${fmt(top + plotH + 16)}" text-anchor="middle" font-weight="bold">${xmlEscape(g.label)}</text>`);
   });

@@ -630,7 +630,7 @@ export async function compareCommand(o: CompareOptions, print: (s: string) => vo
           await loadKeys(adapters);
           if (o.warmupS > 0) {
             const wu = await driveLoad(adapters, workloads.A, { durationS: o.warmupS, warmupS: 0, seed: 1000 + round, signal: abort.signal });
-            progress(`round ${round}/${o.runs}: ${system}: warm-up ${formatOps(wu.opsPerS)} ops/s (not counted)`);
+            if (!aborted()) progress(`round ${round}/${o.runs}: ${system}: warm-up ${formatOps(wu.opsPerS)} ops/s (not counted)`);
           }
           for (const w of o.workloads) {
             if (aborted()) break;
