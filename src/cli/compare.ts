@@ -11,7 +11,7 @@
 import { execFileSync } from 'node:child_process';
 import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { cpus, release, tmpdir, totalmem } from 'node:os';
+import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { basename, delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError } from 'commander';
@@ -592,6 +592,8 @@ function environment(): Record<string, string> {
 export async function compareCommand(o: CompareOptions, print: (s: string) => void = console.log, progress: (s: string) => void = (s) => process.stderr.write(`${s}\n`)): Promise<CompareReport> {
   const { startSystem, killAllNow } = await import('./compare-systems.ts');
   const startedAt = new Date().toISOString();
+  // The machine's load before anything starts: how busy it was with other work.
+  const loadAtStart = loadavg().map((x) => x.toFixed(2)).join(' ');
   const { run, skipped } = availableSystems(o.systems, o.probe ?? machineProbe, o.etcdClient);
   for (const k of skipped) print(k.line);
   if (run.length === 0) throw new BulwarkError('usage', 'no system to compare: every one asked for is skipped (see above)');
@@ -664,7 +666,7 @@ export async function compareCommand(o: CompareOptions, print: (s: string) => vo
     finishedAt: new Date().toISOString(),
     command: o.command,
     settings: { systems: o.systems, workloads: o.workloads, clients: o.clients, durationS: o.durationS, warmupS: o.warmupS, runs: o.runs, keys: keyCount, recordBytes, etcdClient: o.etcdClient },
-    environment: environment(),
+    environment: { ...environment(), 'load average (1, 5, 15 min) before starting': loadAtStart, 'at the end': loadavg().map((x) => x.toFixed(2)).join(' ') },
     setups,
     skipped,
     failed,
