@@ -361,6 +361,8 @@ export interface CellRun extends LoadResult {
   readonly workload: WorkloadName;
   /** Round number, from 1. */
   readonly round: number;
+  /** The machine's 1-minute load average at the end of the run (this run's processes included). */
+  readonly load1?: number;
 }
 
 /** A system's run that could not be measured (start failed, clients failed, ...). */
@@ -638,7 +640,7 @@ export async function compareCommand(o: CompareOptions, print: (s: string) => vo
             if (aborted()) break;
             const res = await driveLoad(adapters, workloads[w], { durationS: o.durationS, seed: round * 31 + workloadNames.indexOf(w), signal: abort.signal });
             if (aborted()) break;
-            runs.push({ system, workload: w, round, ...res });
+            runs.push({ system, workload: w, round, ...res, load1: Math.round(loadavg()[0]! * 100) / 100 });
             progress(`round ${round}/${o.runs}: ${system} ${w}: ${formatOps(res.opsPerS)} ops/s  p50 ${formatMs(res.p50Ms)} ms  p99 ${formatMs(res.p99Ms)} ms${res.errors > 0 ? `  errors ${res.errors} (${res.firstError ?? ''})` : ''}`);
           }
         } catch (e) {
