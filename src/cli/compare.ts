@@ -640,8 +640,9 @@ export async function compareCommand(o: CompareOptions, print: (s: string) => vo
             if (aborted()) break;
             const res = await driveLoad(adapters, workloads[w], { durationS: o.durationS, seed: round * 31 + workloadNames.indexOf(w), signal: abort.signal });
             if (aborted()) break;
-            runs.push({ system, workload: w, round, ...res, load1: Math.round(loadavg()[0]! * 100) / 100 });
-            progress(`round ${round}/${o.runs}: ${system} ${w}: ${formatOps(res.opsPerS)} ops/s  p50 ${formatMs(res.p50Ms)} ms  p99 ${formatMs(res.p99Ms)} ms${res.errors > 0 ? `  errors ${res.errors} (${res.firstError ?? ''})` : ''}`);
+            const load1 = Math.round(loadavg()[0]! * 100) / 100;
+            runs.push({ system, workload: w, round, ...res, load1 });
+            progress(`round ${round}/${o.runs}: ${system} ${w}: ${formatOps(res.opsPerS)} ops/s  p50 ${formatMs(res.p50Ms)} ms  p99 ${formatMs(res.p99Ms)} ms  load ${load1.toFixed(1)}${res.errors > 0 ? `  errors ${res.errors} (${res.firstError ?? ''})` : ''}`);
           }
         } catch (e) {
           if (aborted()) break;
