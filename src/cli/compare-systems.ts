@@ -29,6 +29,8 @@ export interface RunningSystem {
   connect(i: number): Promise<KvAdapter>;
   /** Stops every process of the system. */
   stop(): Promise<void>;
+  /** Process ids of the system's servers (for CPU accounting). */
+  pids(): number[];
 }
 
 /** Where and how to start a system. */
@@ -128,6 +130,10 @@ function startProcess(name: string, cmd: string, args: readonly string[], log: s
   return p;
 }
 
+function pidsOf(procs: readonly Proc[]): number[] {
+  return procs.map((p) => p.child.pid).filter((pid): pid is number => pid !== undefined);
+}
+
 /** Polls `ready` until it holds; fails with the log of a process that exited meanwhile, or after `timeoutMs`. */
 async function waitReady(what: string, procs: readonly Proc[], ready: () => Promise<boolean>, signal: AbortSignal | undefined, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -206,6 +212,7 @@ async function startEtcd(ctx: StartContext): Promise<RunningSystem> {
     setup: `etcd ${version}, 3 members, default durability (WAL fsync per commit), linearizable reads (the default); client: ${client}`,
     connect: (i) => (ctx.etcdClient === 'grpc' ? etcdGrpc(members[i % 3]!.client) : etcdHttp(members[i % 3]!.client)),
     stop,
+    pids: () => pidsOf(procs),
   };
 }
 
@@ -316,6 +323,7 @@ async function startZooKeeper(ctx: StartContext): Promise<RunningSystem> {
     setup: `ZooKeeper ${version} (Debian package, OpenJDK ${javaVersion()}), 3 servers, forceSync=yes (transaction log fsynced before acknowledging); reads served by the connected server (ZooKeeper's sequential consistency, not linearizable); client: node-zookeeper-client, one session per loader client on server i mod 3, znodes /compare/<key>`,
     connect: (i) => zkAdapter(servers[i % 3]!.client),
     stop,
+    pids: () => pidsOf(procs),
   };
 }
 
@@ -416,6 +424,7 @@ async function startRedis(ctx: StartContext, fsync: 'always' | 'everysec'): Prom
     setup: `Redis ${version}, one node (no replication: the ceiling), appendonly yes, appendfsync ${fsync}, RDB snapshots off; client: ioredis, one connection per loader client, no pipelining`,
     connect: () => redisAdapter(port!),
     stop,
+    pids: () => pidsOf([p]),
   };
 }
 
@@ -470,6 +479,7 @@ async function startBulwark(ctx: StartContext, u: number, r: number): Promise<Ru
       };
     },
     stop,
+    pids: () => [...pids],
   };
 }
 

@@ -14,6 +14,8 @@ import {
   keyName,
   loadKeys,
   markdownTables,
+  procStatCpuS,
+  processesCpuS,
   median,
   missingRequirements,
   parseSystems,
@@ -128,7 +130,11 @@ test('summarise: one cell per system and workload, each figure the median of its
 });
 
 test('markdownTables: a matrix of ops/s and a detailed table; dashes for cells without runs', () => {
-  const cells = summarise([run('etcd', 'A', 1, 2345.4, 12.345, 40.2), run('etcd', 'A', 2, 1000, 9.5, 150), run('zookeeper', 'W', 1, 7400, 4, 10)]);
+  const cells = summarise([
+    { ...run('etcd', 'A', 1, 2345.4, 12.345, 40.2), serverCpuMsPerOp: 0.5, loaderCpuMsPerOp: 0.2 },
+    { ...run('etcd', 'A', 2, 1000, 9.5, 150), serverCpuMsPerOp: 1 },
+    run('zookeeper', 'W', 1, 7400, 4, 10),
+  ]);
   const md = markdownTables(cells, ['etcd', 'zookeeper'], ['A', 'W']);
   const lines = md.trimEnd().split('\n');
   assert.equal(lines[0], '| ops/s (median) | A | W |');
@@ -136,10 +142,10 @@ test('markdownTables: a matrix of ops/s and a detailed table; dashes for cells w
   assert.equal(lines[2], '| etcd | 1,673 | - |');
   assert.equal(lines[3], '| zookeeper | - | 7,400 |');
   assert.equal(lines[4], '');
-  assert.equal(lines[5], '| System | Workload | ops/s | p50 ms | p99 ms | ops/s of each run | errors |');
-  assert.equal(lines[7], '| etcd | A | 1,673 | 10.9 | 95.1 | 2,345, 1,000 | 0 |');
-  assert.equal(lines[8], '| etcd | W | - | - | - | - | - |');
-  assert.equal(lines[10], '| zookeeper | W | 7,400 | 4.00 | 10.0 | 7,400 | 0 |');
+  assert.equal(lines[5], '| System | Workload | ops/s | p50 ms | p99 ms | ops/s of each run | server CPU ms/op | loader CPU ms/op | errors |');
+  assert.equal(lines[7], '| etcd | A | 1,673 | 10.9 | 95.1 | 2,345, 1,000 | 0.75 | 0.20 | 0 |');
+  assert.equal(lines[8], '| etcd | W | - | - | - | - | - | - | - |');
+  assert.equal(lines[10], '| zookeeper | W | 7,400 | 4.00 | 10.0 | 7,400 | - | - | 0 |');
   // Every row of a table has as many cells as its header.
   for (const block of md.trimEnd().split('\n\n')) {
     const rows = block.split('\n');
@@ -185,6 +191,21 @@ test('renderSection and spliceSection: the generated part is replaced in place, 
   // A file without markers keeps its text and gets the section appended.
   const appended = spliceSection('# Mine\n\nkeep me\n', sec2);
   assert.ok(appended.startsWith('# Mine\n\nkeep me\n\n') && appended.includes(generatedBegin));
+});
+
+test('procStatCpuS: user + system ticks of /proc/<pid>/stat, command names with spaces and parentheses included', () => {
+  // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime ...
+  assert.equal(procStatCpuS('632 (cat) R 629 629 16195 0 -1 4194304 127 0 0 0 250 130 7 9 20 0 1 0'), 3.8);
+  assert.equal(procStatCpuS('77 (a b) (c)) S 1 1 1 0 -1 0 0 0 0 0 1 2 0 0 20 0 1 0'), 0.03);
+  assert.equal(procStatCpuS('garbage'), undefined);
+  assert.equal(procStatCpuS('1 (x) S 1'), undefined);
+  // This process: what /proc says is what the kernel counted, so it never goes down.
+  const a = processesCpuS([process.pid]);
+  let x = 0;
+  for (let i = 0; i < 2_000_000; i++) x += i % 7;
+  assert.ok(x > 0);
+  assert.ok(processesCpuS([process.pid]) >= a);
+  assert.equal(processesCpuS([2 ** 22 + 12_345]), 0, 'a process that does not exist counts nothing');
 });
 
 test('companionPaths: chart and JSON next to the report', () => {
@@ -243,7 +264,9 @@ test('driveLoad: the mix follows the workload, every counted op is a read or a w
   assert.equal(w.reads, 0);
   assert.equal(w.writes, w.ops);
   assert.ok([...store.values()].some((v) => v.length === 4096));
-  const a = await driveLoad(adapters, workloads.A, { durationS: 0.3, warmupS: 0.05, seed: 7 });
+  const edges: string[] = [];
+  const a = await driveLoad(adapters, workloads.A, { durationS: 0.3, warmupS: 0.05, seed: 7, onWindow: (e) => edges.push(e) });
+  assert.deepEqual(edges, ['open', 'close'], 'the window opens once and closes once');
   assert.equal(a.reads + a.writes, a.ops);
   assert.ok(a.ops > 0);
   // Within four standard deviations of a fair coin, however many operations the machine ran.

@@ -246,6 +246,8 @@ export interface LoadOptions {
   readonly signal?: AbortSignal;
   /** Seconds an operation may still run after the window before it is abandoned (default 10). */
   readonly graceS?: number;
+  /** Called when the measured window opens and when it closes (for CPU accounting). */
+  readonly onWindow?: (edge: 'open' | 'close') => void;
 }
 
 function sleep(ms: number): Promise<void> {
@@ -271,6 +273,22 @@ export async function driveLoad(adapters: readonly KvAdapter[], w: Workload, o: 
     };
   });
   const graceTimer = setTimeout(giveUp, end - start + (o.graceS ?? 10) * 1000);
+  // The window opens once and closes once: by its timer, or when the clients stop, whichever is
+  // first (a timer can fire late on a busy machine).
+  let windowState: 'before' | 'open' | 'closed' = 'before';
+  const closeWindow = (): void => {
+    if (windowState !== 'open') return;
+    windowState = 'closed';
+    o.onWindow?.('close');
+  };
+  const windowTimers = o.onWindow === undefined ? [] : [
+    setTimeout(() => {
+      if (windowState !== 'before') return;
+      windowState = 'open';
+      o.onWindow?.('open');
+    }, measureFrom - start),
+    setTimeout(closeWindow, end - start),
+  ];
   const onAbort = (): void => {
     giveUp();
   };
@@ -323,7 +341,9 @@ export async function driveLoad(adapters: readonly KvAdapter[], w: Workload, o: 
       }
     }),
   );
+  closeWindow();
   clearTimeout(graceTimer);
+  for (const t of windowTimers) clearTimeout(t);
   o.signal?.removeEventListener('abort', onAbort);
   latencies.sort((x, y) => x - y);
   return {
@@ -353,6 +373,47 @@ export async function loadKeys(adapters: readonly KvAdapter[]): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// CPU accounting: on two shared cores, CPU time per operation explains most of the throughput.
+
+/** Clock ticks per second of /proc/<pid>/stat times (USER_HZ; 100 on Linux). */
+export const clockTicksPerS = 100;
+
+/**
+ * CPU seconds (user + system, all threads) from the text of /proc/<pid>/stat; undefined when it
+ * cannot be parsed. The command name may hold spaces and parentheses, so fields are counted
+ * from the last ")".
+ */
+export function procStatCpuS(stat: string): number | undefined {
+  const close = stat.lastIndexOf(')');
+  if (close < 0) return undefined;
+  // After ")": state is field 3; utime and stime are fields 14 and 15.
+  const f = stat.slice(close + 2).trim().split(/\s+/);
+  const utime = Number(f[11]);
+  const stime = Number(f[12]);
+  if (!Number.isFinite(utime) || !Number.isFinite(stime)) return undefined;
+  return (utime + stime) / clockTicksPerS;
+}
+
+/** CPU seconds used so far by the processes `pids` (those that are gone count 0). */
+export function processesCpuS(pids: readonly number[]): number {
+  let total = 0;
+  for (const pid of pids) {
+    try {
+      total += procStatCpuS(readFileSync(`/proc/${pid}/stat`, 'utf8')) ?? 0;
+    } catch {
+      // Gone, or no /proc: counts nothing.
+    }
+  }
+  return total;
+}
+
+/** CPU seconds this process (the load generator and its clients) has used so far. */
+export function selfCpuS(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Runs, medians and the report.
 
 /** One measured run of one system on one workload. */
@@ -363,6 +424,10 @@ export interface CellRun extends LoadResult {
   readonly round: number;
   /** The machine's 1-minute load average at the end of the run (this run's processes included). */
   readonly load1?: number;
+  /** CPU milliseconds the system's server processes used per counted operation in the window. */
+  readonly serverCpuMsPerOp?: number;
+  /** CPU milliseconds the load generator (with the system's client library) used per counted operation. */
+  readonly loaderCpuMsPerOp?: number;
 }
 
 /** A system's run that could not be measured (start failed, clients failed, ...). */
@@ -393,6 +458,15 @@ export interface CellSummary {
   readonly p99Ms: number;
   /** Errors over all runs of the cell. */
   readonly errors: number;
+  /** Median server CPU ms per operation, when measured. */
+  readonly serverCpuMsPerOp?: number;
+  /** Median load-generator CPU ms per operation, when measured. */
+  readonly loaderCpuMsPerOp?: number;
+}
+
+function optionalMedian<K extends string>(k: K, xs: readonly (number | undefined)[]): Partial<Record<K, number>> {
+  const m = median(xs.filter((x): x is number => x !== undefined));
+  return m === undefined ? {} : ({ [k]: m } as Partial<Record<K, number>>);
 }
 
 /** One summary per (system, workload) that has runs, in table order; each figure is the median of its runs. */
@@ -410,6 +484,8 @@ export function summarise(runs: readonly CellRun[]): CellSummary[] {
         p50Ms: median(rs.map((r) => r.p50Ms))!,
         p99Ms: median(rs.map((r) => r.p99Ms))!,
         errors: rs.reduce((n, r) => n + r.errors, 0),
+        ...optionalMedian('serverCpuMsPerOp', rs.map((r) => r.serverCpuMsPerOp)),
+        ...optionalMedian('loaderCpuMsPerOp', rs.map((r) => r.loaderCpuMsPerOp)),
       });
     }
   }
@@ -428,8 +504,8 @@ export function formatMs(n: number): string {
 
 /**
  * The Markdown tables of the summaries: ops/s per system (rows) and workload (columns), then one
- * row per cell with ops/s, p50 and p99 (medians) and each run's ops/s. Systems or workloads with
- * no cell get a dash.
+ * row per cell with ops/s, p50 and p99 (medians), each run's ops/s, and the median CPU time per
+ * operation of the servers and of the load generator. Cells without a figure get a dash.
  */
 export function markdownTables(cells: readonly CellSummary[], systems: readonly SystemName[], wl: readonly WorkloadName[]): string {
   const find = (s: SystemName, w: WorkloadName): CellSummary | undefined => cells.find((c) => c.system === s && c.workload === w);
@@ -438,13 +514,14 @@ export function markdownTables(cells: readonly CellSummary[], systems: readonly 
   lines.push(`|---|${wl.map(() => '---:').join('|')}|`);
   for (const s of systems) lines.push(`| ${s} | ${wl.map((w) => { const c = find(s, w); return c === undefined ? '-' : formatOps(c.opsPerS); }).join(' | ')} |`);
   lines.push('');
-  lines.push('| System | Workload | ops/s | p50 ms | p99 ms | ops/s of each run | errors |');
-  lines.push('|---|---|---:|---:|---:|---|---:|');
+  lines.push('| System | Workload | ops/s | p50 ms | p99 ms | ops/s of each run | server CPU ms/op | loader CPU ms/op | errors |');
+  lines.push('|---|---|---:|---:|---:|---|---:|---:|---:|');
+  const cpu = (x: number | undefined): string => (x === undefined ? '-' : x.toFixed(2));
   for (const s of systems) {
     for (const w of wl) {
       const c = find(s, w);
-      if (c === undefined) lines.push(`| ${s} | ${w} | - | - | - | - | - |`);
-      else lines.push(`| ${s} | ${w} | ${formatOps(c.opsPerS)} | ${formatMs(c.p50Ms)} | ${formatMs(c.p99Ms)} | ${c.runs.map((r) => formatOps(r.opsPerS)).join(', ')} | ${c.errors} |`);
+      if (c === undefined) lines.push(`| ${s} | ${w} | - | - | - | - | - | - | - |`);
+      else lines.push(`| ${s} | ${w} | ${formatOps(c.opsPerS)} | ${formatMs(c.p50Ms)} | ${formatMs(c.p99Ms)} | ${c.runs.map((r) => formatOps(r.opsPerS)).join(', ')} | ${cpu(c.serverCpuMsPerOp)} | ${cpu(c.loaderCpuMsPerOp)} | ${c.errors} |`);
     }
   }
   return lines.join('\n') + '\n';
@@ -638,11 +715,25 @@ export async function compareCommand(o: CompareOptions, print: (s: string) => vo
           }
           for (const w of o.workloads) {
             if (aborted()) break;
-            const res = await driveLoad(adapters, workloads[w], { durationS: o.durationS, seed: round * 31 + workloadNames.indexOf(w), signal: abort.signal });
+            const pids = sys.pids();
+            const cpu = { server: 0, loader: 0 };
+            const res = await driveLoad(adapters, workloads[w], {
+              durationS: o.durationS,
+              seed: round * 31 + workloadNames.indexOf(w),
+              signal: abort.signal,
+              onWindow: (edge) => {
+                const sign = edge === 'open' ? -1 : 1;
+                cpu.server += sign * processesCpuS(pids);
+                cpu.loader += sign * selfCpuS();
+              },
+            });
             if (aborted()) break;
             const load1 = Math.round(loadavg()[0]! * 100) / 100;
-            runs.push({ system, workload: w, round, ...res, load1 });
-            progress(`round ${round}/${o.runs}: ${system} ${w}: ${formatOps(res.opsPerS)} ops/s  p50 ${formatMs(res.p50Ms)} ms  p99 ${formatMs(res.p99Ms)} ms  load ${load1.toFixed(1)}${res.errors > 0 ? `  errors ${res.errors} (${res.firstError ?? ''})` : ''}`);
+            const perOp = (x: number): number | undefined => (res.ops > 0 && x > 0 ? Math.round((x * 1000 * 1000) / res.ops) / 1000 : undefined);
+            const serverCpuMsPerOp = perOp(cpu.server);
+            const loaderCpuMsPerOp = perOp(cpu.loader);
+            runs.push({ system, workload: w, round, ...res, load1, ...(serverCpuMsPerOp === undefined ? {} : { serverCpuMsPerOp }), ...(loaderCpuMsPerOp === undefined ? {} : { loaderCpuMsPerOp }) });
+            progress(`round ${round}/${o.runs}: ${system} ${w}: ${formatOps(res.opsPerS)} ops/s  p50 ${formatMs(res.p50Ms)} ms  p99 ${formatMs(res.p99Ms)} ms  cpu/op ${serverCpuMsPerOp?.toFixed(2) ?? '-'} + ${loaderCpuMsPerOp?.toFixed(2) ?? '-'} ms  load ${load1.toFixed(1)}${res.errors > 0 ? `  errors ${res.errors} (${res.firstError ?? ''})` : ''}`);
           }
         } catch (e) {
           if (aborted()) break;
