@@ -98,14 +98,14 @@ test('chart: bar heights are proportional to values on an axis from 0 to a nice 
   const b = bars(svg);
   const tallest = b.reduce((a, x) => (x.value > a.value ? x : a));
   assert.equal(tallest.value, 7400);
-  // The axis top is niceCeiling(7400) = 10000; every bar's height is value / 10000 of the plot.
-  const plotH = tallest.height / (7400 / 10_000);
+  // The axis top is niceCeiling(7400) = 8000; every bar's height is value / 8000 of the plot.
+  const plotH = tallest.height / (7400 / 8000);
   for (const x of b) {
-    assert.ok(Math.abs(x.height - (x.value / 10_000) * plotH) < 0.02, `${x.series}/${x.group} height ${x.height}`);
+    assert.ok(Math.abs(x.height - (x.value / 8000) * plotH) < 0.02, `${x.series}/${x.group} height ${x.height}`);
     assert.ok(Math.abs(x.y + x.height - (b[0]!.y + b[0]!.height)) < 0.02, 'every bar stands on the same baseline');
   }
   assert.ok(plotH > 0 && plotH < 400);
-  assert.ok(svg.includes('>10k</text>'), 'the top tick is labelled with the ceiling');
+  assert.ok(svg.includes('>8000</text>') && svg.includes('>1600</text>'), 'the top tick is labelled with the ceiling, the others in fifths of it');
 });
 
 test('chart: empty and all-zero inputs still give a well-formed document', () => {
@@ -132,18 +132,20 @@ test('chart: any series and group names and values give well-formed XML and one 
   );
 });
 
-test('niceCeiling: the smallest 1/2/2.5/5 x 10^k at or above the maximum', () => {
+test('niceCeiling: the smallest 1/1.5/2/2.5/3/4/5/6/8 x 10^k at or above the maximum', () => {
   assert.equal(niceCeiling(0), 1);
   assert.equal(niceCeiling(-3), 1);
-  assert.equal(niceCeiling(7400), 10_000);
+  assert.equal(niceCeiling(7400), 8000);
+  assert.equal(niceCeiling(25_437), 30_000);
   assert.equal(niceCeiling(2100), 2500);
   assert.equal(niceCeiling(1000), 1000);
-  assert.equal(niceCeiling(1001), 2000);
-  assert.equal(niceCeiling(0.3), 0.5);
+  assert.equal(niceCeiling(1001), 1500);
+  assert.equal(niceCeiling(8001), 10_000);
+  assert.equal(niceCeiling(0.3), 0.3);
   fc.assert(
     fc.property(fc.double({ min: 1e-6, max: 1e9, noNaN: true }), (m) => {
       const c = niceCeiling(m);
-      assert.ok(c >= m * (1 - 1e-9) && c <= m * 2.5 * (1 + 1e-9), `${c} for ${m}`);
+      assert.ok(c >= m * (1 - 1e-9) && c <= m * 1.5 * (1 + 1e-9), `${c} for ${m}: the tallest bar fills at least two thirds`);
     }),
   );
 });

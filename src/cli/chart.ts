@@ -40,19 +40,25 @@ export function xmlEscape(s: string): string {
   return s.replace(notXmlChar, '\uFFFD').replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&apos;');
 }
 
+/** Multipliers of a power of ten that make a "nice" axis top; each divides into five readable ticks. */
+const niceSteps = [1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10];
+
 /**
- * The smallest "nice" number (1, 2, 2.5 or 5 times a power of ten) that is at least `max`;
- * the value axis runs from 0 to it. Returns 1 for a non-positive or non-finite `max`.
+ * The smallest "nice" number (1, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 times a power of ten) that is at
+ * least `max`; the value axis runs from 0 to it, so the tallest bar fills at least two thirds of
+ * the plot. Returns 1 for a non-positive or non-finite `max`.
  */
 export function niceCeiling(max: number): number {
   if (!Number.isFinite(max) || max <= 0) return 1;
-  const p = 10 ** Math.floor(Math.log10(max));
-  for (const m of [1, 2, 2.5, 5, 10]) {
-    const v = m * p;
+  const k = Math.floor(Math.log10(max));
+  // Dividing by 10^-k keeps 0.3 from becoming 0.30000000000000004.
+  const scale = (m: number): number => (k >= 0 ? m * 10 ** k : m / 10 ** -k);
+  for (const m of niceSteps) {
+    const v = scale(m);
     // A relative tolerance keeps exact powers (1000) from rounding up to the next step.
     if (v >= max * (1 - 1e-12)) return v;
   }
-  return 10 * p;
+  return scale(10);
 }
 
 function fmt(n: number): string {
