@@ -673,6 +673,8 @@ export async function compareCommand(o: CompareOptions, print: (s: string) => vo
   const startedAt = new Date().toISOString();
   // The machine's load before anything starts: how busy it was with other work.
   const loadAtStart = loadavg().map((x) => x.toFixed(2)).join(' ');
+  // Read now: the checkout may change while a long run goes on.
+  const env = environment();
   const { run, skipped } = availableSystems(o.systems, o.probe ?? machineProbe, o.etcdClient);
   for (const k of skipped) print(k.line);
   if (run.length === 0) throw new BulwarkError('usage', 'no system to compare: every one asked for is skipped (see above)');
@@ -760,7 +762,7 @@ export async function compareCommand(o: CompareOptions, print: (s: string) => vo
     finishedAt: new Date().toISOString(),
     command: o.command,
     settings: { systems: o.systems, workloads: o.workloads, clients: o.clients, durationS: o.durationS, warmupS: o.warmupS, runs: o.runs, keys: keyCount, recordBytes, etcdClient: o.etcdClient },
-    environment: { ...environment(), 'load average (1, 5, 15 min) before starting': loadAtStart, 'at the end': loadavg().map((x) => x.toFixed(2)).join(' ') },
+    environment: { ...env, 'load average (1, 5, 15 min) before starting': loadAtStart, 'at the end': loadavg().map((x) => x.toFixed(2)).join(' ') },
     setups,
     skipped,
     failed,
