@@ -114,7 +114,8 @@ export function benchLine(b: BenchResult): string {
   return line;
 }
 
-function percentile(sorted: readonly number[], p: number): number {
+/** The `p`th percentile (nearest rank, rounded down) of ascending `sorted`; 0 for none. */
+export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return 0;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }

@@ -10,6 +10,7 @@ import { downCommand, initCommand, nodeCommand, statusCommand, upCommand } from 
 import { kvCommand, kvServeCommand } from './kv.ts';
 import { benchCommand } from './bench.ts';
 import { demoCommand } from './demo.ts';
+import { compareCommand, parseSystems, parseWorkloads, systemNames, workloadNames, type EtcdClientKind, type SystemName, type WorkloadName } from './compare.ts';
 
 /** A parser for an option that takes one of `values`. */
 function choice<T extends string>(name: string, values: readonly T[]): (v: string) => T {
@@ -38,6 +39,11 @@ function ratio(name: string): (v: string) => number {
     if (!Number.isFinite(n) || n < 0 || n > 1) throw new InvalidArgumentError(`${name} must be a number in [0, 1], got "${v}"`);
     return n;
   };
+}
+
+function etcdClient(v: string): EtcdClientKind {
+  if (v !== 'grpc' && v !== 'http') throw new InvalidArgumentError(`--etcd-client must be grpc or http, got "${v}"`);
+  return v;
 }
 
 /** Builds the command tree. */
@@ -195,6 +201,22 @@ export function buildProgram(): Command {
         });
       },
     );
+  program
+    .command('compare')
+    .description('Start etcd, ZooKeeper, Redis and bulwark on loopback, drive each with the same YCSB-like workloads, print a table and write a report with a chart (docs/compare.md).')
+    .option('--systems <list>', `comma-separated: ${systemNames.join(', ')} (or redis, bulwark)`, parseSystems, [...systemNames])
+    .option('--workloads <list>', 'comma-separated: A (50/50 read/update), B (95/5), C (read-only), W (4 KiB writes)', parseWorkloads, [...workloadNames])
+    .option('--clients <n>', 'closed-loop clients', int('--clients', 1), 32)
+    .option('--duration <s>', 'measured seconds per run (after 1 s of warm-up)', int('--duration', 1), 10)
+    .option('--runs <n>', 'runs per cell (rounds); each cell is the median', int('--runs', 1), 3)
+    .option('--warmup <s>', 'seconds of workload A after loading each system, not counted', int('--warmup', 0), 10)
+    .option('--etcd-client <kind>', 'grpc (the etcd3 package) or http (etcd\'s JSON gateway)', etcdClient, 'grpc')
+    .option('--out <file>', 'report file; the chart and raw JSON go next to it (.svg, .json)', 'docs/compare.md')
+    .option('--keep', 'keep the temporary directory with every system\'s data and logs')
+    .action(async (o: { systems: SystemName[]; workloads: WorkloadName[]; clients: number; duration: number; runs: number; warmup: number; etcdClient: EtcdClientKind; out: string; keep?: boolean }) => {
+      const command = ['npx bulwark', ...process.argv.slice(2)].join(' ');
+      await compareCommand({ systems: o.systems, workloads: o.workloads, clients: o.clients, durationS: o.duration, runs: o.runs, warmupS: o.warmup, etcdClient: o.etcdClient, out: o.out, keep: o.keep === true, command });
+    });
   program
     .command('demo')
     .description('Start a local u=1 r=1 cluster, run a workload, kill and restart a replica, silence the primary, check every acknowledged write.')
