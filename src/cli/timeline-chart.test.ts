@@ -1,15 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { median, niceCeiling, renderTimelineSvg, xmlEscape } from './timeline-chart.ts';
-
-void test('niceCeiling picks 1, 2 or 5 times a power of ten at or above the maximum', () => {
-  assert.equal(niceCeiling(0), 1);
-  assert.equal(niceCeiling(7), 10);
-  assert.equal(niceCeiling(10), 10);
-  assert.equal(niceCeiling(11), 20);
-  assert.equal(niceCeiling(430), 500);
-  assert.equal(niceCeiling(501), 1000);
-});
+import { median, renderTimelineSvg } from './timeline-chart.ts';
+import { xmlEscape } from './chart.ts';
 
 void test('median of odd, even and empty lists', () => {
   assert.equal(median([3, 1, 2]), 2);

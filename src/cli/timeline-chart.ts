@@ -1,8 +1,9 @@
 /**
  * Throughput-over-time charts as self-contained SVG: one polyline per series (operations per
- * 1-second window), optional shaded spans (a state transfer, a checkpoint) and a dashed
- * reference line. No dependencies; the output is plain XML that browsers and GitHub render.
+ * 1-second window) and optional shaded spans (a state transfer, say). No dependencies; the output is plain XML that browsers and GitHub render.
+ * Escaping and axis rounding are chart.ts's (the bar charts of `bulwark compare`).
  */
+import { niceCeiling, xmlEscape } from './chart.ts';
 
 /** One line of the chart. */
 export interface TimelineSeries {
@@ -29,19 +30,6 @@ export interface TimelineChart {
 }
 
 const palette = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b'];
-
-/** Escapes text for XML content and attributes. */
-export function xmlEscape(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
-}
-
-/** A "nice" upper bound for an axis: 1, 2 or 5 times a power of ten, at least `max`. */
-export function niceCeiling(max: number): number {
-  if (!(max > 0)) return 1;
-  const p = 10 ** Math.floor(Math.log10(max));
-  for (const m of [1, 2, 5, 10]) if (m * p >= max) return m * p;
-  return 10 * p;
-}
 
 /** Renders the chart as an SVG document. */
 export function renderTimelineSvg(c: TimelineChart, width = 760, height = 320): string {
