@@ -58,6 +58,10 @@ export interface NodeStatus {
   readonly committedSeq: number | undefined;
   readonly stableSeq: number | undefined;
   readonly executedSeq: number | undefined;
+  /** An execution state transfer in progress: agreed seq, chunks (once the manifest is in), received, in flight, peers skipped. */
+  readonly transfer: { seq: number; chunks: number | undefined; received: number; outstanding: number; skipped: number[] } | undefined;
+  /** Execution checkpoints frozen and not yet serialised. */
+  readonly checkpointsPending: number | undefined;
   /** SHA-256 of the application state (only when asked for: it serialises the whole state). */
   readonly stateDigest: string | undefined;
   readonly peers: readonly string[];
@@ -310,6 +314,8 @@ export class NodeDriver {
       committedSeq: order?.committedSeq,
       stableSeq: order?.stableSeq,
       executedSeq: exec === undefined ? undefined : exec.next - 1,
+      transfer: exec?.transfer,
+      checkpointsPending: exec?.checkpointsPending,
       stateDigest: digest && exec !== undefined ? hex(this.o.crypto.digest(exec.appCheckpoint())) : undefined,
       peers: peers.filter((p) => p.startsWith('n')),
       clients: peers.filter((p) => p.startsWith('c')).length,

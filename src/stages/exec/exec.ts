@@ -235,6 +235,18 @@ export class ExecCore {
     return this.app.checkpoint();
   }
 
+  /** The state transfer in progress, if any (status pages). */
+  get transfer(): { seq: number; chunks: number | undefined; received: number; outstanding: number; skipped: number[] } | undefined {
+    const l = this.loading;
+    if (l === undefined) return undefined;
+    return { seq: l.seq, chunks: l.manifest?.chunks.length, received: l.received, outstanding: l.outstanding.size, skipped: [...l.skipped] };
+  }
+
+  /** Checkpoints waiting to be serialised (status pages). */
+  get checkpointsPending(): number {
+    return this.jobs.length;
+  }
+
   /** History hash through next - 1. */
   get historyHash(): Uint8Array {
     return this.history;
