@@ -62,6 +62,10 @@ export interface NodeStatus {
   readonly transfer: { seq: number; chunks: number | undefined; received: number; outstanding: number; skipped: number[] } | undefined;
   /** Execution checkpoints frozen and not yet serialised. */
   readonly checkpointsPending: number | undefined;
+  /** Execution checkpoints held (seqs). */
+  readonly checkpointsHeld: number[] | undefined;
+  /** Checkpoint parts sent to peers, and requests for parts not held. */
+  readonly checkpointPartsServed: { parts: number; missed: number } | undefined;
   /** SHA-256 of the application state (only when asked for: it serialises the whole state). */
   readonly stateDigest: string | undefined;
   readonly peers: readonly string[];
@@ -316,6 +320,8 @@ export class NodeDriver {
       executedSeq: exec === undefined ? undefined : exec.next - 1,
       transfer: exec?.transfer,
       checkpointsPending: exec?.checkpointsPending,
+      checkpointsHeld: exec?.checkpointSeqs,
+      checkpointPartsServed: exec === undefined ? undefined : { ...exec.served },
       stateDigest: digest && exec !== undefined ? hex(this.o.crypto.digest(exec.appCheckpoint())) : undefined,
       peers: peers.filter((p) => p.startsWith('n')),
       clients: peers.filter((p) => p.startsWith('c')).length,

@@ -242,6 +242,14 @@ export class ExecCore {
     return { seq: l.seq, chunks: l.manifest?.chunks.length, received: l.received, outstanding: l.outstanding.size, skipped: [...l.skipped] };
   }
 
+  /** Checkpoint parts sent to peers, and requests for parts this replica does not hold (status pages). */
+  readonly served = { parts: 0, missed: 0 };
+
+  /** Checkpoints held, by seq (status pages). */
+  get checkpointSeqs(): number[] {
+    return [...this.checkpoints.keys()].sort((a, b) => a - b);
+  }
+
   /** Checkpoints waiting to be serialised (status pages). */
   get checkpointsPending(): number {
     return this.jobs.length;
@@ -571,9 +579,13 @@ export class ExecCore {
 
   private onFetchCheckpoint(from: Principal, seq: number, part: number): void {
     const c = this.checkpoints.get(seq);
-    if (c === undefined) return;
-    const data = part === 0 ? c.manifestBytes : c.chunks[part - 1];
-    if (data !== undefined) this.out.send([from], { kind: 'checkpointData', seq, part, data });
+    const data = c === undefined ? undefined : part === 0 ? c.manifestBytes : c.chunks[part - 1];
+    if (data === undefined) {
+      this.served.missed++;
+      return;
+    }
+    this.served.parts++;
+    this.out.send([from], { kind: 'checkpointData', seq, part, data });
   }
 
   private onCheckpointData(sender: number, seq: number, part: number, data: Uint8Array, now: number): void {
