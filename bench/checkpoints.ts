@@ -14,8 +14,8 @@
  * docs/img/recovery.svg.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { benchCommand, type BenchResult } from '../src/cli/bench.ts';
-import { median, renderTimelineSvg, type TimelineSpan } from '../src/cli/timeline-chart.ts';
+import { median, type BenchResult, benchCommand } from '../src/cli/bench.ts';
+import { renderTimelineSvg, type TimelineSpan } from '../src/cli/timeline-chart.ts';
 
 const [what = 'disturbance', ...rest] = process.argv.slice(2);
 const arg = (name: string, dflt: number): number => {
@@ -59,7 +59,7 @@ console.log(`\n| mode | ${what === 'disturbance' ? 'ops/s (median of runs) | low
 console.log(what === 'disturbance' ? '|---|---|---|' : '|---|---|---|---|');
 for (const mode of modes) {
   const rs = results.get(mode)!;
-  const ops = median(rs.map((r) => r.opsPerS)).toFixed(0);
+  const ops = (median(rs.map((r) => r.opsPerS)) ?? 0).toFixed(0);
   if (what === 'disturbance') console.log(`| ${mode} | ${ops} | ${rs.map((r) => (r.minWindowRatio ?? 0).toFixed(2)).join(', ')} |`);
   else console.log(`| ${mode} | ${ops} | ${rs.map((r) => r.recovery?.recoveryS?.toFixed(1) ?? 'none').join(', ')} | ${rs.map((r) => r.recovery?.duringRatio?.toFixed(2) ?? 'none').join(', ')} |`);
 }

@@ -26,12 +26,11 @@ import type { TcpClient } from '../runtime/client.ts';
 import type { ClusterFile } from '../runtime/cluster-file.ts';
 import { BulwarkError } from '../core/errors.ts';
 import { connectClient, resolveCluster } from './kv.ts';
-import { downCommand, fetchStatus, initLoopbackCluster, pidFile, spawnNode, waitServing } from './cluster.ts';
+import { downCommand, fetchStatus, initLoopbackCluster, pidFile, readPid, spawnNode, waitServing } from './cluster.ts';
 import { clusterPaths } from '../runtime/cluster-file.ts';
 import type { CheckpointMode, DurabilityMode, StateTransferMode, Tunables } from '../core/config.ts';
 import { encodeKvRequest } from '../services/kv/ops.ts';
-import { median, renderTimelineSvg } from './timeline-chart.ts';
-import { readFileSync } from 'node:fs';
+import { renderTimelineSvg } from './timeline-chart.ts';
 import { alive } from '../runtime/client.ts';
 
 /** Options of `bulwark bench`. */
@@ -112,6 +111,17 @@ export function benchLine(b: BenchResult): string {
     line += ` transfer=${b.stateTransfer} recovery_s=${r.recoveryS === undefined ? 'none' : r.recoveryS.toFixed(1)} during_ratio=${r.duringRatio === undefined ? 'none' : r.duringRatio.toFixed(2)}`;
   }
   return line;
+}
+
+/**
+ * The median of `xs`: the middle value, or the mean of the two middle values for an even count;
+ * undefined for none.
+ */
+export function median(xs: readonly number[]): number | undefined {
+  if (xs.length === 0) return undefined;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 /** The `p`th percentile (nearest rank, rounded down) of ascending `sorted`; 0 for none. */
@@ -237,7 +247,8 @@ export async function preload(ref: { dir?: string; config?: string }, mb: number
  */
 async function recoveryScenario(dir: string, cf: ClusterFile, node: number, atMs: number, untilMs: number): Promise<{ killedAt: number; caughtUpAt: number | undefined }> {
   await new Promise((r) => setTimeout(r, Math.max(0, atMs - performance.now())));
-  const pid = Number(readFileSync(pidFile(dir, node), 'utf8').trim());
+  const pid = readPid(pidFile(dir, node));
+  if (pid === undefined) throw new Error(`node ${node} has no pid file in ${dir}`);
   const killedAt = performance.now();
   process.kill(pid, 'SIGKILL');
   while (alive(pid)) await new Promise((r) => setTimeout(r, 20));
@@ -291,7 +302,7 @@ export async function benchCommand(o: BenchOptions, print: (s: string) => void =
     if (o.progress !== false) process.stderr.write('\n');
     let result: BenchResult = loaded;
     if (o.timeline === true || o.chart !== undefined) {
-      const m = median(result.perSecond);
+      const m = median(result.perSecond) ?? 0;
       result = { ...result, minWindowRatio: m > 0 ? Math.min(...result.perSecond) / m : 0 };
       print(`timeline (ops per 1-second window): ${result.perSecond.join(' ')}`);
     }
@@ -302,7 +313,7 @@ export async function benchCommand(o: BenchOptions, print: (s: string) => void =
       const from = Math.floor(killedAtS);
       const to = caughtUpAtS === undefined ? undefined : Math.max(from + 1, Math.ceil(caughtUpAtS));
       const during = to === undefined ? [] : result.perSecond.slice(from, to);
-      const base = median(before);
+      const base = median(before) ?? 0;
       const duringRatio = during.length > 0 && base > 0 ? during.reduce((a, b) => a + b, 0) / during.length / base : undefined;
       result = { ...result, recovery: { node: 2, killedAtS, caughtUpAtS, recoveryS: caughtUpAtS === undefined ? undefined : caughtUpAtS - killedAtS, duringRatio } };
     }

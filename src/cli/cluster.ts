@@ -88,7 +88,8 @@ export function pidFile(dir: string, id: number): string {
   return join(clusterPaths(dir).run, `node-${id}.pid`);
 }
 
-function readPid(path: string): number | undefined {
+/** The pid in a node's pid file, if the file exists and holds one. */
+export function readPid(path: string): number | undefined {
   try {
     const pid = Number(readFileSync(path, 'utf8').trim());
     return Number.isInteger(pid) && pid > 0 ? pid : undefined;

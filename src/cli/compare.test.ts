@@ -16,7 +16,6 @@ import {
   markdownTables,
   procStatCpuS,
   processesCpuS,
-  median,
   missingRequirements,
   parseSystems,
   parseWorkloads,
@@ -30,6 +29,7 @@ import {
   type KvAdapter,
   type Probe,
 } from './compare.ts';
+import { median } from './bench.ts';
 
 const nothingInstalled: Probe = { hasBinary: () => false, hasFile: () => false, hasModule: () => false };
 const everythingInstalled: Probe = { hasBinary: () => true, hasFile: () => true, hasModule: () => true };

@@ -16,7 +16,7 @@ import { basename, delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError } from 'commander';
 import { BulwarkError } from '../core/errors.ts';
-import { percentile } from './bench.ts';
+import { median, percentile } from './bench.ts';
 import { groupedBarChart } from './chart.ts';
 
 /** The systems `bulwark compare` knows, in table order. */
@@ -435,17 +435,6 @@ export interface FailedRound {
   readonly system: SystemName;
   readonly round: number;
   readonly error: string;
-}
-
-/**
- * The median of `xs`: the middle value, or the mean of the two middle values for an even count;
- * undefined for none.
- */
-export function median(xs: readonly number[]): number | undefined {
-  if (xs.length === 0) return undefined;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 /** The cell of one system and workload: the median of each figure over its runs. */

@@ -1,13 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { median, renderTimelineSvg } from './timeline-chart.ts';
+import { renderTimelineSvg } from './timeline-chart.ts';
 import { xmlEscape } from './chart.ts';
-
-void test('median of odd, even and empty lists', () => {
-  assert.equal(median([3, 1, 2]), 2);
-  assert.equal(median([4, 1, 3, 2]), 2.5);
-  assert.equal(median([]), 0);
-});
 
 void test('the SVG has one polyline per series with one point per window, spans as rects, and escaped labels', () => {
   const svg = renderTimelineSvg({

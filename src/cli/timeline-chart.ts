@@ -78,11 +78,3 @@ export function renderTimelineSvg(c: TimelineChart, width = 760, height = 320): 
   out.push('</svg>');
   return `${out.join('\n')}\n`;
 }
-
-/** Median of a list (0 for an empty one). */
-export function median(values: readonly number[]): number {
-  if (values.length === 0) return 0;
-  const s = [...values].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}

@@ -640,14 +640,7 @@ export class ExecCore {
     // Pending checkpoints are older than what we load (seq only grows): never needed.
     for (const job of this.jobs) job.snapshot.close();
     this.jobs = [];
-    const m = held.manifest;
-    const app = held.chunks.length === 1 ? held.chunks[0]! : Buffer.concat(held.chunks, m.appBytes);
-    this.app.restore(app);
-    this.replyCache.clear();
-    for (const r of m.replies) this.replyCache.set(r.client, { reqId: r.reqId, result: r.result });
-    this.history = m.history;
-    this.lastTime = m.lastTime;
-    this.nextSeq = seq + 1;
+    this.applyCheckpoint(seq, held);
     this.claims.deleteBelow(this.nextSeq);
     if (this.loading !== undefined && this.loading.seq <= seq) this.abandonLoad();
     this.stash.clear();
@@ -799,13 +792,18 @@ export class ExecCore {
     }
     const latest = this.latestCheckpoint();
     if (latest === undefined) return;
-    const held = this.checkpoints.get(latest.seq)!;
+    this.applyCheckpoint(latest.seq, this.checkpoints.get(latest.seq)!);
+  }
+
+  /** Sets the app and this executor's state (replies, history, time, next seq) to a verified checkpoint. */
+  private applyCheckpoint(seq: number, held: Held): void {
     const m = held.manifest;
     this.app.restore(held.chunks.length === 1 ? held.chunks[0]! : Buffer.concat(held.chunks, m.appBytes));
+    this.replyCache.clear();
     for (const r of m.replies) this.replyCache.set(r.client, { reqId: r.reqId, result: r.result });
     this.history = m.history;
     this.lastTime = m.lastTime;
-    this.nextSeq = latest.seq + 1;
+    this.nextSeq = seq + 1;
   }
 
   /** A checkpoint read back from disk, if its manifest decodes and every chunk matches it. */
