@@ -135,3 +135,13 @@ test('a call the client cannot take is answered at once as refused (queue full, 
   assert.equal(big.length, 1);
   assert.equal(big[0]!.refused, 'op_too_large');
 });
+
+test('read-only path: an executor that refuses (seq 0, restarted behind its read fence) sends the read to the ordered path at once', () => {
+  const c = fresh();
+  c.step({ kind: 'invoke', callId: 1, op, readOnly: true, now: 0 });
+  c.step(readReply(0, [1]));
+  const r = new Uint8Array(0);
+  const mac = ring(nodePrincipal(1)).macFor(clientPrincipal(1), replyCoreBytes(1, 1, r));
+  const out = sends(c.step({ kind: 'message', from: nodePrincipal(1), msg: { kind: 'readReply', reqId: 1, result: r, seq: 0, exec: 1, mac }, now: 2 }));
+  assert.ok(out.length > 0 && out.every((s) => s.msg.kind === 'request' && s.msg.reqId === 2));
+});

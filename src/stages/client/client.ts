@@ -17,7 +17,8 @@
  * replica gave the same answer: then the answer comes from a state that includes every
  * completed write (a completed write was executed by a correct replica among the r+1 that
  * replied to it, and all replicas agreed). Otherwise, after readTimeoutMs or a disagreement,
- * the operation is reissued on the ordered path with a fresh request id.
+ * the operation is reissued on the ordered path with a fresh request id; likewise at once when
+ * an executor refuses (READ-REPLY with seq 0: restarted and not yet past its read fence).
  *
  * Durable state (CS3): request ids are reserved in blocks; the reservation is persisted
  * BEFORE any request with an id from the block is sent, so a restarted client never reuses
@@ -222,6 +223,12 @@ export class ClientCore {
     if ((msg.kind === 'readReply') !== o.readOnlyPhase) return; // reply of the other path
     if (!this.keys.verifyMacFrom(nodePrincipal(msg.exec), replyCoreBytes(msg.exec, msg.reqId, msg.result), msg.mac)) {
       this.out.note({ type: 'rejected', reason: 'reply_bad_mac', from });
+      return;
+    }
+    if (msg.kind === 'readReply' && msg.seq === 0) {
+      // The executor refuses: it restarted and is not back to where it may have answered
+      // before (its read fence). No unanimous answer can come; order it.
+      this.fallBackToOrdered(now);
       return;
     }
     o.replies.set(execIndex, msg.result);

@@ -43,12 +43,24 @@
  *   others; the batches after the checkpoint come from the order stage as usual (buffered while
  *   the transfer runs).
  * - Read-only requests are answered from the current state (client needs all executors to agree).
+ * - Read fence: a unanimous read is linearizable only if no executor that executed a completed
+ *   write (or showed it to a read) answers later from a state without it. Execution state lives
+ *   in memory, so a restart rolls it back to the last checkpoint until the order stage resends
+ *   the rest; after a whole-cluster crash every executor is behind at once and they would agree
+ *   on a stale answer. So the executor keeps a durable fence `x/fence`: before it executes batch
+ *   s (or installs a checkpoint at s) with s above the fence, it writes fence = s +
+ *   checkpointInterval - 1 with a barrier (every reply of that step waits for it; one write
+ *   per interval). After a restart it refuses read-only requests (a READ-REPLY with seq 0,
+ *   which sends the client to the ordered path) until it has executed through the recovered
+ *   fence.
  *
  * Invariants:
  * - nextSeq only grows; `history` is the chain hash through nextSeq - 1;
  * - a batch runs only when its chain hash extends `history` and r+1 order replicas, or the
  *   co-located one, sent it;
- * - the reply cache holds, per client, the reply of its highest executed request id.
+ * - the reply cache holds, per client, the reply of its highest executed request id;
+ * - no reply or read reply leaves for a state beyond the durable fence; read-only requests are
+ *   answered only when nextSeq - 1 >= readsFencedThrough.
  */
 import { assert } from '../../core/assert.ts';
 import type { Cluster } from '../../core/config.ts';
@@ -59,7 +71,7 @@ import { array, bytes, encodeWith, fixed, struct, tryDecodeWith, u32, uint, type
 import { checkpointChunksMax, clientsMax, digestBytes, opBytesMax } from '../../codec/limits.ts';
 import { bytesSnapshot, type AppRequest, type AppSnapshot, type ReplicatedApp } from '../../app/contract.ts';
 import type { Canaries, Effect, StageEvent } from '../types.ts';
-import { hex, homeExecOf, isResponder, membersOf, Outbox, replyCoreBytes, requestCoreBytes, u64Bytes } from '../common.ts';
+import { hex, homeExecOf, isResponder, membersOf, Outbox, readU64Durable, replyCoreBytes, requestCoreBytes, u64Bytes } from '../common.ts';
 import { VoteTable } from '../votes.ts';
 
 /**
@@ -77,6 +89,9 @@ export const execManifestCodec = struct({
 });
 /** A decoded manifest. */
 export type ExecManifest = Infer<typeof execManifestCodec>;
+
+/** Durable key of the executor's read fence (8-byte seq; see the module header). */
+export const execFenceKey = 'x/fence';
 
 /** Durable key prefix of execution checkpoints: `x/cp/<seq>` (manifest), `x/cp/<seq>/<i>` (chunk i). */
 export const execCheckpointPrefix = 'x/cp/';
@@ -169,6 +184,10 @@ export class ExecCore {
 
   /** Next batch to execute. Invariant: only grows. */
   private nextSeq = 1;
+  /** Highest seq covered by the fence written (or being written); replies wait for it. */
+  private fence = 0;
+  /** Read-only requests are refused until this seq has executed (the fence found at restart). */
+  private readsFencedThrough = 0;
   /** Chain hash through nextSeq - 1. */
   private history: Uint8Array = zeroDigest;
   /** Time delivered with the last non-empty batch. */
@@ -333,8 +352,19 @@ export class ExecCore {
     }
   }
 
+  /**
+   * Before this replica's state reaches `seq`: if the durable fence is below it, move the fence
+   * one checkpoint interval ahead, as a barrier write (so every reply of this step waits for it).
+   */
+  private raiseFence(seq: number): void {
+    if (seq <= this.fence) return;
+    this.fence = seq + this.cpInt - 1;
+    this.out.write(execFenceKey, u64Bytes(this.fence));
+  }
+
   private execute(claim: Claim, now: number): void {
     const seq = this.nextSeq;
+    this.raiseFence(seq);
     const dedup = !this.canaries.has('duplicateExecution');
     const run: AppRequest[] = [];
     for (const r of claim.batch.requests) {
@@ -640,6 +670,7 @@ export class ExecCore {
     // Pending checkpoints are older than what we load (seq only grows): never needed.
     for (const job of this.jobs) job.snapshot.close();
     this.jobs = [];
+    this.raiseFence(seq);
     this.applyCheckpoint(seq, held);
     this.claims.deleteBelow(this.nextSeq);
     if (this.loading !== undefined && this.loading.seq <= seq) this.abandonLoad();
@@ -729,6 +760,13 @@ export class ExecCore {
     if (msg.op.length > this.cluster.config.requestBytesMax) return this.reject('op_too_large', from);
     const core = requestCoreBytes(msg.client, msg.reqId, msg.op);
     if (!this.keys.verifyAuthenticatorEntry(from, core, msg.macs, this.index)) return this.reject('bad_authenticator', from);
+    if (this.nextSeq - 1 < this.readsFencedThrough) {
+      // Restarted, and not yet back to where it may have answered before: refuse (seq 0).
+      const empty = new Uint8Array(0);
+      this.out.note({ type: 'rejected', reason: 'read_fenced', from });
+      this.out.send([from], { kind: 'readReply', reqId: msg.reqId, result: empty, seq: 0, exec: this.nodeId, mac: this.keys.macFor(from, replyCoreBytes(this.nodeId, msg.reqId, empty)) });
+      return;
+    }
     const result = this.app.executeReadOnly(msg.op);
     const mac = this.keys.macFor(from, replyCoreBytes(this.nodeId, msg.reqId, result));
     this.out.send([from], { kind: 'readReply', reqId: msg.reqId, result, seq: this.nextSeq, exec: this.nodeId, mac });
@@ -765,6 +803,11 @@ export class ExecCore {
    * lacks from its peers, verified against agreed tokens.
    */
   private recover(durable: ReadonlyMap<string, Uint8Array>): void {
+    const fence = durable.get(execFenceKey);
+    if (fence !== undefined) {
+      this.fence = readU64Durable(fence, execFenceKey);
+      this.readsFencedThrough = this.fence;
+    }
     const parts = new Map<number, { manifest?: Uint8Array; chunks: Map<number, Uint8Array>; keys: string[] }>();
     for (const [key, data] of durable) {
       if (!isExecCheckpointKey(key)) continue;

@@ -167,6 +167,8 @@ export class OrderCore {
   private readonly viewChanges = new Map<number, { signed: SignedViewChange; batches: Batch[] }>();
   /** My VIEW-CHANGE for the current view, for retransmission. */
   private myViewChange: MsgOf<'viewChange'> | undefined;
+  /** Per peer: its committed seq when catch-up was last sent to it, and when. */
+  private readonly catchUpSent = new Map<number, { committed: number; at: number }>();
   /** When the current VIEW-CHANGE is resent next, and the interval after that (doubling). */
   private vcResendAt = 0;
   private vcResendEveryMs = 0;
@@ -1056,7 +1058,7 @@ export class OrderCore {
   private onStatus(sender: number, msg: MsgOf<'status'>, now: number): void {
     this.statuses.set(sender, msg);
     const to = [nodePrincipal(sender)];
-    if (msg.committed < this.committedSeq) this.sendCatchUp(to, msg.committed);
+    if (msg.committed < this.committedSeq && this.catchUpDue(sender, msg.committed, now)) this.sendCatchUp(to, msg.committed);
     this.resendCommitVotes(to, msg.committed);
     // Re-send our CHECKPOINT votes the peer may have missed (it cannot advance its window
     // without n-u of them).
@@ -1100,6 +1102,20 @@ export class OrderCore {
       const i = mine.indexOf(':');
       this.out.send(to, { kind: 'commit', view: Number(mine.slice(0, i)), seq: slot.seq, digest: Buffer.from(mine.slice(i + 1), 'hex') });
     }
+  }
+
+  /**
+   * Catch-up goes at the receiver's pace: a peer that reports the same committed seq as when it
+   * was last sent catch-up has not consumed it yet (a replica restarting from an empty disk reads
+   * slowly); it gets another only after 4 status intervals. Each answer is up to 4 batch sizes,
+   * so answering every STATUS filled the connection's queue, and the oldest frames queued behind
+   * it (checkpoint transfer among them) were dropped.
+   */
+  private catchUpDue(peer: number, peerCommitted: number, now: number): boolean {
+    const last = this.catchUpSent.get(peer);
+    if (last !== undefined && peerCommitted <= last.committed && now - last.at < 4 * this.cluster.config.statusIntervalMs) return false;
+    this.catchUpSent.set(peer, { committed: peerCommitted, at: now });
+    return true;
   }
 
   private sendCatchUp(to: Principal[], peerCommitted: number): void {
