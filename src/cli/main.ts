@@ -6,6 +6,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { BulwarkError } from '../core/errors.ts';
 import { checkpointModes, durabilityModes, stateTransferModes, type CheckpointMode, type DurabilityMode, type StateTransferMode } from '../core/config.ts';
 import { simCommand } from './sim.ts';
+import { attackNames, type AttackName } from '../sim/run.ts';
 import { downCommand, initCommand, nodeCommand, statusCommand, upCommand } from './cluster.ts';
 import { kvCommand, kvServeCommand } from './kv.ts';
 import { benchCommand } from './bench.ts';
@@ -24,6 +25,7 @@ const durability = choice('--durability', durabilityModes);
 const checkpointMode = choice('--checkpoints', checkpointModes);
 const stateTransferMode = choice('--state-transfer', stateTransferModes);
 const scenarioName = choice('--scenario', ['recovery'] as const);
+const attackName = choice('--attack', attackNames);
 
 function int(name: string, min = 0): (v: string) => number {
   return (v: string) => {
@@ -64,7 +66,8 @@ export function buildProgram(): Command {
     .option('--no-determinism', 'run each seed once instead of twice (skips the trace-hash comparison)')
     .option('--verbose', 'print every stage note of --seed')
     .option('--storage-faults', 'add whole-cluster crashes: every replica at once, writes in flight lost, restart from disk')
-    .action(async (opts: { seeds?: number; seed?: number; u?: number; r?: number; canaries?: boolean; history?: string; workers?: number; determinism: boolean; verbose?: boolean; storageFaults?: boolean }) => {
+    .option('--attack <name>', `run every seed under an attack: ${attackNames.join(', ')}`, attackName)
+    .action(async (opts: { seeds?: number; seed?: number; u?: number; r?: number; canaries?: boolean; history?: string; workers?: number; determinism: boolean; verbose?: boolean; storageFaults?: boolean; attack?: AttackName }) => {
       process.exitCode = await simCommand(opts);
     });
   program

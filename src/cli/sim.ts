@@ -1,7 +1,7 @@
 /**
  * `bulwark sim`: the seeded simulator from the command line.
  *
- *   bulwark sim --seeds N [--seed S] [--u U --r R] [--workers W] [--no-determinism] [--storage-faults]
+ *   bulwark sim --seeds N [--seed S] [--u U --r R] [--workers W] [--no-determinism] [--storage-faults] [--attack NAME]
  *   bulwark sim --seed S [--u U --r R] --history FILE [--verbose]
  *   bulwark sim --canaries [--seeds N]
  *
@@ -12,7 +12,7 @@
 import { writeFileSync } from 'node:fs';
 import { runJobs } from '../sim/pool.ts';
 import { canaryNames, modelForSeed, type CanaryResult, type SimJob } from '../sim/jobs.ts';
-import { defaultFaultModels, describeNote, runSeed, type SeedResult } from '../sim/run.ts';
+import { defaultFaultModels, describeNote, runSeed, type AttackName, type SeedResult } from '../sim/run.ts';
 import { toJsonLine } from '../sim/checkers/linearizability.ts';
 import { principalKey } from '../crypto/provider.ts';
 import { canaryCatalogue } from '../stages/types.ts';
@@ -30,6 +30,8 @@ export interface SimCliOptions {
   readonly verbose?: boolean;
   /** Whole-cluster crashes and restarts in every seed (canary mode: in every seed, not every other). */
   readonly storageFaults?: boolean;
+  /** Run every seed under this attack (issue 5). */
+  readonly attack?: AttackName;
 }
 
 /** Runs the command; returns the process exit code. */
@@ -53,7 +55,7 @@ export async function simCommand(o: SimCliOptions, print: (line: string) => void
   const jobs: SimJob[] = [];
   for (let seed = first; seed < first + count; seed++) {
     const [u, r] = modelForSeed(seed, models);
-    jobs.push({ kind: 'seed', seed, u, r, determinism: o.determinism, keepHistory: false, storageFaults });
+    jobs.push({ kind: 'seed', seed, u, r, determinism: o.determinism, keepHistory: false, storageFaults, ...(o.attack !== undefined ? { attack: o.attack } : {}) });
   }
   const results: SeedResult[] = [];
   await runJobs(
@@ -61,7 +63,7 @@ export async function simCommand(o: SimCliOptions, print: (line: string) => void
     (res) => {
       if (res.kind !== 'seed') return;
       results.push(res.result);
-      if (!res.result.passed) printFailure(res.result, print, storageFaults);
+      if (!res.result.passed) printFailure(res.result, print, storageFaults, o.attack);
     },
     o.workers,
   );
@@ -75,10 +77,10 @@ export async function simCommand(o: SimCliOptions, print: (line: string) => void
   return failed === 0 && ackedLost === 0 ? 0 : 1;
 }
 
-function printFailure(r: SeedResult, print: (line: string) => void, storageFaults: boolean): void {
+function printFailure(r: SeedResult, print: (line: string) => void, storageFaults: boolean, attack: AttackName | undefined): void {
   print(`FAIL seed=${r.seed} u=${r.u} r=${r.r}: ${r.failures.join(' | ')}`);
   print(`  scenario: ${r.scenario}`);
-  print(`  replay: npx bulwark sim --seed ${r.seed} --u ${r.u} --r ${r.r}${storageFaults ? ' --storage-faults' : ''} --verbose`);
+  print(`  replay: npx bulwark sim --seed ${r.seed} --u ${r.u} --r ${r.r}${storageFaults ? ' --storage-faults' : ''}${attack !== undefined ? ` --attack ${attack}` : ''} --verbose`);
 }
 
 function singleSeed(o: SimCliOptions, print: (line: string) => void): number {
@@ -90,13 +92,14 @@ function singleSeed(o: SimCliOptions, print: (line: string) => void): number {
     r,
     keepHistory: o.history !== undefined,
     storageFaults: o.storageFaults === true,
+    ...(o.attack !== undefined ? { attack: o.attack } : {}),
     ...(o.verbose === true ? { debug: print } : {}),
   });
   if (o.history !== undefined) {
     writeFileSync(o.history, (res.history ?? []).map((h) => toJsonLine(h) + '\n').join(''));
     print(`history: ${res.history?.length ?? 0} operations written to ${o.history}`);
   }
-  if (!res.passed) printFailure(res, print, o.storageFaults === true);
+  if (!res.passed) printFailure(res, print, o.storageFaults === true, o.attack);
   print(`scenario: ${res.scenario} trace=${res.traceHash} virtual_ms=${res.virtualMs}`);
   print(
     `sim: seeds=1 passed=${res.passed ? 1 : 0} failed=${res.passed ? 0 : 1} ops=${res.ops} checked=${res.checked} ` +

@@ -126,6 +126,7 @@ export const MsgKind = {
   readReply: 20,
   viewHint: 21,
   relayReply: 22,
+  forward: 23,
 } as const;
 export type MsgKindName = keyof typeof MsgKind;
 
@@ -188,6 +189,13 @@ export const messageSchemas = {
   viewHint: struct({ view: uint }),
   /** A reply on its way to the client's home node, which forwards it as REPLY. */
   relayReply: struct({ client: u32, reqId: uint, result: op, exec: u8, mac }),
+  /**
+   * FORWARD (backup -> primary; Aardvark §3.4.1 (f)): a request this backup holds ready, with the
+   * auth rows it received, after a pre-prepare with room passed it over. The rows carry MACs for
+   * every order replica, so the primary checks its own column as if the rows came from the auth
+   * replicas.
+   */
+  forward: struct({ view: uint, request: proposedRequestCodec }),
 } as const satisfies Record<MsgKindName, Codec<unknown>>;
 
 type Schemas = typeof messageSchemas;

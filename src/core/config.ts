@@ -47,6 +47,24 @@ export interface Tunables {
   readonly pipelineMax: number;
   /** A backup starts a view change when a ready request waits this long (doubles per failed view). */
   readonly viewChangeTimeoutMs: number;
+  /**
+   * Heartbeat (Aardvark): while a backup holds a ready request no pre-prepare carries and the
+   * primary's pipeline has room, a PRE-PREPARE must arrive this often, or the backup starts a view
+   * change (the timeout doubles per expiry, back to this on the next pre-prepare). 0: off.
+   */
+  readonly heartbeatMs: number;
+  /**
+   * Throughput monitor (Aardvark): after this long in a view, a backup replaces a primary whose
+   * committed rate over a checkpoint interval falls below 90% of the best recent view's, a bar
+   * rising 1% per interval. 0: off.
+   */
+  readonly throughputGraceMs: number;
+  /**
+   * Fairness (Aardvark): a backup forwards a ready request that a pre-prepare with room passed
+   * over to the primary, and replaces the primary once this many later pre-prepares with room
+   * pass it over too. 0: off.
+   */
+  readonly fairnessOvertakes: number;
   /** First client retransmission timeout; doubles per retry up to clientRetryMaxMs. */
   readonly clientRetryMs: number;
   /** Upper bound of the client retransmission timeout. */
@@ -139,6 +157,9 @@ export const defaultTunables: Tunables = {
   batchTimeoutMs: 5,
   pipelineMax: 1,
   viewChangeTimeoutMs: 1000,
+  heartbeatMs: 40,
+  throughputGraceMs: 5000,
+  fairnessOvertakes: 2,
   clientRetryMs: 500,
   clientRetryMaxMs: 4000,
   readTimeoutMs: 250,
@@ -161,6 +182,9 @@ const tunableRanges: Record<keyof Tunables, readonly [number, number]> = {
   batchTimeoutMs: [0, 10_000],
   pipelineMax: [1, 64],
   viewChangeTimeoutMs: [10, 600_000],
+  heartbeatMs: [0, 600_000],
+  throughputGraceMs: [0, 3_600_000],
+  fairnessOvertakes: [0, 1000],
   clientRetryMs: [1, 600_000],
   clientRetryMaxMs: [1, 3_600_000],
   readTimeoutMs: [1, 600_000],

@@ -29,13 +29,33 @@ export const byzantineBehaviours = [
   'fakeCatchUp',
   'viewChangeSpam',
 ] as const;
-export type ByzantineBehaviour = (typeof byzantineBehaviours)[number];
+/**
+ * Attacks on performance rather than safety (Aardvark's, issue 5), chosen with `sim --attack`
+ * rather than drawn at random: a primary that delays every PRE-PREPARE (`slowPrimary`), one that
+ * never orders one client's requests (`unfairPrimary`: it ignores the client's AUTH-REQs and
+ * FORWARDs), and a replica that sends junk at full speed (`replicaFlood`).
+ */
+export const attackBehaviours = ['slowPrimary', 'unfairPrimary', 'replicaFlood'] as const;
+export type AttackBehaviour = (typeof attackBehaviours)[number];
+export type ByzantineBehaviour = (typeof byzantineBehaviours)[number] | AttackBehaviour;
+
+/** Settings of the attack behaviours. */
+export interface AttackSettings {
+  /** slowPrimary: added delay of every PRE-PREPARE, microseconds. */
+  readonly slowPrimaryUs: number;
+  /** unfairPrimary: the client starved. */
+  readonly victimClient: number;
+  /** replicaFlood: junk messages sent with each real one. */
+  readonly floodFactor: number;
+}
 
 /** One outgoing message after the adversary: its recipients, and whether to break its MAC. */
 export interface Outgoing {
   readonly to: Principal;
   readonly msg: Message;
   readonly badMac: boolean;
+  /** Extra delay before it leaves, microseconds. */
+  readonly delayUs?: number;
 }
 
 function mutateBytes(rng: Prng, b: Uint8Array): Uint8Array {
@@ -60,6 +80,7 @@ export class ReplicaAdversary {
     private readonly rng: Prng,
     private readonly keys: KeyRing,
     peers: readonly number[],
+    private readonly attack: AttackSettings = { slowPrimaryUs: 10_000, victimClient: 0, floodFactor: 8 },
   ) {
     this.others = peers.filter((p) => p !== nodeId);
     const shuffled = rng.shuffle(this.others);
@@ -71,16 +92,32 @@ export class ReplicaAdversary {
     return this.behaviours.has(b);
   }
 
+  /**
+   * Whether the node takes in a message (false: the adversary makes it ignore it). The unfair
+   * primary ignores its victim's requests so its own state stays consistent with what it sends.
+   */
+  accepts(msg: Message): boolean {
+    if (!this.has('unfairPrimary')) return true;
+    const v = this.attack.victimClient;
+    if (msg.kind === 'authReq') return msg.client !== v;
+    if (msg.kind === 'forward') return msg.request.client !== v;
+    return true;
+  }
+
   /** Rewrites one send effect into the messages actually sent. */
   rewrite(to: readonly Principal[], msg: Message): Outgoing[] {
     if (this.has('silent')) return [];
     const out: Outgoing[] = [];
+    const delayUs = this.has('slowPrimary') && msg.kind === 'prePrepare' ? this.attack.slowPrimaryUs : 0;
     for (const p of to) {
       if (this.has('selective') && p.kind === 'node' && this.muted.has(p.id)) continue;
       const m = this.mutate(p, msg);
       if (m === undefined) continue;
       const badMac = this.has('badMacs') && this.rng.chance(1, 3);
-      out.push({ to: p, msg: m, badMac });
+      out.push(delayUs > 0 ? { to: p, msg: m, badMac, delayUs } : { to: p, msg: m, badMac });
+      // Junk rides on the node's own agreement traffic only, not on answers (answers to junk
+      // would flood back and multiply without bound in virtual time).
+      if (this.has('replicaFlood') && p.kind === 'node' && (msg.kind === 'prepare' || msg.kind === 'commit' || msg.kind === 'status')) out.push(...this.junk(p));
       if (this.has('replay') && this.sent.length < 512) this.sent.push({ to: p, msg: m });
     }
     if (this.has('replay') && this.sent.length > 0 && this.rng.chance(1, 8)) {
@@ -160,6 +197,31 @@ export class ReplicaAdversary {
       default:
         return msg;
     }
+  }
+
+  /**
+   * Junk for a flood: well-formed messages that cost the receiver work and must change nothing
+   * (stale votes, checkpoint votes for far seqs, catch-up requests, bad MACs).
+   */
+  private junk(to: Principal): Outgoing[] {
+    const out: Outgoing[] = [];
+    const d = new Uint8Array(32);
+    for (let i = 0; i < this.attack.floodFactor; i++) {
+      d[0] = this.rng.int(0, 255);
+      const r = this.rng.int(0, 4);
+      const msg: Message =
+        r === 0
+          ? { kind: 'prepare', view: 0, seq: this.rng.int(1, 1 << 20), digest: d.slice() }
+          : r === 1
+            ? { kind: 'commit', view: 0, seq: this.rng.int(1, 1 << 20), digest: d.slice() }
+            : r === 2
+              ? { kind: 'checkpoint', seq: this.rng.int(1, 1 << 20), digest: d.slice() }
+              : r === 3
+                ? { kind: 'lastExec', next: 1 }
+                : { kind: 'fetchCheckpoint', seq: this.rng.int(1, 1 << 20), part: 0 };
+      out.push({ to, msg, badMac: this.rng.chance(1, 4) });
+    }
+    return out;
   }
 
   /** A different but well-formed batch for the same (view, seq). */

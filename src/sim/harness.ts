@@ -10,7 +10,7 @@ import { KvStore } from '../services/kv/store.ts';
 import { encodeKvOp, decodeKvOutput } from '../services/kv/ops.ts';
 import type { KvOp } from '../services/kv/model.ts';
 import { World } from './world.ts';
-import type { ByzantineBehaviour } from './byzantine.ts';
+import type { AttackSettings, ByzantineBehaviour } from './byzantine.ts';
 import { AgreementChecker } from './checkers/agreement.ts';
 import { checkLinearizable, type HistoryOp } from './checkers/linearizability.ts';
 
@@ -32,6 +32,8 @@ export interface HarnessOptions {
   readonly checkpoints?: CheckpointMode;
   /** State transfer mode (default collaborative). */
   readonly stateTransfer?: StateTransferMode;
+  /** Settings of the attack behaviours (slow primary delay, victim client, flood factor). */
+  readonly attack?: AttackSettings;
 }
 
 /** A running scenario cluster. */
@@ -68,6 +70,7 @@ export class Harness {
       tickUs: 5_000,
       faults: { dropPerMille: 0, dupPerMille: 0, spikePerMille: 0, spikeMaxUs: 0 },
       byzantine: byz,
+      ...(o.attack !== undefined ? { attack: o.attack } : {}),
       clientReserveBlock: 16,
     });
     this.world.onNote((p, note, now) => {

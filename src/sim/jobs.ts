@@ -3,11 +3,11 @@
  * twice for determinism), or one canary (seeds until the planted bug is caught).
  */
 import { canaryCatalogue, type CanaryName } from '../stages/types.ts';
-import { defaultFaultModels, runSeed, runSeedTwice, type SeedResult } from './run.ts';
+import { defaultFaultModels, runSeed, runSeedTwice, type AttackName, type SeedResult } from './run.ts';
 
 /** A unit of simulator work. */
 export type SimJob =
-  | { readonly kind: 'seed'; readonly seed: number; readonly u: number; readonly r: number; readonly determinism: boolean; readonly keepHistory: boolean; readonly storageFaults?: boolean }
+  | { readonly kind: 'seed'; readonly seed: number; readonly u: number; readonly r: number; readonly determinism: boolean; readonly keepHistory: boolean; readonly storageFaults?: boolean; readonly attack?: AttackName }
   /** Canary seeds have storage faults (whole-cluster crashes) on every other seed, or on all with `storageFaults`. */
   | { readonly kind: 'canary'; readonly name: CanaryName; readonly seedsMax: number; readonly models: readonly (readonly [number, number])[]; readonly storageFaults?: boolean };
 
@@ -34,7 +34,7 @@ export function modelForSeed(seed: number, models: readonly (readonly [number, n
 /** Runs a job in the calling thread. */
 export function runJob(job: SimJob): SimJobResult {
   if (job.kind === 'seed') {
-    const o = { seed: job.seed, u: job.u, r: job.r, keepHistory: job.keepHistory, storageFaults: job.storageFaults === true };
+    const o = { seed: job.seed, u: job.u, r: job.r, keepHistory: job.keepHistory, storageFaults: job.storageFaults === true, ...(job.attack !== undefined ? { attack: job.attack } : {}) };
     return { kind: 'seed', result: job.determinism ? runSeedTwice(o) : runSeed(o) };
   }
   const canaries = new Set<CanaryName>([job.name]);

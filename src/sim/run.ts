@@ -50,7 +50,18 @@ export interface SeedOptions {
   readonly storageFaults?: boolean;
   /** Durability mode (default: parallel or batch, drawn from the seed). */
   readonly durability?: 'batch' | 'parallel';
+  /**
+   * An attack (issue 5; Aardvark's faults): the seed's Byzantine replica is node 0, the first
+   * primary, with that behaviour (the other faults stay as drawn, within u), or for the client
+   * attacks one faulty client with it. Drawn details come from a fourth stream.
+   */
+  readonly attack?: AttackName;
 }
+
+/** Attacks `sim --attack` and `bench --attack` know. */
+export const attackNames = ['bad-client', 'client-flood', 'slow-primary', 'unfair-primary', 'replica-flood', 'equivocating-primary'] as const;
+/** One of {@link attackNames}. */
+export type AttackName = (typeof attackNames)[number];
 
 /** What a seed produced. */
 export interface SeedResult {
@@ -156,6 +167,24 @@ function drawScenario(rng: Prng, o: SeedOptions, nodeIds: readonly number[]): Sc
   };
 }
 
+/**
+ * Puts an attack into a drawn scenario: a replica attack makes node 0 (the first primary) the
+ * Byzantine node with that behaviour alone; a client attack adds a faulty client. Other faults
+ * drawn stay, trimmed so at most u nodes are faulty.
+ */
+function applyAttack(sc: Scenario, attack: AttackName, nodeIds: readonly number[], u: number): void {
+  const s = sc as { -readonly [K in keyof Scenario]: Scenario[K] };
+  if (attack === 'bad-client' || attack === 'client-flood') {
+    s.faultyClients = 1;
+    return;
+  }
+  const behaviour: ByzantineBehaviour =
+    attack === 'slow-primary' ? 'slowPrimary' : attack === 'unfair-primary' ? 'unfairPrimary' : attack === 'replica-flood' ? 'replicaFlood' : 'equivocate';
+  const node = nodeIds[0]!;
+  s.byzantine = new Map([[node, new Set([behaviour])]]);
+  s.faultyNodes = [node, ...sc.faultyNodes.filter((id) => id !== node)].slice(0, Math.max(1, u));
+}
+
 function describe(s: Scenario): string {
   const byz = [...s.byzantine.entries()].map(([id, b]) => `n${id}:${[...b].join('+')}`).join(',');
   return (
@@ -186,7 +215,17 @@ export function runSeed(o: SeedOptions): SeedResult {
   const checkpoints = crng.chance(1, 2) ? 'sequential' : 'coordinated';
   const stateTransfer = crng.chance(1, 2) ? 'collaborative' : 'single';
   const cpTunables = { checkpointChunkBytes: crng.pick([64, 128, 512, 1 << 20]), checkpointSliceMs: crng.int(0, 6) };
-  const cfg = defaultConfig({ u: o.u, r: o.r, clients: 0, tunables: { ...sc.tunables, ...cpTunables } });
+  // Aardvark's triggers and the attacks: a fourth stream.
+  const arng = new Prng(o.seed ^ 0x1d2b4e97);
+  const robustTunables = {
+    heartbeatMs: arng.chance(1, 5) ? 0 : arng.int(20, 120),
+    throughputGraceMs: arng.chance(1, 5) ? 0 : arng.int(300, 2_000),
+    fairnessOvertakes: arng.chance(1, 5) ? 0 : arng.int(1, 3),
+  };
+  const attack = o.attack;
+  const attackSettings = { slowPrimaryUs: arng.pick([1_000, 10_000, 100_000]), victimClient: arng.int(0, sc.clients - 1), floodFactor: arng.int(2, 16) };
+  if (attack !== undefined && o.faultFree !== true) applyAttack(sc, attack, nodeIds, o.u);
+  const cfg = defaultConfig({ u: o.u, r: o.r, clients: 0, tunables: { ...sc.tunables, ...cpTunables, ...robustTunables } });
   const cluster = deriveCluster({ ...cfg, durability, checkpoints, stateTransfer, clients: [...correctClientIds, ...faultyClientIds] });
   const canaries = o.canaries ?? new Set<CanaryName>();
   const fsyncMinUs = storageFaults ? srng.int(100, 2_000) : sc.fsyncMinUs;
@@ -203,6 +242,7 @@ export function runSeed(o: SeedOptions): SeedResult {
     tickUs: 5_000,
     faults: sc.net,
     byzantine: sc.byzantine,
+    attack: attackSettings,
     clientReserveBlock: sc.reserveBlock,
   });
   const agreement = new AgreementChecker();
@@ -271,6 +311,7 @@ export function runSeed(o: SeedOptions): SeedResult {
   // ---- faulty clients: bad authenticators and reused request ids, on their own keys ----
   for (const c of faultyClientIds) {
     const behaviours = new Set(rng.chance(1, 2) ? (['badAuthenticators'] as const) : (['badAuthenticators', 'reusedIds'] as const));
+    const flood = attack === 'client-flood';
     const loop = (): void => {
       if (world.now > sc.healUs * 2) return;
       const op = encodeKvOp({ kind: 'put', key: `z${c}`, value: `x${wrng.int(0, 99)}` });
@@ -283,7 +324,16 @@ export function runSeed(o: SeedOptions): SeedResult {
         const auths = cluster.auth.nodes.map((id) => nodePrincipal(id));
         world.clientSendRaw(c, auths, { kind: 'request', client: c, reqId: 1, op: body, macs: ring.authenticate(auths, core), fanout: false });
       }
-      world.at(world.now + wrng.int(5_000, 60_000), loop);
+      if (flood) {
+        // Junk at a high rate: requests with every MAC broken, on the faulty client's own keys.
+        const auths = cluster.auth.nodes.map((id) => nodePrincipal(id));
+        for (let i = 0; i < 8; i++) {
+          const body = encodeKvOp({ kind: 'put', key: `z${c}`, value: `flood${i}` });
+          const macs = world.keyRing(clientPrincipal(c)).authenticate(auths, requestCoreBytes(c, 1_000_000 + i, body)).map((m) => m.map((x) => x ^ 0xff));
+          world.clientSendRaw(c, auths, { kind: 'request', client: c, reqId: 1_000_000 + i, op: body, macs, fanout: false });
+        }
+      }
+      world.at(world.now + (flood ? wrng.int(200, 2_000) : wrng.int(5_000, 60_000)), loop);
     };
     world.addClient(c, undefined, behaviours);
     world.at(wrng.int(0, 50_000), loop);
@@ -441,7 +491,7 @@ export function runSeed(o: SeedOptions): SeedResult {
     byzantine: sc.byzantine.size + sc.faultyClients,
     traceHash: world.trace.digest(),
     virtualMs: Math.round(finishedAt / 1000),
-    scenario: `${describe(sc)} durability=${durability} checkpoints=${checkpoints} transfer=${stateTransfer} chunk=${cpTunables.checkpointChunkBytes} slice=${cpTunables.checkpointSliceMs}ms` + (storageFaults ? ` totalCrash=${totalCrashes} storageDamage=${storageDamage} fsync=${fsyncMinUs}-${fsyncMaxUs}us` : ''),
+    scenario: `${describe(sc)} durability=${durability} checkpoints=${checkpoints} transfer=${stateTransfer} chunk=${cpTunables.checkpointChunkBytes} slice=${cpTunables.checkpointSliceMs}ms hb=${robustTunables.heartbeatMs} grace=${robustTunables.throughputGraceMs} fair=${robustTunables.fairnessOvertakes}` + (attack !== undefined ? ` attack=${attack}${attack === 'slow-primary' ? `(${attackSettings.slowPrimaryUs / 1000}ms)` : attack === 'unfair-primary' ? `(victim c${attackSettings.victimClient})` : ''}` : '') + (storageFaults ? ` totalCrash=${totalCrashes} storageDamage=${storageDamage} fsync=${fsyncMinUs}-${fsyncMaxUs}us` : ''),
     events: world.stats.eventsProcessed,
     ...(o.keepHistory === true ? { history } : {}),
   };

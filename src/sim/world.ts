@@ -31,7 +31,7 @@ import { ClientCore, type ClientEvent } from '../stages/client/client.ts';
 import type { AppFactory } from '../app/contract.ts';
 import { EventHeap } from './heap.ts';
 import { Prng } from '../core/prng.ts';
-import { ReplicaAdversary, type ByzantineBehaviour } from './byzantine.ts';
+import { ReplicaAdversary, type AttackSettings, type ByzantineBehaviour } from './byzantine.ts';
 import { Trace } from './trace.ts';
 
 /** Network behaviour while faults are active. Probabilities are integer per-mille. */
@@ -59,6 +59,8 @@ export interface WorldOptions {
   readonly faults: NetworkFaults;
   /** Byzantine behaviours per node id. */
   readonly byzantine: ReadonlyMap<number, ReadonlySet<ByzantineBehaviour>>;
+  /** Settings of the attack behaviours (defaults when absent). */
+  readonly attack?: AttackSettings;
   /** Client request-id reservation block (1 = persist per request). */
   readonly clientReserveBlock: number;
 }
@@ -164,7 +166,7 @@ export class World {
       this.nodes.set(id, host);
       const behaviours = opts.byzantine.get(id);
       if (behaviours !== undefined && behaviours.size > 0) {
-        host.adversary = new ReplicaAdversary(id, behaviours, this.rng.fork(), this.keyRing(host.principal), this.cluster.config.nodes.map((n) => n.id));
+        host.adversary = new ReplicaAdversary(id, behaviours, this.rng.fork(), this.keyRing(host.principal), this.cluster.config.nodes.map((n) => n.id), this.opts.attack);
       }
     }
   }
@@ -452,6 +454,7 @@ export class World {
       return;
     }
     for (const l of this.deliveryListeners) l(from, h.principal, res.value);
+    if ('adversary' in h && h.adversary !== undefined && !h.adversary.accepts(res.value)) return;
     this.stepHost(h, { kind: 'message', from, msg: res.value, now: this.now / 1000 });
   }
 
@@ -512,7 +515,7 @@ export class World {
 
   private send(h: NodeHost | ClientHost, to: readonly Principal[], msg: Message): void {
     if ('adversary' in h && h.adversary !== undefined) {
-      for (const o of h.adversary.rewrite(to, msg)) this.transmit(h.principal, o.to, o.msg, o.badMac);
+      for (const o of h.adversary.rewrite(to, msg)) this.transmit(h.principal, o.to, o.msg, o.badMac, o.delayUs ?? 0);
       return;
     }
     if ('faulty' in h && h.faulty !== undefined && msg.kind === 'request' && h.faulty.has('badAuthenticators')) {
@@ -524,7 +527,7 @@ export class World {
     for (const p of to) this.transmit(h.principal, p, msg, false);
   }
 
-  private transmit(from: Principal, to: Principal, msg: Message, badMac: boolean): void {
+  private transmit(from: Principal, to: Principal, msg: Message, badMac: boolean, extraDelayUs = 0): void {
     const bytes = encodeMessage(msg);
     this.stats.messagesSent += 1;
     const key = this.keyRing(from);
@@ -533,7 +536,7 @@ export class World {
     const same = from.kind === to.kind && from.id === to.id;
     if (same) {
       // Co-located stages: an in-memory hop, never faulty.
-      this.heap.push(this.now, { t: 'deliver', to, from, bytes, mac });
+      this.heap.push(this.now + extraDelayUs, { t: 'deliver', to, from, bytes, mac });
       return;
     }
     if (this.faultsActive && this.blocked.has(`${principalKey(from)}>${principalKey(to)}`)) {
@@ -548,7 +551,7 @@ export class World {
     }
     const copies = this.faultsActive && rng.int(0, 999) < f.dupPerMille ? 2 : 1;
     for (let i = 0; i < copies; i++) {
-      let delay = rng.int(this.opts.delayMinUs, this.opts.delayMaxUs);
+      let delay = extraDelayUs + rng.int(this.opts.delayMinUs, this.opts.delayMaxUs);
       if (this.faultsActive && rng.int(0, 999) < f.spikePerMille) delay += rng.int(0, f.spikeMaxUs);
       this.heap.push(this.now + delay, { t: 'deliver', to, from, bytes, mac });
     }

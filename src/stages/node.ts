@@ -37,6 +37,7 @@ export const destinationOf: Readonly<Record<MsgKindName, StageName | 'client'>> 
   readReply: 'client',
   viewHint: 'auth',
   relayReply: 'exec',
+  forward: 'order',
 };
 
 /** Dependencies of a node. */

@@ -58,7 +58,7 @@ export type Note =
   | { readonly type: 'checkpointLoaded'; readonly seq: number; readonly token: Uint8Array }
   | { readonly type: 'committed'; readonly seq: number; readonly view: number; readonly digest: Uint8Array }
   | { readonly type: 'stable'; readonly seq: number }
-  | { readonly type: 'viewChangeStarted'; readonly view: number }
+  | { readonly type: 'viewChangeStarted'; readonly view: number; readonly reason: string }
   | { readonly type: 'viewEntered'; readonly view: number; readonly primary: number }
   | { readonly type: 'rejected'; readonly reason: string; readonly from: Principal }
   | { readonly type: 'safetyAlarm'; readonly detail: string };

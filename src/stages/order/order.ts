@@ -55,6 +55,7 @@ import type { Canaries, Effect, RandomSource, StageEvent } from '../types.ts';
 import { hex, membersOf, Outbox, requestCoreBytes, u64Bytes } from '../common.ts';
 import { decideNewView } from './decide.ts';
 import { VoteTable } from '../votes.ts';
+import { PrimaryMonitor, type SuspicionReason } from './monitor.ts';
 import { cpRecordCodec, decodeBatchRecord, decodeRecord, metaCodec, slotCodec, type SlotRecord } from './records.ts';
 
 const zeroDigest = new Uint8Array(32);
@@ -102,6 +103,14 @@ interface Candidate {
   readonly rows: Map<number, Uint8Array[]>;
   /** When it first held enough rows; undefined until then. */
   readySince: number | undefined;
+  /**
+   * Fairness (backups): the view this request was forwarded to the primary in (-1: not yet),
+   * the seq of the pre-prepare that made it forward, and the later pre-prepares with room that
+   * passed it over all the same.
+   */
+  forwardedIn: number;
+  forwardedAt: number;
+  passedOver: number;
 }
 
 interface Snapshot {
@@ -227,6 +236,10 @@ export class OrderCore {
   private readonly restarted: boolean;
   /** Time of the event being handled. */
   private lastNow = 0;
+  /** Judges the primary (heartbeat, throughput); see monitor.ts. */
+  private readonly monitor: PrimaryMonitor;
+  /** A reason found while applying batches, acted on at the next tick. */
+  private suspicion: SuspicionReason | undefined;
 
   constructor(
     private readonly cluster: Cluster,
@@ -254,6 +267,7 @@ export class OrderCore {
     this.stable = { content: genesis, digest: this.cpDigest(genesis) };
     this.lazyPrePrepare = cluster.durability === 'parallel';
     this.restarted = durable.has('o/meta');
+    this.monitor = new PrimaryMonitor({ heartbeatMs: cluster.config.heartbeatMs, throughputGraceMs: cluster.config.throughputGraceMs, viewsRemembered: this.n });
     this.recover(durable);
     // The durable view bounds every view this replica voted in: o/meta is written with a
     // barrier when a view is entered, before any vote in it (and at the very first start).
@@ -316,8 +330,11 @@ export class OrderCore {
       case 'newView':
       case 'status':
       case 'catchUp':
+      case 'forward':
         if (!isOrder || sender === this.nodeId) return this.reject('order_msg_from_non_order', from);
         switch (msg.kind) {
+          case 'forward':
+            return this.onForward(sender, msg, now);
           case 'prePrepare':
             return this.onPrePrepare(sender, msg, now);
           case 'prepare':
@@ -347,6 +364,7 @@ export class OrderCore {
 
   private onStart(now: number): void {
     this.nextStatusAt = now;
+    this.monitor.enterView(now);
     // First start ever: record the view before any vote, so a restart knows it may have voted.
     if (this.lazyPrePrepare && !this.restarted) this.out.write('o/meta', encodeWith(metaCodec, { view: this.view, normal: this.normal }));
     if (!this.normal) {
@@ -379,7 +397,7 @@ export class OrderCore {
       }
     }
     if (!this.normal) {
-      if (this.vcTimerArmed && now >= this.vcDeadline) this.startViewChange(this.view + 1, now);
+      if (this.vcTimerArmed && now >= this.vcDeadline) this.startViewChange(this.view + 1, now, 'new_view_timeout');
       return;
     }
     const timeout = this.cluster.config.viewChangeTimeoutMs;
@@ -395,10 +413,19 @@ export class OrderCore {
       }
       if (c.reqId <= (this.lastOrdered.get(client) ?? 0)) continue;
       if (now - c.readySince >= timeout) {
-        this.startViewChange(this.view + 1, now);
+        this.startViewChange(this.view + 1, now, 'request_timeout');
         return;
       }
     }
+    if (!this.isPrimary() && !interlocked) {
+      const suspicion = this.suspicion ?? (this.monitor.heartbeatExpired(now, this.oldestWaiting(), this.inflight() >= this.cluster.config.pipelineMax) ? 'heartbeat' : undefined);
+      this.suspicion = undefined;
+      if (suspicion !== undefined) {
+        this.startViewChange(this.view + 1, now, suspicion);
+        return;
+      }
+    }
+    this.suspicion = undefined;
     this.maybePropose(now);
   }
 
@@ -443,15 +470,105 @@ export class OrderCore {
     if (c !== undefined && msg.reqId === c.reqId && !bytesEqual(c.coreDigest, coreDigest)) {
       return this.reject('conflicting_request', nodePrincipal(authNode));
     }
-    if (c?.reqId !== msg.reqId) {
-      c = { reqId: msg.reqId, op: msg.op, coreDigest, rows: new Map(), readySince: undefined };
-      this.candidates.set(msg.client, c);
+    this.addRow(msg.client, msg.reqId, msg.op, coreDigest, authNode, msg.row, now);
+  }
+
+  private addRow(client: number, reqId: number, op: Uint8Array, coreDigest: Uint8Array, authNode: number, row: Uint8Array[], now: number): void {
+    let c = this.candidates.get(client);
+    if (c?.reqId !== reqId) {
+      c = { reqId, op, coreDigest, rows: new Map(), readySince: undefined, forwardedIn: -1, forwardedAt: 0, passedOver: 0 };
+      this.candidates.set(client, c);
     }
-    c.rows.set(authNode, msg.row);
+    c.rows.set(authNode, row);
     if (c.readySince === undefined && c.rows.size >= this.cluster.authRowsPrimary) {
       c.readySince = now;
       this.maybePropose(now);
     }
+  }
+
+  /**
+   * FORWARD from a backup (Aardvark §3.4.1 (f)): the primary takes each row whose MAC for it
+   * checks, as if it came from that auth replica. A row it cannot check is dropped; the backup
+   * cannot forge one.
+   */
+  private onForward(sender: number, msg: MsgOf<'forward'>, now: number): void {
+    const r = msg.request;
+    const from = nodePrincipal(sender);
+    if (msg.view !== this.view || !this.normal || !this.isPrimary()) return;
+    if (!this.cluster.clients.has(r.client)) return this.reject('unknown_client', from);
+    if (r.op.length > this.cluster.config.requestBytesMax) return this.reject('op_too_large', from);
+    if (r.reqId <= (this.lastOrdered.get(r.client) ?? 0)) return;
+    const c = this.candidates.get(r.client);
+    if (c !== undefined && (r.reqId < c.reqId || c.readySince !== undefined)) return;
+    const coreDigest = this.keys.digest(requestCoreBytes(r.client, r.reqId, r.op));
+    if (c !== undefined && r.reqId === c.reqId && !bytesEqual(c.coreDigest, coreDigest)) return this.reject('conflicting_request', from);
+    for (const row of r.rows) {
+      if (!this.cluster.auth.indexOf.has(row.auth)) continue;
+      if (!this.keys.verifyAuthenticatorDigest(nodePrincipal(row.auth), coreDigest, row.macs, this.index)) {
+        this.reject('forwarded_bad_row', from);
+        continue;
+      }
+      this.addRow(r.client, r.reqId, r.op, coreDigest, row.auth, row.macs, now);
+    }
+  }
+
+  /**
+   * Fairness (Aardvark §3.4.3), at a backup, for the pre-prepare of `seq` in this view: every
+   * waiting request it passed over although it had room is forwarded to the primary the first
+   * time. Pre-prepares up to pipelineMax - 1 numbers later may have left before the primary got
+   * it; once `fairnessOvertakes` pre-prepares with room beyond those pass it over too, the
+   * primary is unfair.
+   */
+  private checkFairness(seq: number, batch: Batch, now: number): void {
+    const limit = this.cluster.config.fairnessOvertakes;
+    if (limit <= 0 || this.isPrimary()) return;
+    const cfg = this.cluster.config;
+    const inBatch = new Set(batch.requests.map((r) => r.client));
+    let bytes = 0;
+    for (const r of batch.requests) bytes += r.op.length;
+    for (const [client, c] of this.waitingCandidates()) {
+      if (inBatch.has(client) || c.readySince! >= now) continue;
+      if (batch.requests.length >= cfg.batchSizeMax || bytes + c.op.length > cfg.batchBytesMax) continue;
+      if (c.forwardedIn !== this.view) {
+        c.forwardedIn = this.view;
+        c.forwardedAt = seq;
+        c.passedOver = 0;
+        const rows = [...c.rows.entries()].sort((a, b) => a[0] - b[0]).map(([auth, macs]) => ({ auth, macs }));
+        this.out.send([nodePrincipal(primaryOf(this.cluster, this.view))], { kind: 'forward', view: this.view, request: { client, reqId: c.reqId, op: c.op, rows } });
+      } else if (seq > c.forwardedAt + cfg.pipelineMax - 1 && ++c.passedOver >= limit) {
+        this.suspicion = 'unfair';
+      }
+    }
+  }
+
+  /** Per client, the highest request id in a pre-prepared batch not yet committed. */
+  private inPendingBatches(): Map<number, number> {
+    const inBatches = new Map<number, number>();
+    for (let s = this.committedSeq + 1; s <= this.highestPP; s++) {
+      const slot = this.slots.get(s);
+      if (slot?.pp === undefined || slot.committed !== undefined) continue;
+      for (const r of slot.pp.batch.requests) inBatches.set(r.client, Math.max(inBatches.get(r.client) ?? 0, r.reqId));
+    }
+    return inBatches;
+  }
+
+  /** Ready requests no batch carries yet (not ordered, not pre-prepared). */
+  private waitingCandidates(): [number, Candidate][] {
+    const inBatches = this.inPendingBatches();
+    const out: [number, Candidate][] = [];
+    for (const [client, c] of this.candidates) {
+      if (c.readySince === undefined) continue;
+      if (c.reqId <= (this.lastOrdered.get(client) ?? 0) || c.reqId <= (inBatches.get(client) ?? 0)) continue;
+      out.push([client, c]);
+    }
+    return out;
+  }
+
+  /** When the oldest waiting request became ready (undefined: none waits). */
+  private oldestWaiting(): number | undefined {
+    let oldest: number | undefined;
+    for (const [, c] of this.waitingCandidates()) if (oldest === undefined || c.readySince! < oldest) oldest = c.readySince;
+    return oldest;
   }
 
   /** Sequence numbers proposed in this view and not yet committed. */
@@ -476,12 +593,7 @@ export class OrderCore {
       if (seq > this.stableSeq + 2 * this.cpInt) return; // interlock: wait for a stable checkpoint
       const inflight = this.inflight();
       if (inflight >= cfg.pipelineMax) return;
-      const inBatches = new Map<number, number>();
-      for (let s = this.committedSeq + 1; s <= this.highestPP; s++) {
-        const slot = this.slots.get(s);
-        if (slot?.pp === undefined || slot.committed !== undefined) continue;
-        for (const r of slot.pp.batch.requests) inBatches.set(r.client, Math.max(inBatches.get(r.client) ?? 0, r.reqId));
-      }
+      const inBatches = this.inPendingBatches();
       const ready: [number, Candidate][] = [];
       for (const [client, c] of this.candidates) {
         if (c.readySince === undefined) continue;
@@ -541,7 +653,7 @@ export class OrderCore {
     if (problem !== undefined) {
       // The primary proposed something no correct primary proposes: replace it.
       this.reject(problem, from);
-      this.startViewChange(this.view + 1, now);
+      this.startViewChange(this.view + 1, now, 'invalid_preprepare');
       return;
     }
     const batch: Batch = { time: msg.time, seed: msg.seed, requests: msg.requests.map((r) => ({ client: r.client, reqId: r.reqId, op: r.op })) };
@@ -549,11 +661,13 @@ export class OrderCore {
     if (slot.pp !== undefined) {
       if (!bytesEqual(slot.pp.digest, digest)) {
         this.reject('equivocating_primary', from);
-        this.startViewChange(this.view + 1, now);
+        this.startViewChange(this.view + 1, now, 'equivocation');
       }
       return;
     }
     this.acceptPrePrepare(slot, digest, batch, undefined, this.lazyPrePrepare);
+    this.monitor.onPrePrepare(now);
+    this.checkFairness(msg.seq, batch, now);
     if (this.mayVote()) {
       this.out.send(this.peers, { kind: 'prepare', view: this.view, seq: msg.seq, digest });
       slot.prepares.set(this.nodeId, hex(digest));
@@ -717,6 +831,10 @@ export class OrderCore {
       if (cand !== undefined && cand.reqId <= r.reqId) this.candidates.delete(r.client);
     }
     this.committedSeq = slot.seq;
+    // Throughput monitor: samples only batches committed in normal operation as a backup.
+    if (send && this.normal && !this.isPrimary()) {
+      if (this.monitor.onCommitted(slot.seq, c.batch.requests.length, this.cpInt, this.lastNow)) this.suspicion = 'throughput';
+    }
     if (send) this.out.send(this.batchPeers, { kind: 'nextBatch', seq: slot.seq, history: this.history, batch: c.batch });
     if (slot.seq % this.cpInt === 0) {
       this.snapshots.set(slot.seq, {
@@ -833,7 +951,7 @@ export class OrderCore {
   // View change
   // =========================================================================================
 
-  private startViewChange(view: number, now: number): void {
+  private startViewChange(view: number, now: number, reason: string = 'joined'): void {
     assert(view > this.view || (view === this.view && this.normal), 'view changes move forward');
     this.view = view;
     this.normal = false;
@@ -846,7 +964,7 @@ export class OrderCore {
     }
     this.highestPP = 0;
     this.out.write('o/meta', encodeWith(metaCodec, { view, normal: false }));
-    this.out.note({ type: 'viewChangeStarted', view });
+    this.out.note({ type: 'viewChangeStarted', view, reason });
     this.sendViewChange();
     this.armViewChangeTimer(now);
     this.maybeDecideNewView(now);
@@ -1038,7 +1156,11 @@ export class OrderCore {
         this.out.send(this.peers, { kind: 'prepare', view: this.view, seq, digest });
       }
     });
-    for (const c of this.candidates.values()) if (c.readySince !== undefined) c.readySince = now;
+    for (const c of this.candidates.values()) {
+      if (c.readySince !== undefined) c.readySince = now;
+      c.passedOver = 0;
+    }
+    this.monitor.enterView(now);
     for (const [k] of this.vcBodies) this.vcBodies.delete(k);
     this.out.note({ type: 'viewEntered', view: this.view, primary: primaryOf(this.cluster, this.view) });
     this.out.send(this.authPeers, { kind: 'viewHint', view: this.view });

@@ -1,0 +1,75 @@
+/** The primary monitor (Aardvark §3.4.3): heartbeat and throughput rules. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { PrimaryMonitor } from './monitor.ts';
+
+const settings = { heartbeatMs: 40, throughputGraceMs: 1000, viewsRemembered: 4 };
+
+test('heartbeat: expires only with a request waiting, the pipeline open, and no pre-prepare for the timeout; then doubles', () => {
+  const m = new PrimaryMonitor(settings);
+  m.enterView(0);
+  assert.equal(m.heartbeatExpired(100, undefined, false), false, 'nothing waits: an idle primary is not slow');
+  assert.equal(m.heartbeatExpired(100, 80, false), false, 'waiting for 20 ms only');
+  assert.equal(m.heartbeatExpired(100, 10, true), false, 'pipeline full: the wait is for votes');
+  assert.equal(m.heartbeatExpired(100, 10, false), true);
+  assert.equal(m.heartbeatTimeoutMs, 80, 'doubled');
+  m.enterView(100);
+  assert.equal(m.heartbeatExpired(150, 0, false), false, 'the new view started at 100: 50 < 80');
+  assert.equal(m.heartbeatExpired(180, 0, false), true);
+  m.onPrePrepare(200);
+  assert.equal(m.heartbeatTimeoutMs, 40, 'a pre-prepare brings the base back');
+});
+
+test('heartbeat 0 turns the check off', () => {
+  const m = new PrimaryMonitor({ ...settings, heartbeatMs: 0 });
+  m.enterView(0);
+  assert.equal(m.heartbeatExpired(1e9, 0, false), false);
+});
+
+/** Commits `batches` batches of `perBatch` requests, one per `gapMs`, starting after `from`; returns the verdicts at interval ends. */
+function run(m: PrimaryMonitor, from: { seq: number; t: number }, batches: number, perBatch: number, gapMs: number): boolean[] {
+  const out: boolean[] = [];
+  for (let i = 0; i < batches; i++) {
+    from.seq++;
+    from.t += gapMs;
+    const v = m.onCommitted(from.seq, perBatch, 10, from.t);
+    if (from.seq % 10 === 0) out.push(v);
+  }
+  return out;
+}
+
+test('throughput: nothing is judged during the grace period; then a primary at 80% of the best view is replaced', () => {
+  const m = new PrimaryMonitor(settings);
+  const at = { seq: 0, t: 0 };
+  m.enterView(0);
+  assert.ok(run(m, at, 200, 10, 10).every((v) => !v), 'a steady primary at its own best survives 20 intervals (2 s, grace 1 s): the bar is still below 100%');
+  assert.ok(Math.abs(m.best - 1000) < 1, `best = 1000 req/s (got ${m.best})`);
+  m.enterView(at.t);
+  const slow = run(m, at, 200, 8, 10);
+  // Intervals end every 100 ms; the one ending at 1 s into the view is the first judged.
+  assert.ok(slow.slice(0, 9).every((v) => !v), 'grace period');
+  assert.equal(slow[9], true, 'first judged interval: 800 < 900 req/s');
+});
+
+test('throughput: the bar rises 1% per interval judged, so even a steady primary is replaced in the end', () => {
+  const m = new PrimaryMonitor(settings);
+  const at = { seq: 0, t: 0 };
+  m.enterView(0);
+  const verdicts = run(m, at, 400, 10, 10);
+  const first = verdicts.indexOf(true);
+  assert.ok(first > 10, `not during the grace period (first at interval ${first})`);
+  // Judged from t = 1 s (interval 10); the bar passes 100% of the best after 10 more.
+  assert.ok(first <= 22, `replaced within ~11 judged intervals (first at interval ${first})`);
+});
+
+test('throughput: the best rate is remembered for viewsRemembered views only', () => {
+  const m = new PrimaryMonitor({ ...settings, viewsRemembered: 2 });
+  const at = { seq: 0, t: 0 };
+  m.enterView(0);
+  run(m, at, 30, 10, 10);
+  assert.ok(m.best > 900);
+  m.enterView(at.t);
+  run(m, at, 30, 1, 10);
+  m.enterView(at.t);
+  assert.ok(m.best < 200, `the fast view is forgotten two views later (best ${m.best})`);
+});

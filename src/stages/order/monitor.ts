@@ -1,0 +1,114 @@
+/**
+ * How a backup judges its primary (Aardvark, UpRight thesis §3.4.3): besides the PBFT triggers
+ * (a request waiting too long, an invalid or equivocating pre-prepare), a primary that is slow or
+ * unfair without breaking any rule is replaced. Pure bookkeeping; the order stage asks it and
+ * starts the view change.
+ *
+ * - Heartbeat: while this backup holds a ready request that no pre-prepare carries, and the
+ *   primary has room in its pipeline, a PRE-PREPARE must arrive at least every `heartbeatMs`.
+ *   On expiry the replica starts a view change and the timeout doubles; the first pre-prepare
+ *   accepted afterwards brings it back to `heartbeatMs`. (Aardvark resets its timer on every
+ *   pre-prepare and expects one every 40 ms; ours runs only while there is work, so an idle
+ *   cluster is not a slow one, and not while the pipeline is full, because then the wait is for
+ *   the backups' votes, not for the primary.)
+ * - Throughput: at every committed multiple of the checkpoint interval the replica measures the
+ *   requests committed per second since the previous one. After `throughputGraceMs` in the view,
+ *   a rate below the requirement starts a view change. The requirement starts at 90% of the best
+ *   rate seen in the last `viewsRemembered` views and rises by 1% of that best per interval
+ *   judged, so every primary is replaced in the end and a slow one soon. As in Aardvark, the
+ *   rate is not corrected for demand: when the clients send less, the primary is replaced after
+ *   the grace period (a view change costs one agreement round). A backup cannot tell demand
+ *   apart: auth replicas send a request to the primary alone until the client retransmits.
+ *
+ * Invariants: heartbeat timeout in [heartbeatMs, heartbeatMs * 2^10]; `best` >= every rate
+ * sampled in the views remembered.
+ */
+
+/** Settings of the monitor (tunables of the cluster; 0 turns a check off). */
+export interface MonitorSettings {
+  readonly heartbeatMs: number;
+  readonly throughputGraceMs: number;
+  /** Views whose best rate the requirement is taken from. */
+  readonly viewsRemembered: number;
+}
+
+/** Why a backup wants a new primary. */
+export type SuspicionReason = 'heartbeat' | 'throughput' | 'unfair';
+
+/** Per-replica monitor of the current primary. */
+export class PrimaryMonitor {
+  private hbTimeout: number;
+  /** Last PRE-PREPARE accepted, or when the view began. */
+  private lastPrePrepareAt = 0;
+  private viewStartedAt = 0;
+  /** Rate samples: where the current interval started. */
+  private intervalFrom: { at: number; requests: number } | undefined;
+  private committedRequests = 0;
+  /** Intervals judged in this view (the requirement rises with each). */
+  private judged = 0;
+  /** Best rate of each remembered view, newest last; the current view's is the last entry. */
+  private readonly bestByView: number[] = [0];
+
+  constructor(private readonly s: MonitorSettings) {
+    this.hbTimeout = s.heartbeatMs;
+  }
+
+  /** The current heartbeat timeout (doubles per expiry). */
+  get heartbeatTimeoutMs(): number {
+    return this.hbTimeout;
+  }
+
+  /** Best rate (requests/s) over the views remembered. */
+  get best(): number {
+    return Math.max(...this.bestByView);
+  }
+
+  /** A view began (entered after a view change, or at start). */
+  enterView(now: number): void {
+    this.viewStartedAt = now;
+    this.lastPrePrepareAt = now;
+    this.intervalFrom = undefined;
+    this.judged = 0;
+    this.bestByView.push(0);
+    while (this.bestByView.length > Math.max(1, this.s.viewsRemembered)) this.bestByView.shift();
+  }
+
+  /** A PRE-PREPARE of the current view was accepted. */
+  onPrePrepare(now: number): void {
+    this.lastPrePrepareAt = now;
+    this.hbTimeout = this.s.heartbeatMs;
+  }
+
+  /**
+   * Whether the heartbeat expired: `waitingSince` is when the oldest ready request that no
+   * pre-prepare carries became ready (undefined: none), `pipelineFull` whether the primary may
+   * not propose now. On expiry the timeout doubles (up to 2^10 times the base).
+   */
+  heartbeatExpired(now: number, waitingSince: number | undefined, pipelineFull: boolean): boolean {
+    if (this.s.heartbeatMs <= 0 || waitingSince === undefined || pipelineFull) return false;
+    const since = Math.max(this.lastPrePrepareAt, waitingSince);
+    if (now - since < this.hbTimeout) return false;
+    this.hbTimeout = Math.min(this.hbTimeout * 2, this.s.heartbeatMs * 1024);
+    return true;
+  }
+
+  /**
+   * A batch of `requests` requests was committed at `seq`. At each multiple of `interval` it
+   * closes a sample; returns true when the primary falls short of the requirement.
+   */
+  onCommitted(seq: number, requests: number, interval: number, now: number): boolean {
+    this.committedRequests += requests;
+    if (seq % interval !== 0) return false;
+    const from = this.intervalFrom;
+    this.intervalFrom = { at: now, requests: this.committedRequests };
+    if (from === undefined || now <= from.at) return false;
+    const rate = ((this.committedRequests - from.requests) * 1000) / (now - from.at);
+    const best = this.best;
+    const last = this.bestByView.length - 1;
+    this.bestByView[last] = Math.max(this.bestByView[last]!, rate);
+    if (this.s.throughputGraceMs <= 0 || now - this.viewStartedAt < this.s.throughputGraceMs) return false;
+    const required = best * (0.9 + 0.01 * this.judged);
+    this.judged++;
+    return rate < required;
+  }
+}
