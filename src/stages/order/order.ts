@@ -460,7 +460,7 @@ export class OrderCore {
       }
       return;
     }
-    let c = this.candidates.get(msg.client);
+    const c = this.candidates.get(msg.client);
     // Every auth replica forwards the same request: digest its core once.
     const coreDigest = c?.reqId === msg.reqId && bytesEqual(c.op, msg.op) ? c.coreDigest : this.keys.digest(requestCoreBytes(msg.client, msg.reqId, msg.op));
     if (!this.keys.verifyAuthenticatorDigest(nodePrincipal(authNode), coreDigest, msg.row, this.index)) {
