@@ -253,14 +253,14 @@ test('a replica flooding valid frames is cut off for runtime.floodCutOffMs, refu
   try {
     const before = await rejected('peer_flood_disconnected');
     const hs = await handshake(3, 'node');
-    let open = true;
+    const conn = { open: true };
     void hs.closed.then(() => {
-      open = false;
+      conn.open = false;
     });
     // VIEW-HINTs: valid, authenticated, cheap for the node; 1000 per packet.
     const frames = Array.from({ length: 1000 }, () => encodeMessage({ kind: 'viewHint', view: 0 }));
     let counter = 0n;
-    while (open && counter < 500n) {
+    while (conn.open && counter < 500n) {
       hs.socket.write(packet(hs.ring, hs.sendKey, counter, frames));
       counter += 1n;
       await new Promise((r) => setImmediate(r));
