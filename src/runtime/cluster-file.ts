@@ -8,7 +8,7 @@
  *   checkpoints: sequential                        # optional: sequential | coordinated
  *   stateTransfer: collaborative                   # optional: collaborative | single
  *   tunables: { checkpointInterval: 64, ... }      # optional; defaults in core/config.ts
- *   runtime: { tickMs: 2, logLevel: info }        # optional
+ *   runtime: { tickMs: 2, logLevel: info, floodCutOffMs: 60000 }   # optional
  *   nodes:
  *     - { id: 0, host: 127.0.0.1, port: 7100, metricsPort: 9100, stages: [auth, order, exec], publicKey: <base64> }
  *   clients:
@@ -34,10 +34,18 @@ export interface RuntimeSettings {
   readonly tickMs: number;
   /** pino log level of the nodes. */
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /**
+   * How long a replica found flooding (more than 20x the messages of every other replica) stays
+   * disconnected, milliseconds (runtime/inbox.ts). Aardvark uses 10 minutes; the default, 60 s,
+   * is long against the flood (a flooder reconnects and is measured again, so it does at most
+   * one window's damage per period) and short enough that a false alarm costs a minute of one
+   * replica, which the cluster tolerates (u), and that tests can watch the reconnection.
+   */
+  readonly floodCutOffMs: number;
 }
 
 /** Defaults of the runtime settings. */
-export const defaultRuntime: RuntimeSettings = { tickMs: 2, logLevel: 'info' };
+export const defaultRuntime: RuntimeSettings = { tickMs: 2, logLevel: 'info', floodCutOffMs: 60_000 };
 
 /** A node of a deployment. */
 export interface NodeEntry {
@@ -109,6 +117,9 @@ export function parseClusterFile(text: string, source = 'cluster file'): Cluster
   if (!isObject(runtimeRaw)) problems.push({ path: 'runtime', message: 'must be a mapping' });
   if (typeof runtime.tickMs !== 'number' || !Number.isInteger(runtime.tickMs) || runtime.tickMs < 1 || runtime.tickMs > 1000) {
     problems.push({ path: 'runtime.tickMs', message: 'must be an integer in [1, 1000]' });
+  }
+  if (typeof runtime.floodCutOffMs !== 'number' || !Number.isInteger(runtime.floodCutOffMs) || runtime.floodCutOffMs < 100 || runtime.floodCutOffMs > 86_400_000) {
+    problems.push({ path: 'runtime.floodCutOffMs', message: 'must be an integer in [100, 86400000]' });
   }
   if (!logLevels.includes(runtime.logLevel as (typeof logLevels)[number])) problems.push({ path: 'runtime.logLevel', message: `must be one of ${logLevels.join(', ')}` });
 

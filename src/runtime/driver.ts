@@ -3,7 +3,13 @@
  * TCP (transport.ts), real files (file-store.ts), the real clock and the OS random source.
  *
  * One event loop; every input (message, tick) is one synchronous `step`; its effects run in
- * order. A `persist` effect is a barrier: the effects behind it wait until the write is durable.
+ * order. Messages do not reach the stages in arrival order: the transport pushes each decoded
+ * message into the inbox (inbox.ts: a bounded queue per replica, one for all clients, catch-up
+ * requests when idle, flood cut-off), and a drain loop, scheduled with setImmediate, steps at
+ * most `drainBatch` messages per turn in the inbox's round-robin order before yielding to I/O.
+ * Messages between co-located stages go through the inbox's own lane: first, never dropped.
+ * A replica the inbox finds flooding is disconnected by the transport for
+ * `runtime.floodCutOffMs`. A `persist` effect is a barrier: the effects behind it wait until the write is durable.
  * Persists queued while an fdatasync is in flight join the next group commit (one fdatasync for
  * all of them), so barriers cost one sync per group, not per write.
  *
@@ -24,6 +30,7 @@ import { hex } from '../stages/common.ts';
 import { FileStore, SplitStore, VolatileStore } from './file-store.ts';
 import { EffectRunner } from './effects.ts';
 import { Transport } from './transport.ts';
+import { Inbox, type LaneDepth } from './inbox.ts';
 import { NodeMetrics, serveMetrics } from './metrics.ts';
 import { OsRandom, monotonicClock } from './random.ts';
 import type { ClusterFile } from './cluster-file.ts';
@@ -78,7 +85,16 @@ export interface NodeStatus {
   readonly uptimeMs: number;
   /** Packets, frames and bytes sent so far. */
   readonly traffic: { readonly packets: number; readonly frames: number; readonly bytes: number };
+  /**
+   * The inbox: messages and bytes waiting per lane (`self`, `n<id>`, `n<id>/low`, `clients`;
+   * empty lanes left out), messages dropped per source and reason, and the replicas cut off for
+   * flooding with the ms left.
+   */
+  readonly inbox: { readonly depth: Readonly<Record<string, LaneDepth>>; readonly dropped: Readonly<Record<string, Readonly<Record<string, number>>>>; readonly cutOff: Readonly<Record<string, number>> };
 }
+
+/** Most messages the drain loop steps before yielding to I/O. */
+const drainBatch = 256;
 
 /** A running node. */
 export class NodeDriver {
@@ -96,9 +112,11 @@ export class NodeDriver {
   private readonly rejectedCounts = new Map<string, number>();
   private readonly startedAt = Date.now();
   private stopped = false;
-  /** Messages from this node to itself, delivered on the next turn. */
-  private readonly local: Message[] = [];
-  private localScheduled = false;
+  /** Every message waits here between the transport (or a co-located stage) and `step`. */
+  private readonly inbox: Inbox;
+  private drainScheduled = false;
+  /** Inbox drops already added to bulwark_inbox_dropped_total, by `source|reason`. */
+  private readonly droppedReported = new Map<string, number>();
   private readonly self: Principal;
 
   private constructor(private readonly o: NodeDriverOptions) {
@@ -136,13 +154,22 @@ export class NodeDriver {
     for (const n of o.cluster.nodes) if (n.id > o.nodeId) dial.set(n.id, { host: n.host, port: n.port });
     const knownNodes = new Set(o.cluster.nodes.map((n) => n.id));
     const knownClients = new Set(o.cluster.clients.map((c) => c.id));
+    // Flood cut-off only where replicas may lie (r >= 1): at most r cut off at once, and never
+    // so many that cut-off and silent peers reach u (inbox.ts).
+    const { u, r } = o.cluster.protocol;
+    this.inbox = new Inbox({
+      replicas: o.cluster.nodes.filter((n) => n.id !== o.nodeId).map((n) => n.id),
+      floodCutOffMs: o.cluster.runtime.floodCutOffMs,
+      cutOffMax: r >= 1 ? Math.min(u, r) : 0,
+      silentMax: u,
+    });
     this.transport = new Transport({
       keys,
       listen: { host: bindHost(entry.host), port: entry.port },
       dial,
       known: (p) => (p.kind === 'node' ? knownNodes.has(p.id) : knownClients.has(p.id)),
-      onMessage: (from, msg) => {
-        this.onMessage(from, msg);
+      onMessage: (from, msg, bytes) => {
+        this.onMessage(from, msg, bytes);
       },
       onReject: (reason, peer) => {
         this.countReject(reason);
@@ -190,16 +217,61 @@ export class NodeDriver {
     this.rejectedCounts.set(reason, (this.rejectedCounts.get(reason) ?? 0) + 1);
   }
 
-  private onMessage(from: Principal, msg: Message): void {
-    // Latency is measured from the first AUTH-REQ to execution, so only executors keep it.
+  /** A message from the network: into the inbox (fair, bounded); stepped by `drain`. */
+  private onMessage(from: Principal, msg: Message, bytes: number): void {
+    if (this.stopped) return;
+    const now = this.now();
+    this.noteArrival(msg, now);
+    const outcome = this.inbox.push(from, msg, bytes, now);
+    switch (outcome) {
+      case 'queued':
+        this.scheduleDrain();
+        return;
+      case 'replaced':
+        return;
+      case 'flood':
+        if (from.kind === 'node') {
+          const ms = this.o.cluster.runtime.floodCutOffMs;
+          this.o.logger.warn({ peer: principalKey(from), cutOffMs: ms }, 'replica flooding (20x every other replica): disconnected');
+          this.transport.disconnectFor(from.id, ms);
+        }
+        return;
+      default:
+        // Dropped: counted by the inbox per source and reason (/status inbox.dropped, and
+        // bulwark_inbox_dropped_total from refreshGauges).
+        return;
+    }
+  }
+
+  /** Latency is measured from the first AUTH-REQ to execution, so only executors keep it. */
+  private noteArrival(msg: Message, now: number): void {
     if (msg.kind === 'authReq' && this.node.exec !== undefined) {
       const k = `${msg.client}:${msg.reqId}`;
       if (!this.firstSeen.has(k)) {
         if (this.firstSeen.size > 100_000) this.firstSeen.clear();
-        this.firstSeen.set(k, this.now());
+        this.firstSeen.set(k, now);
       }
     }
-    this.step({ kind: 'message', from, msg, now: this.now() });
+  }
+
+  private scheduleDrain(): void {
+    if (this.drainScheduled) return;
+    this.drainScheduled = true;
+    setImmediate(() => {
+      this.drainScheduled = false;
+      this.drain();
+    });
+  }
+
+  /** Steps up to `drainBatch` messages in the inbox's order, then yields to I/O. */
+  private drain(): void {
+    for (let i = 0; i < drainBatch && !this.stopped; i++) {
+      const now = this.now();
+      const item = this.inbox.take(now);
+      if (item === undefined) return;
+      this.step({ kind: 'message', from: item.from, msg: item.msg, now });
+    }
+    if (this.inbox.size > 0 && !this.stopped) this.scheduleDrain();
   }
 
   private step(ev: Parameters<ReplicaNode['step']>[0]): void {
@@ -219,16 +291,13 @@ export class NodeDriver {
       case 'send': {
         // Co-located stages talk through an in-memory hop, on the next turn (no re-entrancy).
         const remote = e.to.filter((p) => p.kind !== 'node' || p.id !== this.o.nodeId);
-        if (remote.length !== e.to.length) this.local.push(e.msg);
-        if (remote.length > 0) this.transport.send(remote, e.msg);
-        if (this.local.length > 0 && !this.localScheduled) {
-          this.localScheduled = true;
-          setImmediate(() => {
-            this.localScheduled = false;
-            const msgs = this.local.splice(0);
-            for (const m of msgs) this.onMessage(this.self, m);
-          });
+        if (remote.length !== e.to.length) {
+          const now = this.now();
+          this.noteArrival(e.msg, now);
+          this.inbox.pushLocal(this.self, e.msg, now);
+          this.scheduleDrain();
         }
+        if (remote.length > 0) this.transport.send(remote, e.msg);
         return;
       }
       case 'note':
@@ -297,19 +366,35 @@ export class NodeDriver {
 
   /** Status for `bulwark status` and tests; `digest` adds the hash of the app state. */
   /** Updates the gauges that are read from the transport rather than from notes. */
-  private refreshGauges(): { depths: Record<string, number>; peers: string[] } {
+  private refreshGauges(): { depths: Record<string, number>; peers: string[]; inbox: Record<string, LaneDepth> } {
     const depths = Object.fromEntries(this.transport.queueDepths());
     for (const [peer, bytes] of Object.entries(depths)) this.metrics.queueDepth.set({ peer }, bytes);
+    const inbox = this.inbox.depths();
+    this.metrics.inboxMessages.reset();
+    this.metrics.inboxBytes.reset();
+    for (const [lane, d] of Object.entries(inbox)) {
+      this.metrics.inboxMessages.set({ lane }, d.messages);
+      this.metrics.inboxBytes.set({ lane }, d.bytes);
+    }
+    this.metrics.inboxCutOff.set(Object.keys(this.inbox.cutOffs(this.now())).length);
+    for (const [source, reasons] of Object.entries(this.inbox.dropped())) {
+      for (const [reason, n] of Object.entries(reasons)) {
+        const k = `${source}|${reason}`;
+        const seen = this.droppedReported.get(k) ?? 0;
+        if (n > seen) this.metrics.inboxDropped.inc({ source, reason }, n - seen);
+        this.droppedReported.set(k, n);
+      }
+    }
     const peers = this.transport.connectedPeers();
     this.metrics.connectedPeers.set(peers.length);
     this.metrics.storageSyncs.set(this.store.stats.syncs);
-    return { depths, peers };
+    return { depths, peers, inbox };
   }
 
   status(digest = false): NodeStatus {
     const order = this.node.order?.status;
     const exec = this.node.exec;
-    const { depths, peers } = this.refreshGauges();
+    const { depths, peers, inbox } = this.refreshGauges();
     return {
       node: this.o.nodeId,
       view: order?.view,
@@ -332,6 +417,7 @@ export class NodeDriver {
       rssBytes: process.memoryUsage().rss,
       uptimeMs: Date.now() - this.startedAt,
       traffic: { packets: this.transport.stats.packetsSent, frames: this.transport.stats.framesSent, bytes: this.transport.stats.bytesSent },
+      inbox: { depth: inbox, dropped: this.inbox.dropped(), cutOff: this.inbox.cutOffs(this.now()) },
     };
   }
 }

@@ -20,6 +20,10 @@ export class NodeMetrics {
   readonly viewChanges: Counter;
   readonly storageSyncs: Gauge;
   readonly connectedPeers: Gauge;
+  readonly inboxMessages: Gauge<'lane'>;
+  readonly inboxBytes: Gauge<'lane'>;
+  readonly inboxDropped: Counter<'source' | 'reason'>;
+  readonly inboxCutOff: Gauge;
 
   constructor(nodeId: number) {
     this.registry.setDefaultLabels({ node: String(nodeId) });
@@ -42,6 +46,10 @@ export class NodeMetrics {
     this.viewChanges = new Counter({ name: 'bulwark_view_changes_total', help: 'View changes started by this node', registers: r });
     this.storageSyncs = new Gauge({ name: 'bulwark_storage_syncs', help: 'fdatasync calls (group commits) so far', registers: r });
     this.connectedPeers = new Gauge({ name: 'bulwark_connected_peers', help: 'Authenticated connections (nodes and clients)', registers: r });
+    this.inboxMessages = new Gauge({ name: 'bulwark_inbox_messages', help: 'Messages waiting in the inbox, by lane (self, n<id>, n<id>/low, clients)', labelNames: ['lane'], registers: r });
+    this.inboxBytes = new Gauge({ name: 'bulwark_inbox_bytes', help: 'Encoded bytes waiting in the inbox, by lane', labelNames: ['lane'], registers: r });
+    this.inboxDropped = new Counter({ name: 'bulwark_inbox_dropped_total', help: 'Messages the inbox dropped, by source (n<id> or clients) and reason', labelNames: ['source', 'reason'], registers: r });
+    this.inboxCutOff = new Gauge({ name: 'bulwark_replicas_cut_off', help: 'Replicas disconnected for flooding right now', registers: r });
   }
 }
 

@@ -25,6 +25,9 @@
  * (more are closed on accept); each connection's outbound queue is bounded (`queueBytesMax`):
  * when full, the OLDEST queued frames are dropped (the protocol retransmits what matters).
  * Every rejection is counted by reason through `onReject`.
+ *
+ * Flood cut-off (`disconnectFor`, decided by the node's inbox): the node's connection is closed,
+ * its handshakes refused and it is not dialed until the period ends; then it reconnects as usual.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
@@ -46,8 +49,8 @@ export interface TransportOptions {
   readonly dial: ReadonlyMap<number, { readonly host: string; readonly port: number }>;
   /** Whether a principal belongs to the cluster (has a key in the cluster file). */
   readonly known: (p: Principal) => boolean;
-  /** A message arrived from an authenticated peer. */
-  readonly onMessage: (from: Principal, msg: Message) => void;
+  /** A message arrived from an authenticated peer; `bytes` is its encoded size (the frame). */
+  readonly onMessage: (from: Principal, msg: Message, bytes: number) => void;
   /** An input was rejected (reason, and the peer when known). */
   readonly onReject: (reason: string, peer: string | undefined) => void;
   /** A connection was established or lost. */
@@ -229,7 +232,7 @@ class Conn {
         this.t.reject('undecodable_message', principalKey(s.peer));
         continue;
       }
-      this.t.deliver(s.peer, res.value);
+      this.t.deliver(s.peer, res.value, len);
     }
   }
 
@@ -270,6 +273,8 @@ export class Transport {
   /** Dial state per node id. */
   private readonly dialers = new Map<number, { backoffMs: number; timer: NodeJS.Timeout | undefined; conn: Conn | undefined; queue: Uint8Array[]; queueBytes: number }>();
   private stopped = false;
+  /** Nodes disconnected for flooding, until when (performance.now()). */
+  private readonly cutOffUntil = new Map<number, number>();
   /** Traffic counters. */
   readonly stats = { packetsSent: 0, framesSent: 0, bytesSent: 0 };
   private readonly handshakeTimeoutMs: number;
@@ -362,8 +367,40 @@ export class Transport {
     this.o.onReject(reason, peer);
   }
 
-  deliver(from: Principal, msg: Message): void {
-    this.o.onMessage(from, msg);
+  deliver(from: Principal, msg: Message, bytes: number): void {
+    this.o.onMessage(from, msg, bytes);
+  }
+
+  /**
+   * Disconnects node `id` for `ms` (a flooding replica, inbox.ts): closes its connection and
+   * any handshake in progress, refuses its handshakes (`handshake_peer_cut_off`) and does not
+   * dial it until the time has passed; counted as `peer_flood_disconnected`. Frames for it wait
+   * in its bounded dial queue meanwhile.
+   */
+  disconnectFor(id: number, ms: number): void {
+    const until = performance.now() + ms;
+    this.cutOffUntil.set(id, until);
+    const k = `n${id}`;
+    this.reject('peer_flood_disconnected', k);
+    this.conns.get(k)?.close();
+    for (const c of this.pending) if (c.claimed?.kind === 'node' && c.claimed.id === id) c.close();
+    const d = this.dialers.get(id);
+    if (d !== undefined && this.o.dial.has(id)) {
+      d.conn?.close();
+      if (d.timer !== undefined) clearTimeout(d.timer);
+      d.timer = setTimeout(() => {
+        this.dial(id);
+      }, ms);
+    }
+  }
+
+  /** Whether node `id` is cut off now (see disconnectFor). */
+  isCutOff(id: number): boolean {
+    const until = this.cutOffUntil.get(id);
+    if (until === undefined) return false;
+    if (performance.now() < until) return true;
+    this.cutOffUntil.delete(id);
+    return false;
   }
 
   private dialerState(id: number): { backoffMs: number; timer: NodeJS.Timeout | undefined; conn: Conn | undefined; queue: Uint8Array[]; queueBytes: number } {
@@ -381,6 +418,12 @@ export class Transport {
     if (addr === undefined) return;
     const d = this.dialerState(id);
     d.timer = undefined;
+    if (this.isCutOff(id)) {
+      d.timer = setTimeout(() => {
+        this.dial(id);
+      }, this.cutOffUntil.get(id)! - performance.now());
+      return;
+    }
     const socket = connect({ host: addr.host, port: addr.port });
     const conn = new Conn(socket, true, this);
     d.conn = conn;
@@ -443,6 +486,7 @@ export class Transport {
       const peer: Principal = kind === 1 ? { kind: 'node', id } : { kind: 'client', id };
       if (self.kind !== 'node' || target !== self.id) return conn.fail('handshake_wrong_target');
       if (!this.o.known(peer) || (peer.kind === 'node' && peer.id === self.id)) return conn.fail('handshake_unknown_peer');
+      if (peer.kind === 'node' && this.isCutOff(peer.id)) return conn.fail('handshake_peer_cut_off');
       conn.claimed = peer;
       conn.nonceD = new Uint8Array(body.subarray(13, 45));
       conn.nonceL = randomBytes(32);
@@ -480,6 +524,10 @@ export class Transport {
   }
 
   private open(conn: Conn, peer: Principal, dialer: boolean): void {
+    if (peer.kind === 'node' && this.isCutOff(peer.id)) {
+      conn.fail('handshake_peer_cut_off');
+      return;
+    }
     const d2l = this.sessionKey(peer, 'd2l', conn.nonceD, conn.nonceL);
     const l2d = this.sessionKey(peer, 'l2d', conn.nonceD, conn.nonceL);
     conn.session = { peer, sendKey: dialer ? d2l : l2d, recvKey: dialer ? l2d : d2l, sendCounter: 0n, recvCounter: 0n };
@@ -515,6 +563,8 @@ export class Transport {
       const d = this.dialerState(id);
       if (d.conn !== conn) return;
       d.conn = undefined;
+      // disconnectFor already scheduled the dial for the end of the cut-off.
+      if (this.isCutOff(id)) return;
       const wait = d.backoffMs;
       d.backoffMs = Math.min(d.backoffMs * 2, 2000);
       d.timer = setTimeout(() => {

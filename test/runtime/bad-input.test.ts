@@ -1,8 +1,9 @@
 /**
  * Bad input on every listening port of a running node: random bytes, a frame header claiming
  * 4 GB, forged and replayed handshakes, unknown peers, bad packet MACs, undecodable frames,
- * thousands of idle connections, garbage on the metrics port. Each is rejected and counted
- * (by reason, in /status), the node keeps serving, and its memory stays bounded.
+ * thousands of idle connections, garbage on the metrics port, a replica flooding valid frames.
+ * Each is rejected and counted (by reason, in /status), the node keeps serving, and its memory
+ * stays bounded.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,13 +18,15 @@ import { defaultCrypto } from '../../src/crypto/sodium.ts';
 import { publicKeysOf } from '../../src/runtime/driver.ts';
 import { KvClient } from '../../src/services/kv/client.ts';
 import type { TcpClient } from '../../src/runtime/client.ts';
+import { encodeMessage } from '../../src/codec/messages.ts';
 
 let cluster: ProcessCluster;
 let client: TcpClient;
 let port = 0;
 
 before(async () => {
-  cluster = await ProcessCluster.start({ u: 1, r: 1 });
+  // A short flood cut-off, so the flood test can watch the replica come back.
+  cluster = await ProcessCluster.start({ u: 1, r: 1, runtime: { floodCutOffMs: 3000 } });
   port = cluster.cf.nodes[0]!.port;
   client = await cluster.client();
 });
@@ -63,9 +66,11 @@ function frame(b: Uint8Array): Buffer {
   return Buffer.concat([h, b]);
 }
 
-async function clientRing(id: number): Promise<KeyRing> {
-  const key = loadKeyFile(clusterPaths(cluster.dir).clientKey(id));
-  const self = clientPrincipal(id);
+/** The key ring of client `id`, or of node `id` (its key file is in the test cluster's directory). */
+async function ringOf(kind: 'client' | 'node', id: number): Promise<KeyRing> {
+  const paths = clusterPaths(cluster.dir);
+  const key = loadKeyFile(kind === 'client' ? paths.clientKey(id) : paths.nodeKey(id));
+  const self = kind === 'client' ? clientPrincipal(id) : nodePrincipal(id);
   return new KeyRing(self, await defaultCrypto(), new DerivedKeys(self, key.privateKey, publicKeysOf(cluster.cf)));
 }
 
@@ -94,17 +99,18 @@ async function waitBytes(received: Buffer[], n: number): Promise<Buffer> {
   return Buffer.concat(received);
 }
 
-/** A full, legitimate handshake as client `id`; returns the open socket and the bytes sent. */
-async function handshake(id: number): Promise<{ socket: Socket; sent: Buffer[]; sendKey: Uint8Array; ring: KeyRing; closed: Promise<void>; received: Buffer[] }> {
-  const ring = await clientRing(id);
+/** A full, legitimate handshake as client (or node) `id`; returns the open socket and the bytes sent. */
+async function handshake(id: number, as: 'client' | 'node' = 'client'): Promise<{ socket: Socket; sent: Buffer[]; sendKey: Uint8Array; ring: KeyRing; closed: Promise<void>; received: Buffer[] }> {
+  const ring = await ringOf(as, id);
+  const kind = as === 'client' ? 2 : 1;
   const { socket, received, closed } = await raw();
   const nonceD = randomBytes(32);
-  const h = frame(hello(2, id, 0, nonceD));
+  const h = frame(hello(kind, id, 0, nonceD));
   socket.write(h);
   const got = await waitBytes(received, 4 + 96);
   const nonceL = got.subarray(4, 36);
   received.length = 0;
-  const t = transcript(2, id, 0, nonceD, nonceL);
+  const t = transcript(kind, id, 0, nonceD, nonceL);
   const proof = frame(ring.sign(Buffer.concat([Buffer.from('bulwark-hs-v1/D'), t])));
   socket.write(proof);
   const pair = ring.macKeyFor(nodePrincipal(0));
@@ -237,5 +243,45 @@ test('garbage on the metrics port: answered or closed, /metrics keeps working', 
   const text = await res.text();
   assert.equal(res.status, 200);
   assert.match(text, /bulwark_rejected_inputs_total\{[^}]*reason="handshake_bad_signature"/);
+  await stillServes();
+});
+
+test('a replica flooding valid frames is cut off for runtime.floodCutOffMs, refused meanwhile, then reconnected', { timeout: 60_000 }, async () => {
+  // Speak as node 3 with its own key. The real node 3 is stopped so that its connection does not
+  // replace ours; the cluster (u = 1) serves without it.
+  cluster.signal(3, 'SIGSTOP');
+  try {
+    const before = await rejected('peer_flood_disconnected');
+    const hs = await handshake(3, 'node');
+    const conn = { open: true };
+    void hs.closed.then(() => {
+      conn.open = false;
+    });
+    // VIEW-HINTs: valid, authenticated, cheap for the node; 1000 per packet.
+    const frames = Array.from({ length: 1000 }, () => encodeMessage({ kind: 'viewHint', view: 0 }));
+    let counter = 0n;
+    while (conn.open && counter < 500n) {
+      hs.socket.write(packet(hs.ring, hs.sendKey, counter, frames));
+      counter += 1n;
+      await new Promise((r) => setImmediate(r));
+    }
+    await hs.closed;
+    assert.ok(counter < 500n, `disconnected while flooding (after ${counter} packets of 1000 frames)`);
+    assert.equal(await rejected('peer_flood_disconnected'), before + 1);
+    const s = (await cluster.status(0))!;
+    assert.ok(s.inbox.cutOff.n3 !== undefined && s.inbox.cutOff.n3 > 0, 'n3 listed as cut off');
+    assert.ok((s.inbox.dropped.n3?.flood_cut_off ?? 0) > 0, 'its queued and later messages dropped');
+    // Refused while cut off, even with a valid identity.
+    const beforeRefused = await rejected('handshake_peer_cut_off');
+    const again = await raw();
+    again.socket.write(frame(hello(1, 3, 0, randomBytes(32))));
+    await again.closed;
+    assert.equal(await rejected('handshake_peer_cut_off'), beforeRefused + 1);
+    await stillServes();
+  } finally {
+    cluster.signal(3, 'SIGCONT');
+  }
+  // After the period node 0 dials node 3 again.
+  await eventually('node 0 reconnects to node 3', async () => ((await cluster.status(0))?.peers ?? []).includes('n3'), 20_000);
   await stillServes();
 });

@@ -72,3 +72,19 @@ test('a key file whose public key does not match its private key is refused, nam
   assert.throws(() => loadKeyFile(a), (e: unknown) => e instanceof ConfigError && e.message.includes(a) && /does not match privateKey/.test(e.message));
   rmSync(dir, { recursive: true, force: true });
 });
+
+test('runtime.floodCutOffMs: defaults to 60 s when absent, and is validated', () => {
+  const dir = fresh();
+  initCluster({ dir, u: 1, r: 1, clients: 1 });
+  const base = readFileSync(clusterPaths(dir).file, 'utf8');
+  assert.equal(parseClusterFile(base.replace('  floodCutOffMs: 60000\n', '')).runtime.floodCutOffMs, 60_000, 'older cluster files load');
+  assert.equal(parseClusterFile(base.replace('floodCutOffMs: 60000', 'floodCutOffMs: 3000')).runtime.floodCutOffMs, 3000);
+  for (const bad of ['50', '1.5', 'soon', '100000000']) {
+    assert.throws(
+      () => parseClusterFile(base.replace('floodCutOffMs: 60000', `floodCutOffMs: ${bad}`)),
+      (e: unknown) => e instanceof ConfigError && e.problems.some((p) => p.path === 'runtime.floodCutOffMs'),
+      bad,
+    );
+  }
+  rmSync(dir, { recursive: true, force: true });
+});
