@@ -12,7 +12,7 @@
 import { writeFileSync } from 'node:fs';
 import { runJobs } from '../sim/pool.ts';
 import { canaryNames, modelForSeed, type CanaryResult, type SimJob } from '../sim/jobs.ts';
-import { defaultFaultModels, describeNote, runSeed, type AttackName, type SeedResult } from '../sim/run.ts';
+import { attackNeedsCommission, defaultFaultModels, describeNote, runSeed, type AttackName, type SeedResult } from '../sim/run.ts';
 import { toJsonLine } from '../sim/checkers/linearizability.ts';
 import { principalKey } from '../crypto/provider.ts';
 import { canaryCatalogue } from '../stages/types.ts';
@@ -40,7 +40,15 @@ export async function simCommand(o: SimCliOptions, print: (line: string) => void
     print('sim: give both --u and --r, or neither');
     return 2;
   }
-  const models = o.u !== undefined && o.r !== undefined ? [[o.u, o.r] as const] : defaultFaultModels;
+  let models = o.u !== undefined && o.r !== undefined ? [[o.u, o.r] as const] : defaultFaultModels;
+  if (o.attack !== undefined && attackNeedsCommission(o.attack)) {
+    // A commission fault is outside the model when r = 0: run the models that tolerate it.
+    models = models.filter(([, r]) => r >= 1);
+    if (models.length === 0) {
+      print(`sim: --attack ${o.attack} is a commission fault; it needs r >= 1`);
+      return 2;
+    }
+  }
   const storageFaults = o.storageFaults === true;
   if (o.canaries === true) return canaryMode(o.seeds ?? 500, models, o.workers, print, storageFaults);
   if (o.history !== undefined || o.verbose === true) {

@@ -167,17 +167,25 @@ function drawScenario(rng: Prng, o: SeedOptions, nodeIds: readonly number[]): Sc
   };
 }
 
+/** Attacks that are commission faults: outside the model when r = 0 (see applyAttack). */
+export function attackNeedsCommission(attack: AttackName): boolean {
+  return attack === 'equivocating-primary';
+}
+
 /**
  * Puts an attack into a drawn scenario: a replica attack makes node 0 (the first primary) the
  * Byzantine node with that behaviour alone; a client attack adds a faulty client. Other faults
- * drawn stay, trimmed so at most u nodes are faulty.
+ * drawn stay, trimmed so at most u nodes are faulty. Delays, omissions and junk with bad MACs
+ * are within a crash-fault model (u); equivocation is a commission fault and needs r >= 1, so
+ * with r = 0 it leaves the scenario as drawn (`sim --attack` runs it on models with r >= 1).
  */
-function applyAttack(sc: Scenario, attack: AttackName, nodeIds: readonly number[], u: number): void {
+function applyAttack(sc: Scenario, attack: AttackName, nodeIds: readonly number[], u: number, r: number): void {
   const s = sc as { -readonly [K in keyof Scenario]: Scenario[K] };
   if (attack === 'bad-client' || attack === 'client-flood') {
     s.faultyClients = 1;
     return;
   }
+  if (attackNeedsCommission(attack) && r === 0) return;
   const behaviour: ByzantineBehaviour =
     attack === 'slow-primary' ? 'slowPrimary' : attack === 'unfair-primary' ? 'unfairPrimary' : attack === 'replica-flood' ? 'replicaFlood' : 'equivocate';
   const node = nodeIds[0]!;
@@ -224,7 +232,7 @@ export function runSeed(o: SeedOptions): SeedResult {
   };
   const attack = o.attack;
   const attackSettings = { slowPrimaryUs: arng.pick([1_000, 10_000, 100_000]), victimClient: arng.int(0, sc.clients - 1), floodFactor: arng.int(2, 16) };
-  if (attack !== undefined && o.faultFree !== true) applyAttack(sc, attack, nodeIds, o.u);
+  if (attack !== undefined && o.faultFree !== true) applyAttack(sc, attack, nodeIds, o.u, o.r);
   const cfg = defaultConfig({ u: o.u, r: o.r, clients: 0, tunables: { ...sc.tunables, ...cpTunables, ...robustTunables } });
   const cluster = deriveCluster({ ...cfg, durability, checkpoints, stateTransfer, clients: [...correctClientIds, ...faultyClientIds] });
   const canaries = o.canaries ?? new Set<CanaryName>();

@@ -7,7 +7,9 @@
  * - Heartbeat: while this backup holds a ready request that no pre-prepare carries, and the
  *   primary has room in its pipeline, a PRE-PREPARE must arrive at least every `heartbeatMs`.
  *   On expiry the replica starts a view change and the timeout doubles; the first pre-prepare
- *   accepted afterwards brings it back to `heartbeatMs`. (Aardvark resets its timer on every
+ *   accepted (or batch committed) in a view afterwards brings it back to `heartbeatMs`. A commit
+ *   counts like a pre-prepare: a replica that rejoined a view catches up on batches whose
+ *   pre-prepares it never saw. (Aardvark resets its timer on every
  *   pre-prepare and expects one every 40 ms; ours runs only while there is work, so an idle
  *   cluster is not a slow one, and not while the pipeline is full, because then the wait is for
  *   the backups' votes, not for the primary.)
@@ -73,7 +75,7 @@ export class PrimaryMonitor {
     while (this.bestByView.length > Math.max(1, this.s.viewsRemembered)) this.bestByView.shift();
   }
 
-  /** A PRE-PREPARE of the current view was accepted. */
+  /** A PRE-PREPARE of the current view was accepted, or a batch committed in it. */
   onPrePrepare(now: number): void {
     this.lastPrePrepareAt = now;
     this.hbTimeout = this.s.heartbeatMs;

@@ -517,11 +517,14 @@ export class OrderCore {
    * waiting request it passed over although it had room is forwarded to the primary the first
    * time. Pre-prepares up to pipelineMax - 1 numbers later may have left before the primary got
    * it; once `fairnessOvertakes` pre-prepares with room beyond those pass it over too, the
-   * primary is unfair.
+   * primary is unfair. Only a replica that has every batch below `seq` judges.
    */
   private checkFairness(seq: number, batch: Batch, now: number): void {
     const limit = this.cluster.config.fairnessOvertakes;
     if (limit <= 0 || this.isPrimary()) return;
+    // Judge only with every batch before this one in view: a request that looks passed over may
+    // sit in a batch this replica has not seen (it lags, or it just rejoined the view).
+    for (let t = this.committedSeq + 1; t < seq; t++) if (this.slots.get(t)?.pp === undefined) return;
     const cfg = this.cluster.config;
     const inBatch = new Set(batch.requests.map((r) => r.client));
     let bytes = 0;
@@ -813,7 +816,12 @@ export class OrderCore {
       this.apply(slot, true);
       progressed = true;
     }
-    if (progressed && this.normal) this.lastProgressView = this.view;
+    if (progressed && this.normal) {
+      this.lastProgressView = this.view;
+      // Commits in this view prove the primary is at work, whether this replica saw the
+      // pre-prepares or caught up on them (a replica that just rejoined the view).
+      this.monitor.onPrePrepare(this.lastNow);
+    }
     // A commit frees a pipeline slot: the primary may propose what is waiting right away.
     if (progressed) this.maybePropose(this.lastNow);
   }
