@@ -17,6 +17,14 @@
  *   deletes its data directory and restarts it; the line gains `transfer=<mode>
  *   recovery_s=<until it executed what node 0 had executed when it restarted> during_ratio=<ops/s
  *   during the recovery / median ops/s before the kill>`.
+ *
+ * Attacks (issue 5): `--attack NAME` (with --spawn) measures a fault-free phase and an attacked
+ * phase, each --duration long, in one run. Node attacks are switched on at the phase boundary
+ * on the primary of that moment through `POST /attack` (the spawned nodes run with
+ * BULWARK_ATTACKS=1; see src/runtime/attack.ts); client attacks start a bad client or a
+ * connection flood (attack-drivers.ts). The line gains `attack=<NAME> ratio=<attacked ops/s /
+ * fault-free ops/s>` and the figures of each phase; `unfair-primary` adds the victim's mean
+ * latency and the others' in the attacked phase.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -32,6 +40,9 @@ import type { CheckpointMode, DurabilityMode, StateTransferMode, Tunables } from
 import { encodeKvRequest } from '../services/kv/ops.ts';
 import { renderTimelineSvg } from './timeline-chart.ts';
 import { alive } from '../runtime/client.ts';
+import type { AttackName } from '../sim/run.ts';
+import type { NodeAttackSpec } from '../runtime/attack.ts';
+import { startBadClient, startClientFlood, type RunningAttack } from './attack-drivers.ts';
 
 /** Options of `bulwark bench`. */
 export interface BenchOptions {
@@ -61,6 +72,10 @@ export interface BenchOptions {
   readonly chart?: string;
   /** With spawn: `recovery` wipes and restarts execution replica 2 during the run. */
   readonly scenario?: 'recovery';
+  /** With spawn: a fault-free phase, then this attack for a phase of equal length. */
+  readonly attack?: AttackName;
+  /** slow-primary: delay of each pre-prepare (ms, default 10). */
+  readonly attackDelayMs?: number;
   readonly warmupS?: number;
   /** Write progress to stderr (default true). */
   readonly progress?: boolean;
@@ -89,6 +104,26 @@ export interface BenchResult {
   readonly minWindowRatio?: number;
   /** With the recovery scenario: what happened. */
   readonly recovery?: RecoveryResult;
+  /** With --attack: the two phases. */
+  readonly attack?: AttackResult;
+}
+
+/** Figures of an attack run: phase 1 fault-free, phase 2 attacked, equal lengths. */
+export interface AttackResult {
+  readonly name: AttackName;
+  /** What the attack was (node attacked, delay, victim...). */
+  readonly detail: string;
+  readonly baseOpsPerS: number;
+  readonly attackedOpsPerS: number;
+  readonly ratio: number;
+  readonly baseP50Ms: number;
+  readonly attackedP50Ms: number;
+  /** unfair-primary: mean latency of the victim and of the others in the attacked phase. */
+  readonly victimMeanMs?: number;
+  readonly othersMeanMs?: number;
+  /** View of node 0 before and after the attacked phase. */
+  readonly viewBefore: number | undefined;
+  readonly viewAfter: number | undefined;
 }
 
 /** Figures of the recovery scenario (seconds from the start of the measured run). */
@@ -109,6 +144,12 @@ export function benchLine(b: BenchResult): string {
   if (b.recovery !== undefined) {
     const r = b.recovery;
     line += ` transfer=${b.stateTransfer} recovery_s=${r.recoveryS === undefined ? 'none' : r.recoveryS.toFixed(1)} during_ratio=${r.duringRatio === undefined ? 'none' : r.duringRatio.toFixed(2)}`;
+  }
+  if (b.attack !== undefined) {
+    const a = b.attack;
+    line += ` attack=${a.name} ratio=${a.ratio.toFixed(2)} base_ops_per_s=${a.baseOpsPerS.toFixed(0)} attacked_ops_per_s=${a.attackedOpsPerS.toFixed(0)} base_p50_ms=${a.baseP50Ms.toFixed(2)} attacked_p50_ms=${a.attackedP50Ms.toFixed(2)}`;
+    if (a.victimMeanMs !== undefined && a.othersMeanMs !== undefined) line += ` victim_mean_ms=${a.victimMeanMs.toFixed(2)} others_mean_ms=${a.othersMeanMs.toFixed(2)}`;
+    line += ` views=${a.viewBefore ?? '?'}->${a.viewAfter ?? '?'}`;
   }
   return line;
 }
@@ -136,16 +177,23 @@ export async function spawnTemporaryCluster(
   r: number,
   durability: DurabilityMode = 'parallel',
   more: { checkpoints?: CheckpointMode; stateTransfer?: StateTransferMode; tunables?: Partial<Tunables> } = {},
+  env: Record<string, string> = {},
 ): Promise<{ dir: string; cf: ClusterFile }> {
   const dir = mkdtempSync(join(tmpdir(), 'bulwark-bench-'));
   const cf = await initLoopbackCluster({ dir, u, r, durability, ...more });
-  for (const n of cf.nodes) spawnNode(dir, n.id);
+  for (const n of cf.nodes) spawnNode(dir, n.id, env);
   await waitServing(cf, cf.nodes.map((n) => n.id));
   return { dir, cf };
 }
 
 /** Runs the load against an already running cluster. */
-export async function runLoad(ref: { dir?: string; config?: string }, o: BenchOptions, onSecond?: (elapsedS: number, opsLastSecond: number) => void, measureFromAt?: number): Promise<BenchResult> {
+export async function runLoad(
+  ref: { dir?: string; config?: string },
+  o: BenchOptions,
+  onSecond?: (elapsedS: number, opsLastSecond: number) => void,
+  measureFromAt?: number,
+  record?: (clientId: number, t0: number, t1: number) => void,
+): Promise<BenchResult> {
   const { cf } = resolveCluster(ref);
   const clients: TcpClient[] = [];
   for (let i = 0; i < o.clients; i++) clients.push(await connectClient(ref));
@@ -184,6 +232,7 @@ export async function runLoad(ref: { dir?: string; config?: string }, o: BenchOp
           continue;
         }
         const t1 = performance.now();
+        record?.(c.id, t0, t1);
         lastSecondOps++;
         if (t1 >= measureFrom && t1 < end) perSecond[Math.floor((t1 - measureFrom) / 1000)]! += 1;
         if (t0 >= measureFrom && t1 <= end) latencies.push(t1 - t0);
@@ -265,17 +314,86 @@ async function recoveryScenario(dir: string, cf: ClusterFile, node: number, atMs
 }
 
 /** `bulwark bench`. */
+/** The primary most nodes report (undefined when none answers). */
+async function currentPrimary(cf: ClusterFile): Promise<{ primary: number | undefined; view: number | undefined }> {
+  const views = new Map<string, number>();
+  for (const n of cf.nodes) {
+    const s = await fetchStatus(cf, n.id);
+    if (s?.primary === undefined || s.view === undefined) continue;
+    const k = `${s.view}:${s.primary}`;
+    views.set(k, (views.get(k) ?? 0) + 1);
+  }
+  const best = [...views.entries()].sort((a, b) => b[1] - a[1])[0];
+  if (best === undefined) return { primary: undefined, view: undefined };
+  const [view, primary] = best[0].split(':').map(Number);
+  return { primary, view };
+}
+
+/** Sets a node's attack through its metrics port (the node must run with BULWARK_ATTACKS=1). */
+async function postAttack(cf: ClusterFile, node: number, spec: NodeAttackSpec): Promise<void> {
+  const n = cf.nodes.find((x) => x.id === node);
+  if (n === undefined || n.metricsPort === 0) throw new BulwarkError('attack_failed', `node ${node} has no metrics port to take the attack`);
+  const host = n.host === '0.0.0.0' ? '127.0.0.1' : n.host;
+  const res = await fetch(`http://${host}:${n.metricsPort}/attack`, { method: 'POST', body: JSON.stringify(spec), signal: AbortSignal.timeout(2000) });
+  if (res.status !== 200) throw new BulwarkError('attack_failed', `node ${node} refused the attack: ${res.status} ${(await res.text()).trim()}`);
+}
+
+/** The client the unfair primary starves: the bench's first client (ids are taken from 0 up). */
+const victimClient = 0;
+
+/**
+ * Starts `attack` against the spawned cluster at `atMs` (performance.now); resolves with what
+ * was attacked and a stop function.
+ */
+async function startAttack(dir: string, cf: ClusterFile, attack: AttackName, o: BenchOptions, atMs: number): Promise<{ detail: string; viewBefore: number | undefined; stop: () => Promise<void> }> {
+  await new Promise((r) => setTimeout(r, Math.max(0, atMs - performance.now())));
+  const { primary, view } = await currentPrimary(cf);
+  if (attack === 'bad-client') {
+    // An identity the bench's clients do not use: the last one of the cluster file.
+    const id = Math.max(...cf.clients.map((c) => c.id));
+    const running: RunningAttack = await startBadClient(dir, cf, id, 2000);
+    return { detail: `client ${id}, 2000 requests/s, valid MAC for its relay only`, viewBefore: view, stop: () => running.stop() };
+  }
+  if (attack === 'client-flood') {
+    const running = startClientFlood(cf, { connections: 64, bytesPerS: 64 << 10, idle: 512 });
+    return { detail: '64 connections writing 64 KiB/s of random bytes each, reopened when closed, and 512 idle connections', viewBefore: view, stop: () => running.stop() };
+  }
+  if (primary === undefined) throw new BulwarkError('attack_failed', 'no node reports a primary');
+  const spec: NodeAttackSpec =
+    attack === 'slow-primary'
+      ? { name: 'slow-primary', delayMs: o.attackDelayMs ?? 10 }
+      : attack === 'unfair-primary'
+        ? { name: 'unfair-primary', victim: victimClient }
+        : attack === 'equivocating-primary'
+          ? { name: 'equivocating-primary' }
+          : { name: 'replica-flood', ratePerS: 20_000 };
+  // The flood comes from a backup (the primary's junk would also slow its own proposals).
+  const target = attack === 'replica-flood' ? cf.nodes.find((n) => n.id !== primary)!.id : primary;
+  await postAttack(cf, target, spec);
+  const what = spec.name === 'slow-primary' ? `, pre-prepares ${spec.delayMs} ms late` : spec.name === 'unfair-primary' ? `, starving client ${spec.victim}` : spec.name === 'replica-flood' ? `, ${spec.ratePerS} junk messages/s to each peer` : '';
+  return { detail: `node ${target}${target === primary ? ' (primary)' : ''}${what}`, viewBefore: view, stop: () => postAttack(cf, target, { name: 'none' }).catch(() => undefined) };
+}
+
 export async function benchCommand(o: BenchOptions, print: (s: string) => void = console.log): Promise<BenchResult> {
   let spawned: { dir: string; cf: ClusterFile } | undefined;
   if (o.scenario !== undefined && o.spawn !== true) throw new BulwarkError('usage', '--scenario needs --spawn (it kills and wipes a node)');
+  if (o.attack !== undefined && o.spawn !== true) throw new BulwarkError('usage', '--attack needs --spawn (it turns a node of the cluster into an attacker)');
+  if (o.attack !== undefined && o.scenario !== undefined) throw new BulwarkError('usage', '--attack and --scenario do not combine');
   if (o.spawn === true) {
     const tunables: Partial<Tunables> = o.checkpointInterval === undefined ? {} : { checkpointInterval: o.checkpointInterval };
-    spawned = await spawnTemporaryCluster(o.u ?? 1, o.r ?? 1, o.durability, {
-      tunables,
-      ...(o.checkpoints === undefined ? {} : { checkpoints: o.checkpoints }),
-      ...(o.stateTransfer === undefined ? {} : { stateTransfer: o.stateTransfer }),
-    });
+    spawned = await spawnTemporaryCluster(
+      o.u ?? 1,
+      o.r ?? 1,
+      o.durability,
+      {
+        tunables,
+        ...(o.checkpoints === undefined ? {} : { checkpoints: o.checkpoints }),
+        ...(o.stateTransfer === undefined ? {} : { stateTransfer: o.stateTransfer }),
+      },
+      o.attack !== undefined ? { BULWARK_ATTACKS: '1' } : {},
+    );
   }
+  if (o.attack !== undefined) return attackBench(spawned!, o, print);
   const ref = spawned !== undefined ? { dir: spawned.dir } : o.config !== undefined ? { config: o.config } : { dir: o.dir ?? 'cluster' };
   const barWidth = 30;
   try {
@@ -330,5 +448,94 @@ export async function benchCommand(o: BenchOptions, print: (s: string) => void =
       await downCommand({ dir: spawned.dir }, () => undefined);
       rmSync(spawned.dir, { recursive: true, force: true });
     }
+  }
+}
+
+/**
+ * `bench --attack`: one closed-loop run of two phases of --duration each; the attack starts at
+ * the boundary. Phase figures come from completions inside each phase.
+ */
+async function attackBench(spawned: { dir: string; cf: ClusterFile }, o: BenchOptions, print: (s: string) => void): Promise<BenchResult> {
+  const attack = o.attack!;
+  const ref = { dir: spawned.dir };
+  const phaseMs = o.durationS * 1000;
+  const warmupMs = (o.warmupS ?? 1) * 1000;
+  const measureFrom = performance.now() + warmupMs + 1000;
+  const boundary = measureFrom + phaseMs;
+  const end = boundary + phaseMs;
+  const ops: { client: number; t0: number; t1: number }[] = [];
+  const barWidth = 30;
+  let stop: (() => Promise<void>) | undefined;
+  try {
+    const starting = startAttack(spawned.dir, spawned.cf, attack, o, boundary).then((a) => {
+      stop = a.stop;
+      return a;
+    });
+    const [loaded, started] = await Promise.all([
+      runLoad(
+        ref,
+        { ...o, durationS: 2 * o.durationS },
+        (elapsed, last) => {
+          if (o.progress === false) return;
+          const done = Math.min(1, elapsed / (2 * o.durationS));
+          const bar = '#'.repeat(Math.round(done * barWidth)).padEnd(barWidth, '.');
+          process.stderr.write(`\r  [${bar}] ${elapsed.toFixed(0).padStart(3)}/${2 * o.durationS}s ${elapsed < o.durationS ? 'fault-free' : `attack ${attack}`}  ${String(last).padStart(6)} ops/s   `);
+        },
+        measureFrom,
+        (client, t0, t1) => ops.push({ client, t0, t1 }),
+      ),
+      starting,
+    ]);
+    if (o.progress !== false) process.stderr.write('\n');
+    const viewAfter = (await currentPrimary(spawned.cf)).view;
+    const phase = (from: number, to: number) => ops.filter((x) => x.t0 >= from && x.t1 <= to);
+    const base = phase(measureFrom, boundary);
+    const attacked = phase(boundary, end);
+    const p50 = (xs: typeof ops) => percentile(xs.map((x) => x.t1 - x.t0).sort((a, b) => a - b), 50);
+    const mean = (xs: typeof ops) => (xs.length === 0 ? 0 : xs.reduce((a, x) => a + (x.t1 - x.t0), 0) / xs.length);
+    const baseOps = base.length / o.durationS;
+    const attackedOps = attacked.length / o.durationS;
+    let result: BenchResult = {
+      ...loaded,
+      attack: {
+        name: attack,
+        detail: started.detail,
+        baseOpsPerS: baseOps,
+        attackedOpsPerS: attackedOps,
+        ratio: baseOps > 0 ? attackedOps / baseOps : 0,
+        baseP50Ms: base.length > 0 ? p50(base) : 0,
+        attackedP50Ms: attacked.length > 0 ? p50(attacked) : 0,
+        ...(attack === 'unfair-primary'
+          ? { victimMeanMs: mean(attacked.filter((x) => x.client === victimClient)), othersMeanMs: mean(attacked.filter((x) => x.client !== victimClient)) }
+          : {}),
+        viewBefore: started.viewBefore,
+        viewAfter,
+      },
+    };
+    if (o.timeline === true || o.chart !== undefined) {
+      const m = median(result.perSecond) ?? 0;
+      result = { ...result, minWindowRatio: m > 0 ? Math.min(...result.perSecond) / m : 0 };
+      print(`timeline (ops per 1-second window): ${result.perSecond.join(' ')}`);
+    }
+    if (o.chart !== undefined) {
+      writeFileSync(
+        o.chart,
+        renderTimelineSvg({
+          title: `ops/s per second: fault-free, then ${attack} (${started.detail})`,
+          yLabel: 'ops/s',
+          series: [{ label: attack, values: result.perSecond }],
+          spans: [{ label: `attack: ${attack}`, fromS: o.durationS, toS: 2 * o.durationS, series: 0 }],
+        }),
+      );
+    }
+    print(`attack: ${attack} on ${started.detail}`);
+    if (o.json === true) print(JSON.stringify(result));
+    if (result.errors > 0) print(`bench: ${result.errors} operation(s) failed`);
+    print(benchLine(result));
+    return result;
+  } finally {
+    if (stop !== undefined) await stop();
+    await downCommand({ dir: spawned.dir }, () => undefined);
+    rmSync(spawned.dir, { recursive: true, force: true });
   }
 }

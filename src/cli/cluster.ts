@@ -50,6 +50,7 @@ export async function nodeCommand(o: { config: string; id: number; key?: string;
     crypto: await defaultCrypto(),
     appFactory: () => new KvStore(),
     logger,
+    attacksAllowed: process.env.BULWARK_ATTACKS === '1',
   });
   await untilStopRequested();
   logger.info('stopping');

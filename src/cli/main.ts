@@ -161,6 +161,8 @@ export function buildProgram(): Command {
     .option('--timeline', 'print ops per 1-second window and the lowest window / median')
     .option('--chart <file>', 'write the per-second throughput as an SVG chart (implies --timeline)')
     .option('--scenario <name>', 'with --spawn: recovery (wipe and restart execution replica 2 a third of the way in)', scenarioName)
+    .option('--attack <name>', `with --spawn: a fault-free phase, then this attack for as long: ${attackNames.join(', ')}`, attackName)
+    .option('--attack-delay-ms <ms>', 'slow-primary: delay of each pre-prepare', int('--attack-delay-ms', 0), 10)
     .action(
       async (o: {
         clients: number;
@@ -181,6 +183,8 @@ export function buildProgram(): Command {
         timeline?: boolean;
         chart?: string;
         scenario?: 'recovery';
+        attack?: AttackName;
+        attackDelayMs: number;
       }) => {
         await benchCommand({
           clients: o.clients,
@@ -201,6 +205,7 @@ export function buildProgram(): Command {
           ...(o.preloadMb === undefined ? {} : { preloadMb: o.preloadMb }),
           ...(o.chart === undefined ? {} : { chart: o.chart }),
           ...(o.scenario === undefined ? {} : { scenario: o.scenario }),
+          ...(o.attack === undefined ? {} : { attack: o.attack, attackDelayMs: o.attackDelayMs }),
         });
       },
     );

@@ -31,6 +31,7 @@ import { FileStore, SplitStore, VolatileStore } from './file-store.ts';
 import { EffectRunner } from './effects.ts';
 import { Transport } from './transport.ts';
 import { Inbox, type LaneDepth } from './inbox.ts';
+import { NodeAttack, parseAttackSpec } from './attack.ts';
 import { NodeMetrics, serveMetrics } from './metrics.ts';
 import { OsRandom, monotonicClock } from './random.ts';
 import type { ClusterFile } from './cluster-file.ts';
@@ -46,6 +47,11 @@ export interface NodeDriverOptions {
   readonly crypto: CryptoProvider;
   readonly appFactory: AppFactory;
   readonly logger: Logger;
+  /**
+   * Accept `POST /attack` on the metrics port (attack.ts): for `bench --attack` on a throwaway
+   * local cluster only. Default false (the endpoint answers 403).
+   */
+  readonly attacksAllowed?: boolean;
 }
 
 /** Public keys of every principal in a cluster file, keyed by principal name. */
@@ -112,6 +118,9 @@ export class NodeDriver {
   private readonly rejectedCounts = new Map<string, number>();
   private readonly startedAt = Date.now();
   private stopped = false;
+  /** The attack this node plays, if told to (attack.ts); none by default. */
+  private readonly attack = new NodeAttack();
+  private floodTimer: NodeJS.Timeout | undefined;
   /** Every message waits here between the transport (or a co-located stage) and `step`. */
   private readonly inbox: Inbox;
   private drainScheduled = false;
@@ -187,7 +196,13 @@ export class NodeDriver {
     await d.transport.start();
     const entry = o.cluster.nodes.find((n) => n.id === o.nodeId)!;
     if (entry.metricsPort > 0) {
-      d.http = await serveMetrics({ host: bindHost(entry.host), port: entry.metricsPort, metrics: d.metrics, status: (url) => d.status(url.searchParams.has('digest')) });
+      d.http = await serveMetrics({
+        host: bindHost(entry.host),
+        port: entry.metricsPort,
+        metrics: d.metrics,
+        status: (url) => d.status(url.searchParams.has('digest')),
+        attack: (body) => d.setAttack(body),
+      });
     }
     d.ticker = setInterval(() => {
       d.step({ kind: 'tick', now: d.now() });
@@ -207,6 +222,7 @@ export class NodeDriver {
     this.stopped = true;
     if (this.ticker !== undefined) clearInterval(this.ticker);
     if (this.gauges !== undefined) clearInterval(this.gauges);
+    if (this.floodTimer !== undefined) clearInterval(this.floodTimer);
     await this.transport.stop();
     if (this.http !== undefined) await new Promise<void>((r) => this.http!.close(() => r()));
     await this.store.close();
@@ -243,6 +259,25 @@ export class NodeDriver {
     }
   }
 
+  /** `POST /attack`: sets the attack this node plays (403 unless attacksAllowed). */
+  private setAttack(body: unknown): { status: number; text: string } {
+    if (this.o.attacksAllowed !== true) return { status: 403, text: 'attacks are off (start the node with BULWARK_ATTACKS=1)\n' };
+    const spec = parseAttackSpec(body);
+    if ('error' in spec) return { status: 400, text: `bad attack: ${spec.error}\n` };
+    this.attack.set(spec);
+    this.o.logger.warn({ attack: spec }, 'attack set');
+    if (this.floodTimer !== undefined) clearInterval(this.floodTimer);
+    this.floodTimer = undefined;
+    if (spec.name === 'replica-flood') {
+      const tickMs = 10;
+      const peers = this.o.cluster.nodes.filter((n) => n.id !== this.o.nodeId).map((n) => nodePrincipal(n.id));
+      this.floodTimer = setInterval(() => {
+        for (const m of this.attack.floodBatch(tickMs)) this.transport.send(peers, m);
+      }, tickMs);
+    }
+    return { status: 200, text: `attack: ${spec.name}\n` };
+  }
+
   /** Latency is measured from the first AUTH-REQ to execution, so only executors keep it. */
   private noteArrival(msg: Message, now: number): void {
     if (msg.kind === 'authReq' && this.node.exec !== undefined) {
@@ -269,6 +304,7 @@ export class NodeDriver {
       const now = this.now();
       const item = this.inbox.take(now);
       if (item === undefined) return;
+      if (!this.attack.accepts(item.msg)) continue;
       this.step({ kind: 'message', from: item.from, msg: item.msg, now });
     }
     if (this.inbox.size > 0 && !this.stopped) this.scheduleDrain();
@@ -297,7 +333,15 @@ export class NodeDriver {
           this.inbox.pushLocal(this.self, e.msg, now);
           this.scheduleDrain();
         }
-        if (remote.length > 0) this.transport.send(remote, e.msg);
+        if (remote.length > 0) {
+          if (this.attack.current.name === 'none') this.transport.send(remote, e.msg);
+          else {
+            for (const a of this.attack.rewrite(remote, e.msg)) {
+              if (a.delayMs > 0) setTimeout(() => this.transport.send(a.to, a.msg), a.delayMs);
+              else this.transport.send(a.to, a.msg);
+            }
+          }
+        }
         return;
       }
       case 'note':

@@ -54,9 +54,40 @@ export class NodeMetrics {
 }
 
 /** Serves /metrics (Prometheus text) and /status (JSON from `status()`). */
-export async function serveMetrics(o: { host: string; port: number; metrics: NodeMetrics; status: (url: URL) => unknown }): Promise<Server> {
+export async function serveMetrics(o: {
+  host: string;
+  port: number;
+  metrics: NodeMetrics;
+  status: (url: URL) => unknown;
+  /** `POST /attack` with a JSON body (bench --attack); absent: 404. */
+  attack?: (body: unknown) => { status: number; text: string };
+}): Promise<Server> {
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
+    if (url.pathname === '/attack' && req.method === 'POST' && o.attack !== undefined) {
+      const attack = o.attack;
+      const chunks: Buffer[] = [];
+      let size = 0;
+      req.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > 4096) req.destroy();
+        else chunks.push(c);
+      });
+      req.on('end', () => {
+        let body: unknown;
+        try {
+          body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        } catch {
+          res.writeHead(400);
+          res.end('bad attack: body is not JSON\n');
+          return;
+        }
+        const r = attack(body);
+        res.writeHead(r.status);
+        res.end(r.text);
+      });
+      return;
+    }
     if (url.pathname === '/metrics') {
       o.metrics.registry
         .metrics()
