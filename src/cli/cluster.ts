@@ -41,7 +41,7 @@ export async function nodeCommand(o: { config: string; id: number; key?: string;
   const keyPath = o.key ?? clusterPaths(dir).nodeKey(o.id);
   const key = loadKeyFile(keyPath);
   if (key.kind !== 'node' || key.id !== o.id) throw new ConfigError([{ path: keyPath, message: `is the key of ${key.kind} ${key.id}, not node ${o.id}` }]);
-  const logger = pino({ level: o.logLevel ?? cf.runtime.logLevel, base: { node: o.id } });
+  const logger = pino({ level: o.logLevel ?? process.env.BULWARK_LOG_LEVEL ?? cf.runtime.logLevel, base: { node: o.id } });
   const driver = await NodeDriver.start({
     cluster: cf,
     nodeId: o.id,

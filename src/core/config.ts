@@ -157,7 +157,7 @@ export const defaultTunables: Tunables = {
   batchTimeoutMs: 5,
   pipelineMax: 1,
   viewChangeTimeoutMs: 1000,
-  heartbeatMs: 40,
+  heartbeatMs: 100,
   throughputGraceMs: 5000,
   fairnessOvertakes: 2,
   clientRetryMs: 500,

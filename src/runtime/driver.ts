@@ -209,6 +209,11 @@ export class NodeDriver {
     }, o.cluster.runtime.tickMs);
     d.gauges = setInterval(() => {
       d.refreshGauges();
+      // A line per second at debug level: what a stuck node is waiting for.
+      if (o.logger.isLevelEnabled('debug')) {
+        const order = d.node.order?.status;
+        o.logger.debug({ order, executed: d.node.exec === undefined ? undefined : d.node.exec.next - 1, inbox: d.inbox.depths(), dropped: d.inbox.dropped(), cutOff: d.inbox.cutOffs(d.now()), rejected: Object.fromEntries(d.rejectedCounts) }, 'status');
+      }
     }, 1000);
     d.gauges.unref();
     d.step({ kind: 'tick', now: d.now() });
@@ -378,8 +383,8 @@ export class NodeDriver {
         log.debug({ seq: n.seq }, 'checkpoint stable');
         return;
       case 'viewChangeStarted':
-        this.metrics.viewChanges.inc();
-        log.info({ view: n.view }, 'view change started');
+        this.metrics.viewChanges.inc({ reason: n.reason });
+        log.info({ view: n.view, reason: n.reason }, 'view change started');
         return;
       case 'viewEntered':
         this.metrics.view.set(n.view);

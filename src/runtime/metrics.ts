@@ -43,7 +43,7 @@ export class NodeMetrics {
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers: r,
     });
-    this.viewChanges = new Counter({ name: 'bulwark_view_changes_total', help: 'View changes started by this node', registers: r });
+    this.viewChanges = new Counter({ name: 'bulwark_view_changes_total', help: 'View changes started by this node, by reason (request_timeout, heartbeat, throughput, unfair, invalid_preprepare, equivocation, new_view_timeout, joined)', labelNames: ['reason'], registers: r });
     this.storageSyncs = new Gauge({ name: 'bulwark_storage_syncs', help: 'fdatasync calls (group commits) so far', registers: r });
     this.connectedPeers = new Gauge({ name: 'bulwark_connected_peers', help: 'Authenticated connections (nodes and clients)', registers: r });
     this.inboxMessages = new Gauge({ name: 'bulwark_inbox_messages', help: 'Messages waiting in the inbox, by lane (self, n<id>, n<id>/low, clients)', labelNames: ['lane'], registers: r });

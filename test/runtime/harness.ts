@@ -88,7 +88,8 @@ export class ProcessCluster {
       }
     }
     await downCommand({ dir: this.dir }, () => undefined);
-    rmSync(this.dir, { recursive: true, force: true });
+    if (process.env.BULWARK_KEEP_TEST_DIRS !== "1") rmSync(this.dir, { recursive: true, force: true });
+    else console.error(`kept ${this.dir}`);
   }
 }
 

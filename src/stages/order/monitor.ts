@@ -14,8 +14,10 @@
  *   cluster is not a slow one, and not while the pipeline is full, because then the wait is for
  *   the backups' votes, not for the primary.)
  * - Throughput: at every committed multiple of the checkpoint interval the replica measures the
- *   requests committed per second since the previous one. After `throughputGraceMs` in the view,
- *   a rate below the requirement starts a view change. The requirement starts at 90% of the best
+ *   requests committed per second since the previous one, smoothed (each new rate averaged with
+ *   the previous smoothed one: a single slow interval on a busy machine is noise, two are a
+ *   trend). After `throughputGraceMs` in the view, a smoothed rate below the requirement starts
+ *   a view change. The requirement starts at 90% of the best
  *   rate seen in the last `viewsRemembered` views and rises by 1% of that best per interval
  *   judged, so every primary is replaced in the end and a slow one soon. As in Aardvark, the
  *   rate is not corrected for demand: when the clients send less, the primary is replaced after
@@ -48,6 +50,8 @@ export class PrimaryMonitor {
   private committedRequests = 0;
   /** Intervals judged in this view (the requirement rises with each). */
   private judged = 0;
+  /** Smoothed rate of this view (requests/s); undefined before its first sample. */
+  private smoothed: number | undefined;
   /** Best rate of each remembered view, newest last; the current view's is the last entry. */
   private readonly bestByView: number[] = [0];
 
@@ -60,7 +64,7 @@ export class PrimaryMonitor {
     return this.hbTimeout;
   }
 
-  /** Best rate (requests/s) over the views remembered. */
+  /** Best smoothed rate (requests/s) over the views remembered. */
   get best(): number {
     return Math.max(...this.bestByView);
   }
@@ -71,6 +75,7 @@ export class PrimaryMonitor {
     this.lastPrePrepareAt = now;
     this.intervalFrom = undefined;
     this.judged = 0;
+    this.smoothed = undefined;
     this.bestByView.push(0);
     while (this.bestByView.length > Math.max(1, this.s.viewsRemembered)) this.bestByView.shift();
   }
@@ -104,7 +109,9 @@ export class PrimaryMonitor {
     const from = this.intervalFrom;
     this.intervalFrom = { at: now, requests: this.committedRequests };
     if (from === undefined || now <= from.at) return false;
-    const rate = ((this.committedRequests - from.requests) * 1000) / (now - from.at);
+    const sample = ((this.committedRequests - from.requests) * 1000) / (now - from.at);
+    const rate = this.smoothed === undefined ? sample : (this.smoothed + sample) / 2;
+    this.smoothed = rate;
     const best = this.best;
     const last = this.bestByView.length - 1;
     this.bestByView[last] = Math.max(this.bestByView[last]!, rate);

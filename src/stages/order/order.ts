@@ -285,8 +285,17 @@ export class OrderCore {
   // =========================================================================================
 
   /** Current view and whether it is active. */
-  get status(): { view: number; normal: boolean; primary: number; committedSeq: number; stableSeq: number; abstaining: boolean } {
-    return { view: this.view, normal: this.normal, primary: primaryOf(this.cluster, this.view), committedSeq: this.committedSeq, stableSeq: this.stableSeq, abstaining: !this.mayVote() };
+  get status(): { view: number; normal: boolean; primary: number; committedSeq: number; stableSeq: number; abstaining: boolean; waiting: number; candidates: number } {
+    return {
+      view: this.view,
+      normal: this.normal,
+      primary: primaryOf(this.cluster, this.view),
+      committedSeq: this.committedSeq,
+      stableSeq: this.stableSeq,
+      abstaining: !this.mayVote(),
+      waiting: this.waitingCandidates().length,
+      candidates: this.candidates.size,
+    };
   }
 
   step(ev: StageEvent): Effect[] {
