@@ -6,7 +6,10 @@
  *
  * - Heartbeat: while this backup holds a ready request that no pre-prepare carries, and the
  *   primary has room in its pipeline, a PRE-PREPARE must arrive at least every `heartbeatMs`.
- *   On expiry the replica starts a view change and the timeout doubles; the first pre-prepare
+ *   On a first expiry the backup FORWARDs what waits to the primary (which may not have it: auth
+ *   replicas send a request to the primary of the view they believe in, and a new primary was
+ *   not that one) and waits one more timeout; on expiry with nothing left to forward it starts a
+ *   view change and the timeout doubles; the first pre-prepare
  *   accepted (or batch committed) in a view afterwards brings it back to `heartbeatMs`. A commit
  *   counts like a pre-prepare: a replica that rejoined a view catches up on batches whose
  *   pre-prepares it never saw. (Aardvark resets its timer on every
@@ -89,14 +92,23 @@ export class PrimaryMonitor {
   /**
    * Whether the heartbeat expired: `waitingSince` is when the oldest ready request that no
    * pre-prepare carries became ready (undefined: none), `pipelineFull` whether the primary may
-   * not propose now. On expiry the timeout doubles (up to 2^10 times the base).
+   * not propose now. No side effect: the caller either forwards what waits and `rearm`s, or
+   * suspects the primary (`suspected`).
    */
   heartbeatExpired(now: number, waitingSince: number | undefined, pipelineFull: boolean): boolean {
     if (this.s.heartbeatMs <= 0 || waitingSince === undefined || pipelineFull) return false;
     const since = Math.max(this.lastPrePrepareAt, waitingSince);
-    if (now - since < this.hbTimeout) return false;
+    return now - since >= this.hbTimeout;
+  }
+
+  /** The heartbeat expired once more; the primary gets one more timeout before suspicion. */
+  rearm(now: number): void {
+    this.lastPrePrepareAt = now;
+  }
+
+  /** The replica suspects the primary on the heartbeat: the timeout doubles (up to 2^10 x). */
+  suspected(): void {
     this.hbTimeout = Math.min(this.hbTimeout * 2, this.s.heartbeatMs * 1024);
-    return true;
   }
 
   /**

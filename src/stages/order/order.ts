@@ -382,6 +382,12 @@ export class OrderCore {
       this.vcTimerArmed = false;
       this.sendViewChange();
       this.armViewChangeTimer(now);
+    } else if (!this.mayVote()) {
+      // Restarted in `parallel` mode: this replica may not vote in its view again, so ask for
+      // the next one at once. Alone it waits there (others join only when min(u,r)+1 ask);
+      // after a whole-cluster restart every replica abstains and asks, and the view changes
+      // without waiting for requests to time out.
+      this.startViewChange(this.view + 1, now, 'restarted');
     }
     for (const c of this.candidates.values()) if (c.readySince !== undefined) c.readySince = now;
   }
@@ -427,7 +433,16 @@ export class OrderCore {
       }
     }
     if (!this.isPrimary() && !interlocked) {
-      const suspicion = this.suspicion ?? (this.monitor.heartbeatExpired(now, this.oldestWaiting(), this.inflight() >= this.cluster.config.pipelineMax) ? 'heartbeat' : undefined);
+      let suspicion = this.suspicion;
+      if (suspicion === undefined && this.monitor.heartbeatExpired(now, this.oldestWaiting(), this.inflight() >= this.cluster.config.pipelineMax)) {
+        // First give the primary what waits here (Aardvark: a backup forwards a request once
+        // per view); suspect it only when the heartbeat expires with nothing left to forward.
+        if (this.forwardWaiting() > 0) this.monitor.rearm(now);
+        else {
+          this.monitor.suspected();
+          suspicion = 'heartbeat';
+        }
+      }
       this.suspicion = undefined;
       if (suspicion !== undefined) {
         this.startViewChange(this.view + 1, now, suspicion);
@@ -521,6 +536,25 @@ export class OrderCore {
     }
   }
 
+  /** FORWARDs every waiting request not yet forwarded in this view to the primary; returns how many. */
+  private forwardWaiting(): number {
+    let n = 0;
+    for (const [client, c] of this.waitingCandidates()) {
+      if (c.forwardedIn === this.view) continue;
+      this.forward(client, c, this.highestPP);
+      n++;
+    }
+    return n;
+  }
+
+  private forward(client: number, c: Candidate, atSeq: number): void {
+    c.forwardedIn = this.view;
+    c.forwardedAt = atSeq;
+    c.passedOver = 0;
+    const rows = [...c.rows.entries()].sort((a, b) => a[0] - b[0]).map(([auth, macs]) => ({ auth, macs }));
+    this.out.send([nodePrincipal(primaryOf(this.cluster, this.view))], { kind: 'forward', view: this.view, request: { client, reqId: c.reqId, op: c.op, rows } });
+  }
+
   /**
    * Fairness (Aardvark §3.4.3), at a backup, for the pre-prepare of `seq` in this view: every
    * waiting request it passed over although it had room is forwarded to the primary the first
@@ -541,13 +575,8 @@ export class OrderCore {
     for (const [client, c] of this.waitingCandidates()) {
       if (inBatch.has(client) || c.readySince! >= now) continue;
       if (batch.requests.length >= cfg.batchSizeMax || bytes + c.op.length > cfg.batchBytesMax) continue;
-      if (c.forwardedIn !== this.view) {
-        c.forwardedIn = this.view;
-        c.forwardedAt = seq;
-        c.passedOver = 0;
-        const rows = [...c.rows.entries()].sort((a, b) => a[0] - b[0]).map(([auth, macs]) => ({ auth, macs }));
-        this.out.send([nodePrincipal(primaryOf(this.cluster, this.view))], { kind: 'forward', view: this.view, request: { client, reqId: c.reqId, op: c.op, rows } });
-      } else if (seq > c.forwardedAt + cfg.pipelineMax - 1 && ++c.passedOver >= limit) {
+      if (c.forwardedIn !== this.view) this.forward(client, c, seq);
+      else if (seq > c.forwardedAt + cfg.pipelineMax - 1 && ++c.passedOver >= limit) {
         this.suspicion = 'unfair';
       }
     }
