@@ -184,6 +184,10 @@ export class ReplicaAdversary {
       case 'authReq':
         if (!this.has('badAuthRows') || !rng.chance(1, 2)) return msg;
         return { ...msg, row: msg.row.map((m) => (rng.chance(1, 2) ? mutateBytes(rng, m) : m)) };
+      case 'forward':
+        // Rows it forwards are other auth replicas' MACs: it can only break them.
+        if (!this.has('badAuthRows') || !rng.chance(1, 2)) return msg;
+        return { ...msg, request: { ...msg.request, rows: msg.request.rows.map((r) => ({ ...r, macs: r.macs.map((m) => (rng.chance(1, 2) ? mutateBytes(rng, m) : m)) })) } };
       case 'catchUp':
         if (!this.has('fakeCatchUp')) return msg;
         return {

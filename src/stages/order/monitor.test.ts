@@ -77,3 +77,20 @@ test('throughput: the best rate is remembered for viewsRemembered views only', (
   m.enterView(at.t);
   assert.ok(m.best < 200, `the fast view is forgotten two views later (best ${m.best})`);
 });
+
+test('throughput: a sample also closes once a second old, so a primary too slow to reach the next checkpoint is judged', () => {
+  const m = new PrimaryMonitor(settings);
+  m.enterView(0);
+  let t = 0;
+  // Fast at first: 10 requests per batch, a batch per 10 ms (1000 req/s), interval 64.
+  for (let seq = 1; seq <= 640; seq++) m.onCommitted(seq, 10, 64, (t += 10));
+  // Then a batch per 200 ms: the next multiple of 64 would be 12.8 s away.
+  let verdict = false;
+  let at = 0;
+  for (let seq = 641; seq <= 700 && !verdict; seq++) {
+    verdict = m.onCommitted(seq, 10, 64, (t += 200));
+    at = t;
+  }
+  assert.equal(verdict, true, 'replaced');
+  assert.ok(at - 6400 <= 2000, `within two samples of a second (after ${at - 6400} ms)`);
+});

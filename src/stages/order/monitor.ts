@@ -16,8 +16,9 @@
  *   pre-prepare and expects one every 40 ms; ours runs only while there is work, so an idle
  *   cluster is not a slow one, and not while the pipeline is full, because then the wait is for
  *   the backups' votes, not for the primary.)
- * - Throughput: at every committed multiple of the checkpoint interval the replica measures the
- *   requests committed per second since the previous one, smoothed (each new rate averaged with
+ * - Throughput: at every committed multiple of the checkpoint interval, or at the first commit
+ *   `sampleMaxMs` (1 s) after the previous sample if that comes first, the replica measures the
+ *   requests committed per second since the previous sample, smoothed (each new rate averaged with
  *   the previous smoothed one: a single slow interval on a busy machine is noise, two are a
  *   trend). After `throughputGraceMs` in the view, a smoothed rate below the requirement starts
  *   a view change. The requirement starts at 90% of the best
@@ -38,6 +39,12 @@ export interface MonitorSettings {
   /** Views whose best rate the requirement is taken from. */
   readonly viewsRemembered: number;
 }
+
+/**
+ * Longest a throughput sample runs: Aardvark samples at every checkpoint, every 128 requests,
+ * a few milliseconds on its hardware; a slow primary here may take seconds for an interval.
+ */
+export const sampleMaxMs = 1000;
 
 /** Why a backup wants a new primary. */
 export type SuspicionReason = 'heartbeat' | 'throughput' | 'unfair';
@@ -112,15 +119,21 @@ export class PrimaryMonitor {
   }
 
   /**
-   * A batch of `requests` requests was committed at `seq`. At each multiple of `interval` it
-   * closes a sample; returns true when the primary falls short of the requirement.
+   * A batch of `requests` requests was committed at `seq`. At each multiple of `interval` (or
+   * once the sample is sampleMaxMs old) it closes a sample; returns true when the primary falls
+   * short of the requirement.
    */
   onCommitted(seq: number, requests: number, interval: number, now: number): boolean {
     this.committedRequests += requests;
-    if (seq % interval !== 0) return false;
     const from = this.intervalFrom;
+    if (from === undefined) {
+      // The view's first commit opens its first sample.
+      this.intervalFrom = { at: now, requests: this.committedRequests };
+      return false;
+    }
+    if (seq % interval !== 0 && now - from.at < sampleMaxMs) return false;
     this.intervalFrom = { at: now, requests: this.committedRequests };
-    if (from === undefined || now <= from.at) return false;
+    if (now <= from.at) return false;
     const sample = ((this.committedRequests - from.requests) * 1000) / (now - from.at);
     const rate = this.smoothed === undefined ? sample : (this.smoothed + sample) / 2;
     this.smoothed = rate;
