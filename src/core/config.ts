@@ -65,6 +65,12 @@ export interface Tunables {
    * pass it over too. 0: off.
    */
   readonly fairnessOvertakes: number;
+  /**
+   * An auth replica that sees two different requests under one request id from a client, each
+   * with a valid MAC for itself (proof: only the client can make them), drops everything from
+   * that client for this long (Aardvark's blacklist; 10 min). 0: off.
+   */
+  readonly blacklistMs: number;
   /** First client retransmission timeout; doubles per retry up to clientRetryMaxMs. */
   readonly clientRetryMs: number;
   /** Upper bound of the client retransmission timeout. */
@@ -160,6 +166,7 @@ export const defaultTunables: Tunables = {
   heartbeatMs: 100,
   throughputGraceMs: 5000,
   fairnessOvertakes: 2,
+  blacklistMs: 600_000,
   clientRetryMs: 500,
   clientRetryMaxMs: 4000,
   readTimeoutMs: 250,
@@ -185,6 +192,7 @@ const tunableRanges: Record<keyof Tunables, readonly [number, number]> = {
   heartbeatMs: [0, 600_000],
   throughputGraceMs: [0, 3_600_000],
   fairnessOvertakes: [0, 1000],
+  blacklistMs: [0, 86_400_000],
   clientRetryMs: [1, 600_000],
   clientRetryMaxMs: [1, 3_600_000],
   readTimeoutMs: [1, 600_000],

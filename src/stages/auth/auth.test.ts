@@ -54,6 +54,25 @@ test('each bad input is dropped and counted with its reason', () => {
   assert.deepEqual(rejected(a.step({ ...request(1, 5, [6]), now: 1000 })), ['conflicting_request']);
 });
 
+test('blacklist on proof: a client that sent two bodies under one id is dropped first, until the entry expires', () => {
+  const a = auth();
+  a.step(request(1, 5, [5]));
+  assert.deepEqual(rejected(a.step({ ...request(1, 5, [6]), now: 10 })), ['conflicting_request']);
+  assert.deepEqual(rejected(a.step({ ...request(1, 6, [7]), now: 20 })), ['client_blacklisted'], 'even a well-formed newer request');
+  assert.deepEqual(rejected(a.step({ ...request(1, 6, [7], { breakMac: true }), now: 30 })), ['client_blacklisted'], 'before any MAC is checked');
+  assert.deepEqual(rejected(a.step({ ...request(2, 1, [7]), now: 30 })), [], 'other clients are served');
+  const later = a.step({ ...request(1, 7, [8]), now: 10 + cluster.config.blacklistMs });
+  assert.deepEqual(rejected(later), [], 'the entry expired');
+  assert.equal(sends(later).length, 1);
+});
+
+test('a bad MAC is no proof: a different body under a known id with a MAC broken for this replica blacklists nothing', () => {
+  const a = auth();
+  a.step(request(1, 5, [5]));
+  assert.deepEqual(rejected(a.step({ ...request(1, 5, [6], { breakMac: true }), now: 10 })), ['bad_authenticator']);
+  assert.deepEqual(rejected(a.step({ ...request(1, 6, [7]), now: 20 })), []);
+});
+
 test('a retransmission is forwarded to all again at most once per authResendMs', () => {
   const a = auth();
   a.step(request(1, 1, [5]));

@@ -8,6 +8,7 @@
  *
  * Filter order (each step drops and counts on failure):
  *   1. channel sender is the client named in the request, or an auth replica relaying it;
+ *   1b. the client is not blacklisted here (`client_blacklisted`);
  *   2. client is authorised;
  *   3. body within requestBytesMax;
  *   4. this replica's MAC entry of the client's authenticator verifies;
@@ -15,6 +16,9 @@
  *      forward the same AUTH-REQ to every order replica, at most once per authResendMs (the
  *      first retransmission after a primary-only forward always goes out); newer -> becomes
  *      the client's single pending request (replacing the previous one) and is forwarded.
+ *      Equal id with a different body, each MAC valid for this replica: only the client can
+ *      make both, so it is faulty; it is blacklisted here for `blacklistMs` (Aardvark §3.4.1:
+ *      blacklist only on proof, entries expire). Auth replicas decide on their own (§6.4).
  *
  * First sends go to the order primary only; retransmissions to every order replica (§6.2.3).
  * The auth replica learns the view from VIEW-HINT messages of order replicas and follows the
@@ -61,6 +65,8 @@ export class AuthCore {
   private readonly hints = new Map<number, number>();
   /** View whose primary gets first sends: the (r+1)-th highest hint. */
   private view = 0;
+  /** Clients caught sending two bodies under one id, until when (ms). At most one per client. */
+  private readonly blacklist = new Map<number, number>();
 
   constructor(
     private readonly cluster: Cluster,
@@ -118,6 +124,14 @@ export class AuthCore {
       this.reject('sender_mismatch', from);
       return;
     }
+    const until = this.blacklist.get(msg.client);
+    if (until !== undefined) {
+      if (now < until) {
+        this.reject('client_blacklisted', from);
+        return;
+      }
+      this.blacklist.delete(msg.client);
+    }
     if (!this.cluster.clients.has(msg.client)) {
       this.reject('unknown_client', from);
       return;
@@ -139,8 +153,10 @@ export class AuthCore {
     const opDigest = this.keys.digest(msg.op);
     if (last !== undefined && msg.reqId === last.reqId) {
       if (!bytesEqual(opDigest, last.opDigest)) {
-        // Two different bodies under one request id: only a faulty client does that.
+        // Two different bodies under one request id, both with the client's MAC for this
+        // replica: only a faulty client does that. Proof enough to blacklist it here.
         this.reject('conflicting_request', from);
+        if (this.cluster.config.blacklistMs > 0) this.blacklist.set(msg.client, now + this.cluster.config.blacklistMs);
         return;
       }
       if (last.toAll && now - last.forwardedAt < this.cluster.config.authResendMs) {
