@@ -9,8 +9,8 @@
  * - `slow-primary`: every PRE-PREPARE this node sends leaves `delayMs` late;
  * - `unfair-primary`: the node ignores the AUTH-REQs and FORWARDs of one client (`victim`), so as
  *   primary it never orders that client;
- * - `equivocating-primary`: half of the other order replicas get PRE-PREPAREs with a different
- *   seed (so a different digest) from the other half;
+ * - `equivocating-primary`: half of the other order replicas get a different PRE-PREPARE for
+ *   the same (view, seq) than the other half (`equivocalPrePrepare`, as in the simulator);
  * - `replica-flood`: the node sends junk (stale PREPARE/COMMIT votes, far CHECKPOINT votes,
  *   LAST-EXEC and FETCH-EXEC-CP requests) to every peer, `ratePerS` messages per second per peer,
  *   on top of its normal traffic.
@@ -20,6 +20,7 @@
  */
 import type { Message } from '../codec/messages.ts';
 import type { Principal } from '../crypto/provider.ts';
+import { carriesRequestOf, equivocalPrePrepare, junkMessage } from '../stages/adversary.ts';
 
 /** The node attacks. */
 export const nodeAttackNames = ['slow-primary', 'unfair-primary', 'equivocating-primary', 'replica-flood'] as const;
@@ -89,11 +90,7 @@ export class NodeAttack {
 
   /** Whether the node takes in this message (the unfair primary drops its victim's requests). */
   accepts(msg: Message): boolean {
-    const s = this.spec;
-    if (s.name !== 'unfair-primary') return true;
-    if (msg.kind === 'authReq') return msg.client !== s.victim;
-    if (msg.kind === 'forward') return msg.request.client !== s.victim;
-    return true;
+    return this.spec.name !== 'unfair-primary' || !carriesRequestOf(msg, this.spec.victim);
   }
 
   /** Rewrites one send of the node into what actually leaves. */
@@ -105,7 +102,7 @@ export class NodeAttack {
       const half = Math.floor(to.length / 2);
       return [
         { to: to.slice(0, half), msg, delayMs: 0 },
-        { to: to.slice(half), msg: { ...msg, seed: msg.seed === 0 ? 1 : msg.seed - 1 }, delayMs: 0 },
+        { to: to.slice(half), msg: equivocalPrePrepare(msg), delayMs: 0 },
       ];
     }
     return [{ to, msg, delayMs: 0 }];
@@ -116,30 +113,6 @@ export class NodeAttack {
     const s = this.spec;
     if (s.name !== 'replica-flood') return [];
     const count = Math.max(1, Math.round((s.ratePerS * ms) / 1000));
-    const out: Message[] = [];
-    for (let i = 0; i < count; i++) {
-      const k = this.junkSeq++;
-      const digest = new Uint8Array(32);
-      digest[0] = k & 0xff;
-      digest[1] = (k >> 8) & 0xff;
-      const far = 1_000_000 + (k % 100_000);
-      switch (k % 5) {
-        case 0:
-          out.push({ kind: 'prepare', view: 0, seq: far, digest });
-          break;
-        case 1:
-          out.push({ kind: 'commit', view: 0, seq: far, digest });
-          break;
-        case 2:
-          out.push({ kind: 'checkpoint', seq: far, digest });
-          break;
-        case 3:
-          out.push({ kind: 'lastExec', next: 1 });
-          break;
-        default:
-          out.push({ kind: 'fetchCheckpoint', seq: far, part: 0 });
-      }
-    }
-    return out;
+    return Array.from({ length: count }, () => junkMessage(this.junkSeq++));
   }
 }

@@ -12,6 +12,7 @@ import { encodeBatch, viewChangeBodyCodec } from '../codec/messages.ts';
 import { encodeWith } from '../codec/schema.ts';
 import { clientPrincipal, nodePrincipal, type KeyRing, type Principal } from '../crypto/provider.ts';
 import { replyCoreBytes } from '../stages/common.ts';
+import { carriesRequestOf, equivocalPrePrepare, junkMessage } from '../stages/adversary.ts';
 import { encodeKvOutput } from '../services/kv/ops.ts';
 import type { Prng } from '../core/prng.ts';
 
@@ -97,11 +98,7 @@ export class ReplicaAdversary {
    * primary ignores its victim's requests so its own state stays consistent with what it sends.
    */
   accepts(msg: Message): boolean {
-    if (!this.has('unfairPrimary')) return true;
-    const v = this.attack.victimClient;
-    if (msg.kind === 'authReq') return msg.client !== v;
-    if (msg.kind === 'forward') return msg.request.client !== v;
-    return true;
+    return !this.has('unfairPrimary') || !carriesRequestOf(msg, this.attack.victimClient);
   }
 
   /** Rewrites one send effect into the messages actually sent. */
@@ -145,7 +142,7 @@ export class ReplicaAdversary {
     switch (msg.kind) {
       case 'prePrepare': {
         if (!this.has('equivocate') || !half) return msg;
-        const alt = this.alternative(msg);
+        const alt = equivocalPrePrepare(msg);
         this.altDigest.set(`${msg.view}:${msg.seq}`, this.keys.digest(encodeBatch(toBatch(alt))));
         return alt;
       }
@@ -203,35 +200,11 @@ export class ReplicaAdversary {
     }
   }
 
-  /**
-   * Junk for a flood: well-formed messages that cost the receiver work and must change nothing
-   * (stale votes, checkpoint votes for far seqs, catch-up requests, bad MACs).
-   */
+  /** Junk for a flood: `floodFactor` messages from the shared catalogue, a quarter with bad MACs. */
   private junk(to: Principal): Outgoing[] {
     const out: Outgoing[] = [];
-    const d = new Uint8Array(32);
-    for (let i = 0; i < this.attack.floodFactor; i++) {
-      d[0] = this.rng.int(0, 255);
-      const r = this.rng.int(0, 4);
-      const msg: Message =
-        r === 0
-          ? { kind: 'prepare', view: 0, seq: this.rng.int(1, 1 << 20), digest: d.slice() }
-          : r === 1
-            ? { kind: 'commit', view: 0, seq: this.rng.int(1, 1 << 20), digest: d.slice() }
-            : r === 2
-              ? { kind: 'checkpoint', seq: this.rng.int(1, 1 << 20), digest: d.slice() }
-              : r === 3
-                ? { kind: 'lastExec', next: 1 }
-                : { kind: 'fetchCheckpoint', seq: this.rng.int(1, 1 << 20), part: 0 };
-      out.push({ to, msg, badMac: this.rng.chance(1, 4) });
-    }
+    for (let i = 0; i < this.attack.floodFactor; i++) out.push({ to, msg: junkMessage(this.rng.int(0, 1 << 20)), badMac: this.rng.chance(1, 4) });
     return out;
-  }
-
-  /** A different but well-formed batch for the same (view, seq). */
-  private alternative(pp: MsgOf<'prePrepare'>): MsgOf<'prePrepare'> {
-    if (pp.requests.length >= 2) return { ...pp, requests: pp.requests.slice(0, pp.requests.length - 1) };
-    return { ...pp, seed: pp.seed === 0 ? 1 : pp.seed - 1 };
   }
 
   private fakeResult(real: Uint8Array): Uint8Array {
