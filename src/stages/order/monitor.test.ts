@@ -8,18 +8,18 @@ const settings = { heartbeatMs: 40, throughputGraceMs: 1000, viewsRemembered: 4 
 test('heartbeat: expires only with a request waiting, the pipeline open, and no pre-prepare for the timeout; rearm gives one more; suspicion doubles it', () => {
   const m = new PrimaryMonitor(settings);
   m.enterView(0);
-  assert.equal(m.heartbeatExpired(100, undefined, false), false, 'nothing waits: an idle primary is not slow');
-  assert.equal(m.heartbeatExpired(100, 80, false), false, 'waiting for 20 ms only');
-  assert.equal(m.heartbeatExpired(100, 10, true), false, 'pipeline full: the wait is for votes');
-  assert.equal(m.heartbeatExpired(100, 10, false), true);
+  assert.equal(m.heartbeatExpired(100, () => undefined, () => false), false, 'nothing waits: an idle primary is not slow');
+  assert.equal(m.heartbeatExpired(100, () => 80, () => false), false, 'waiting for 20 ms only');
+  assert.equal(m.heartbeatExpired(100, () => 10, () => true), false, 'pipeline full: the wait is for votes');
+  assert.equal(m.heartbeatExpired(100, () => 10, () => false), true);
   m.rearm(100);
-  assert.equal(m.heartbeatExpired(120, 10, false), false, 'rearmed (the backup forwarded what waits)');
-  assert.equal(m.heartbeatExpired(140, 10, false), true);
+  assert.equal(m.heartbeatExpired(120, () => 10, () => false), false, 'rearmed (the backup forwarded what waits)');
+  assert.equal(m.heartbeatExpired(140, () => 10, () => false), true);
   m.suspected();
   assert.equal(m.heartbeatTimeoutMs, 80, 'doubled');
   m.enterView(100);
-  assert.equal(m.heartbeatExpired(150, 0, false), false, 'the new view started at 100: 50 < 80');
-  assert.equal(m.heartbeatExpired(180, 0, false), true);
+  assert.equal(m.heartbeatExpired(150, () => 0, () => false), false, 'the new view started at 100: 50 < 80');
+  assert.equal(m.heartbeatExpired(180, () => 0, () => false), true);
   m.onPrePrepare(200);
   assert.equal(m.heartbeatTimeoutMs, 40, 'a pre-prepare brings the base back');
 });
@@ -27,7 +27,7 @@ test('heartbeat: expires only with a request waiting, the pipeline open, and no 
 test('heartbeat 0 turns the check off', () => {
   const m = new PrimaryMonitor({ ...settings, heartbeatMs: 0 });
   m.enterView(0);
-  assert.equal(m.heartbeatExpired(1e9, 0, false), false);
+  assert.equal(m.heartbeatExpired(1e9, () => 0, () => false), false);
 });
 
 /** Commits `batches` batches of `perBatch` requests, one per `gapMs`, starting after `from`; returns the verdicts at interval ends. */

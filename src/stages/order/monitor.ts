@@ -97,15 +97,16 @@ export class PrimaryMonitor {
   }
 
   /**
-   * Whether the heartbeat expired: `waitingSince` is when the oldest ready request that no
+   * Whether the heartbeat expired: `waitingSince` gives when the oldest ready request that no
    * pre-prepare carries became ready (undefined: none), `pipelineFull` whether the primary may
-   * not propose now. No side effect: the caller either forwards what waits and `rearm`s, or
-   * suspects the primary (`suspected`).
+   * not propose now. Both are asked only once the last pre-prepare is a timeout old (they cost a
+   * walk over the window; this runs every tick). No side effect: the caller either forwards what
+   * waits and `rearm`s, or suspects the primary (`suspected`).
    */
-  heartbeatExpired(now: number, waitingSince: number | undefined, pipelineFull: boolean): boolean {
-    if (this.s.heartbeatMs <= 0 || waitingSince === undefined || pipelineFull) return false;
-    const since = Math.max(this.lastPrePrepareAt, waitingSince);
-    return now - since >= this.hbTimeout;
+  heartbeatExpired(now: number, waitingSince: () => number | undefined, pipelineFull: () => boolean): boolean {
+    if (this.s.heartbeatMs <= 0 || now - this.lastPrePrepareAt < this.hbTimeout) return false;
+    const since = waitingSince();
+    return since !== undefined && now - since >= this.hbTimeout && !pipelineFull();
   }
 
   /** The heartbeat expired once more; the primary gets one more timeout before suspicion. */

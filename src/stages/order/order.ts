@@ -434,7 +434,7 @@ export class OrderCore {
     }
     if (!this.isPrimary() && !interlocked) {
       let suspicion = this.suspicion;
-      if (suspicion === undefined && this.monitor.heartbeatExpired(now, this.oldestWaiting(), this.inflight() >= this.cluster.config.pipelineMax)) {
+      if (suspicion === undefined && this.monitor.heartbeatExpired(now, () => this.oldestWaiting(), () => this.inflight() >= this.cluster.config.pipelineMax)) {
         // First give the primary what waits here (Aardvark: a backup forwards a request once
         // per view); suspect it only when the heartbeat expires with nothing left to forward.
         if (this.forwardWaiting() > 0) this.monitor.rearm(now);
