@@ -374,6 +374,32 @@ async function startAttack(dir: string, cf: ClusterFile, attack: AttackName, o: 
   return { detail: `node ${target}${target === primary ? ' (primary)' : ''}${what}`, viewBefore: view, stop: () => postAttack(cf, target, { name: 'none' }).catch(() => undefined) };
 }
 
+/** The progress line on stderr: a bar over `totalS` seconds, a label, and the last second's ops (nothing with progress off). */
+function progressLine(o: BenchOptions, totalS: number, label: (elapsedS: number) => string): (elapsedS: number, opsLastSecond: number) => void {
+  const barWidth = 30;
+  return (elapsed, last) => {
+    if (o.progress === false) return;
+    const done = Math.min(1, elapsed / totalS);
+    const bar = '#'.repeat(Math.round(done * barWidth)).padEnd(barWidth, '.');
+    process.stderr.write(`\r  [${bar}] ${elapsed.toFixed(0).padStart(3)}/${totalS}s ${label(elapsed)} ${String(last).padStart(6)} ops/s   `);
+  };
+}
+
+/** With --timeline or --chart: prints the per-second windows and adds the lowest window / median. */
+function withTimeline(result: BenchResult, o: BenchOptions, print: (s: string) => void): BenchResult {
+  if (o.timeline !== true && o.chart === undefined) return result;
+  const m = median(result.perSecond) ?? 0;
+  print(`timeline (ops per 1-second window): ${result.perSecond.join(' ')}`);
+  return { ...result, minWindowRatio: m > 0 ? Math.min(...result.perSecond) / m : 0 };
+}
+
+/** The end of every run: JSON if asked, failed operations, then the `bench:` line. */
+function printResult(result: BenchResult, o: BenchOptions, print: (s: string) => void): void {
+  if (o.json === true) print(JSON.stringify(result));
+  if (result.errors > 0) print(`bench: ${result.errors} operation(s) failed`);
+  print(benchLine(result));
+}
+
 export async function benchCommand(o: BenchOptions, print: (s: string) => void = console.log): Promise<BenchResult> {
   let spawned: { dir: string; cf: ClusterFile } | undefined;
   if (o.scenario !== undefined && o.spawn !== true) throw new BulwarkError('usage', '--scenario needs --spawn (it kills and wipes a node)');
@@ -395,7 +421,6 @@ export async function benchCommand(o: BenchOptions, print: (s: string) => void =
   }
   if (o.attack !== undefined) return attackBench(spawned!, o, print);
   const ref = spawned !== undefined ? { dir: spawned.dir } : o.config !== undefined ? { config: o.config } : { dir: o.dir ?? 'cluster' };
-  const barWidth = 30;
   try {
     if (o.preloadMb !== undefined && o.preloadMb > 0) {
       const took = await preload(ref, o.preloadMb);
@@ -409,21 +434,11 @@ export async function benchCommand(o: BenchOptions, print: (s: string) => void =
     const scenario =
       o.scenario === 'recovery' && spawned !== undefined ? recoveryScenario(spawned.dir, spawned.cf, 2, measureFrom + (o.durationS * 1000) / 3, endMs) : Promise.resolve(undefined);
     const [loaded, rec] = await Promise.all([
-      runLoad(ref, o, (elapsed, last) => {
-        if (o.progress === false) return;
-        const done = Math.min(1, elapsed / o.durationS);
-        const bar = '#'.repeat(Math.round(done * barWidth)).padEnd(barWidth, '.');
-        process.stderr.write(`\r  [${bar}] ${elapsed.toFixed(0).padStart(3)}/${o.durationS}s  ${String(last).padStart(6)} ops/s`);
-      }, o.scenario === undefined ? undefined : measureFrom),
+      runLoad(ref, o, progressLine(o, o.durationS, () => ''), o.scenario === undefined ? undefined : measureFrom),
       scenario,
     ]);
     if (o.progress !== false) process.stderr.write('\n');
-    let result: BenchResult = loaded;
-    if (o.timeline === true || o.chart !== undefined) {
-      const m = median(result.perSecond) ?? 0;
-      result = { ...result, minWindowRatio: m > 0 ? Math.min(...result.perSecond) / m : 0 };
-      print(`timeline (ops per 1-second window): ${result.perSecond.join(' ')}`);
-    }
+    let result = withTimeline(loaded, o, print);
     if (rec !== undefined) {
       const killedAtS = (rec.killedAt - measureFrom) / 1000;
       const caughtUpAtS = rec.caughtUpAt === undefined ? undefined : (rec.caughtUpAt - measureFrom) / 1000;
@@ -439,9 +454,7 @@ export async function benchCommand(o: BenchOptions, print: (s: string) => void =
       const spans = result.recovery?.caughtUpAtS !== undefined ? [{ label: 'replica 2 recovering', fromS: result.recovery.killedAtS, toS: result.recovery.caughtUpAtS, series: 0 }] : [];
       writeFileSync(o.chart, renderTimelineSvg({ title: `ops/s per second (${result.checkpoints} checkpoints)`, yLabel: 'ops/s', series: [{ label: result.checkpoints, values: result.perSecond }], spans }));
     }
-    if (o.json === true) print(JSON.stringify(result));
-    if (result.errors > 0) print(`bench: ${result.errors} operation(s) failed`);
-    print(benchLine(result));
+    printResult(result, o, print);
     return result;
   } finally {
     if (spawned !== undefined) {
@@ -464,7 +477,6 @@ async function attackBench(spawned: { dir: string; cf: ClusterFile }, o: BenchOp
   const boundary = measureFrom + phaseMs;
   const end = boundary + phaseMs;
   const ops: { client: number; t0: number; t1: number }[] = [];
-  const barWidth = 30;
   let stop: (() => Promise<void>) | undefined;
   try {
     const starting = startAttack(spawned.dir, spawned.cf, attack, o, boundary).then((a) => {
@@ -475,12 +487,7 @@ async function attackBench(spawned: { dir: string; cf: ClusterFile }, o: BenchOp
       runLoad(
         ref,
         { ...o, durationS: 2 * o.durationS },
-        (elapsed, last) => {
-          if (o.progress === false) return;
-          const done = Math.min(1, elapsed / (2 * o.durationS));
-          const bar = '#'.repeat(Math.round(done * barWidth)).padEnd(barWidth, '.');
-          process.stderr.write(`\r  [${bar}] ${elapsed.toFixed(0).padStart(3)}/${2 * o.durationS}s ${elapsed < o.durationS ? 'fault-free' : `attack ${attack}`}  ${String(last).padStart(6)} ops/s   `);
-        },
+        progressLine(o, 2 * o.durationS, (elapsed) => (elapsed < o.durationS ? 'fault-free' : `attack ${attack}`)),
         measureFrom,
         (client, t0, t1) => ops.push({ client, t0, t1 }),
       ),
@@ -512,11 +519,7 @@ async function attackBench(spawned: { dir: string; cf: ClusterFile }, o: BenchOp
         viewAfter,
       },
     };
-    if (o.timeline === true || o.chart !== undefined) {
-      const m = median(result.perSecond) ?? 0;
-      result = { ...result, minWindowRatio: m > 0 ? Math.min(...result.perSecond) / m : 0 };
-      print(`timeline (ops per 1-second window): ${result.perSecond.join(' ')}`);
-    }
+    result = withTimeline(result, o, print);
     if (o.chart !== undefined) {
       writeFileSync(
         o.chart,
@@ -529,9 +532,7 @@ async function attackBench(spawned: { dir: string; cf: ClusterFile }, o: BenchOp
       );
     }
     print(`attack: ${attack} on ${started.detail}`);
-    if (o.json === true) print(JSON.stringify(result));
-    if (result.errors > 0) print(`bench: ${result.errors} operation(s) failed`);
-    print(benchLine(result));
+    printResult(result, o, print);
     return result;
   } finally {
     if (stop !== undefined) await stop();
