@@ -167,30 +167,25 @@ function drawScenario(rng: Prng, o: SeedOptions, nodeIds: readonly number[]): Sc
   };
 }
 
-/** Attacks that are commission faults: outside the model when r = 0 (see applyAttack). */
+/** Attacks that are commission faults: outside the model when r = 0 (see withAttack). */
 export function attackNeedsCommission(attack: AttackName): boolean {
   return attack === 'equivocating-primary';
 }
 
 /**
- * Puts an attack into a drawn scenario: a replica attack makes node 0 (the first primary) the
+ * A drawn scenario with an attack put in: a replica attack makes node 0 (the first primary) the
  * Byzantine node with that behaviour alone; a client attack adds a faulty client. Other faults
  * drawn stay, trimmed so at most u nodes are faulty. Delays, omissions and junk with bad MACs
  * are within a crash-fault model (u); equivocation is a commission fault and needs r >= 1, so
  * with r = 0 it leaves the scenario as drawn (`sim --attack` runs it on models with r >= 1).
  */
-function applyAttack(sc: Scenario, attack: AttackName, nodeIds: readonly number[], u: number, r: number): void {
-  const s = sc as { -readonly [K in keyof Scenario]: Scenario[K] };
-  if (attack === 'bad-client' || attack === 'client-flood') {
-    s.faultyClients = 1;
-    return;
-  }
-  if (attackNeedsCommission(attack) && r === 0) return;
+function withAttack(sc: Scenario, attack: AttackName, nodeIds: readonly number[], u: number, r: number): Scenario {
+  if (attack === 'bad-client' || attack === 'client-flood') return { ...sc, faultyClients: 1 };
+  if (attackNeedsCommission(attack) && r === 0) return sc;
   const behaviour: ByzantineBehaviour =
     attack === 'slow-primary' ? 'slowPrimary' : attack === 'unfair-primary' ? 'unfairPrimary' : attack === 'replica-flood' ? 'replicaFlood' : 'equivocate';
   const node = nodeIds[0]!;
-  s.byzantine = new Map([[node, new Set([behaviour])]]);
-  s.faultyNodes = [node, ...sc.faultyNodes.filter((id) => id !== node)].slice(0, Math.max(1, u));
+  return { ...sc, byzantine: new Map([[node, new Set([behaviour])]]), faultyNodes: [node, ...sc.faultyNodes.filter((id) => id !== node)].slice(0, Math.max(1, u)) };
 }
 
 function describe(s: Scenario): string {
@@ -208,7 +203,9 @@ export function runSeed(o: SeedOptions): SeedResult {
   const rng = new Prng(o.seed);
   const probe = defaultConfig({ u: o.u, r: o.r, clients: 1 });
   const nodeIds = probe.nodes.map((n) => n.id);
-  const sc = drawScenario(rng, o, nodeIds);
+  const drawn = drawScenario(rng, o, nodeIds);
+  // The attack goes in before anything is derived from the scenario (client ids, the cluster).
+  const sc = o.attack !== undefined && o.faultFree !== true ? withAttack(drawn, o.attack, nodeIds, o.u, o.r) : drawn;
   const correctClientIds = Array.from({ length: sc.clients }, (_, i) => i);
   const faultyClientIds = Array.from({ length: sc.faultyClients }, (_, i) => 100 + i);
   // Durability and storage faults come from their own stream, so the draws above do not
@@ -232,7 +229,6 @@ export function runSeed(o: SeedOptions): SeedResult {
   };
   const attack = o.attack;
   const attackSettings = { slowPrimaryUs: arng.pick([1_000, 10_000, 100_000]), victimClient: arng.int(0, sc.clients - 1), floodFactor: arng.int(2, 16) };
-  if (attack !== undefined && o.faultFree !== true) applyAttack(sc, attack, nodeIds, o.u, o.r);
   const cfg = defaultConfig({ u: o.u, r: o.r, clients: 0, tunables: { ...sc.tunables, ...cpTunables, ...robustTunables } });
   const cluster = deriveCluster({ ...cfg, durability, checkpoints, stateTransfer, clients: [...correctClientIds, ...faultyClientIds] });
   const canaries = o.canaries ?? new Set<CanaryName>();

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { Harness } from '../../src/sim/harness.ts';
 import type { ByzantineBehaviour } from '../../src/sim/byzantine.ts';
 import type { Tunables } from '../../src/core/config.ts';
+import { runSeed } from '../../src/sim/run.ts';
 
 function attacked(behaviour: ByzantineBehaviour, tunables: Partial<Tunables>, attack = { slowPrimaryUs: 10_000, victimClient: 0, floodFactor: 8 }): Harness {
   return new Harness({ u: 1, r: 1, clients: 4, byzantine: new Map([[0, new Set([behaviour])]]), attack, tunables });
@@ -68,4 +69,15 @@ test('fault-free with the heartbeat and the fairness check on: no view change in
   assert.equal(h.runOps(600), 600);
   assert.deepEqual(reasons(h), []);
   assert.deepEqual(h.problems(), []);
+});
+
+test('sim --attack puts the attack into every seed: a faulty client for the client attacks, node 0 as the attacker otherwise', () => {
+  for (let seed = 1; seed <= 6; seed++) {
+    const flood = runSeed({ seed, u: 1, r: 1, attack: 'client-flood', ops: 40 });
+    assert.match(flood.scenario, /clients=\d+\+1 /, `seed ${seed}: ${flood.scenario}`);
+    assert.deepEqual(flood.failures, []);
+    const slow = runSeed({ seed, u: 1, r: 1, attack: 'slow-primary', ops: 40 });
+    assert.match(slow.scenario, /byz=\[n0:slowPrimary\]/, `seed ${seed}: ${slow.scenario}`);
+    assert.deepEqual(slow.failures, []);
+  }
 });
