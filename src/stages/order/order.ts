@@ -432,8 +432,9 @@ export class OrderCore {
         return;
       }
     }
+    let suspicion = this.suspicion;
+    this.suspicion = undefined;
     if (!this.isPrimary() && !interlocked) {
-      let suspicion = this.suspicion;
       if (suspicion === undefined && this.monitor.heartbeatExpired(now, () => this.oldestWaiting(), () => this.inflight() >= this.cluster.config.pipelineMax)) {
         // First give the primary what waits here (Aardvark: a backup forwards a request once
         // per view); suspect it only when the heartbeat expires with nothing left to forward.
@@ -443,13 +444,11 @@ export class OrderCore {
           suspicion = 'heartbeat';
         }
       }
-      this.suspicion = undefined;
       if (suspicion !== undefined) {
         this.startViewChange(this.view + 1, now, suspicion);
         return;
       }
     }
-    this.suspicion = undefined;
     this.maybePropose(now);
   }
 
@@ -1003,6 +1002,8 @@ export class OrderCore {
     this.normal = false;
     this.vcTimerArmed = false;
     this.myNewView = undefined;
+    // A suspicion of the old primary found while applying batches is moot now.
+    this.suspicion = undefined;
     for (const slot of this.slots.values()) {
       slot.pp = undefined;
       slot.prepares.clear();
