@@ -60,6 +60,15 @@ function raw(): Promise<{ socket: Socket; received: Buffer[]; closed: Promise<vo
   });
 }
 
+/** Sends one HELLO on a fresh connection and checks the node closes it, counting `reason` once more. */
+async function helloRefused(helloBytes: Uint8Array, reason: string): Promise<void> {
+  const before = await rejected(reason);
+  const c = await raw();
+  c.socket.write(frame(helloBytes));
+  await c.closed;
+  assert.equal(await rejected(reason), before + 1);
+}
+
 function frame(b: Uint8Array): Buffer {
   const h = Buffer.alloc(4);
   h.writeUInt32BE(b.length, 0);
@@ -166,11 +175,7 @@ test('a forged handshake (valid hello, signature by nobody) and an unknown peer 
   c.socket.write(frame(randomBytes(64)));
   await c.closed;
   assert.equal(await rejected('handshake_bad_signature'), before + 1);
-  const beforeUnknown = await rejected('handshake_unknown_peer');
-  const u = await raw();
-  u.socket.write(frame(hello(2, 99_999, 0, randomBytes(32))));
-  await u.closed;
-  assert.equal(await rejected('handshake_unknown_peer'), beforeUnknown + 1);
+  await helloRefused(hello(2, 99_999, 0, randomBytes(32)), 'handshake_unknown_peer');
   await stillServes();
 });
 
@@ -272,11 +277,7 @@ test('a replica flooding valid frames is cut off for runtime.floodCutOffMs, refu
     assert.ok(s.inbox.cutOff.n3 !== undefined && s.inbox.cutOff.n3 > 0, 'n3 listed as cut off');
     assert.ok((s.inbox.dropped.n3?.flood_cut_off ?? 0) > 0, 'its queued and later messages dropped');
     // Refused while cut off, even with a valid identity.
-    const beforeRefused = await rejected('handshake_peer_cut_off');
-    const again = await raw();
-    again.socket.write(frame(hello(1, 3, 0, randomBytes(32))));
-    await again.closed;
-    assert.equal(await rejected('handshake_peer_cut_off'), beforeRefused + 1);
+    await helloRefused(hello(1, 3, 0, randomBytes(32)), 'handshake_peer_cut_off');
     await stillServes();
   } finally {
     cluster.signal(3, 'SIGCONT');
