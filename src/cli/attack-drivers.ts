@@ -20,7 +20,7 @@ import { clusterPaths, loadKeyFile } from '../runtime/cluster-file.ts';
 import { clientPrincipal, KeyRing, nodePrincipal } from '../crypto/provider.ts';
 import { deriveCluster } from '../core/config.ts';
 import { defaultCrypto } from '../crypto/sodium.ts';
-import { requestCoreBytes, relayIndexOf } from '../stages/common.ts';
+import { requestCoreBytes, requestSignedBytes, relayIndexOf } from '../stages/common.ts';
 import { encodeKvOp } from '../services/kv/ops.ts';
 
 /** A running attack; `stop` ends it and closes its connections. */
@@ -31,8 +31,11 @@ export interface RunningAttack {
 }
 
 /**
- * `bad-client`: client `clientId` of the cluster in `dir` sends `ratePerS` requests per second,
- * each MAC'd correctly for its relay auth replica only.
+ * `bad-client`: client `clientId` of the cluster in `dir` sends `ratePerS` requests per second.
+ * Without client signatures each is MAC'd correctly for its relay auth replica only (Aardvark's
+ * "valid MAC for the primary, bad for the others"). With `clientSignatures` on, each carries
+ * MACs valid for every auth replica and a broken signature, sent to every auth replica: the
+ * cheap checks pass, the expensive one fails, and each auth replica blacklists the client.
  */
 export async function startBadClient(dir: string, cf: ClusterFile, clientId: number, ratePerS: number): Promise<RunningAttack> {
   const cluster = deriveCluster(cf.protocol);
@@ -53,8 +56,15 @@ export async function startBadClient(dir: string, cf: ClusterFile, clientId: num
     for (let i = 0; i < perTick; i++) {
       const op = encodeKvOp({ kind: 'put', key: `bad${clientId}`, value: String(reqId) });
       const id = ++reqId;
-      const macs = keys.authenticate(auth, requestCoreBytes(clientId, id, op)).map((m, j) => (auth[j]!.id === relay.id ? m : m.map((x) => x ^ 0xff)));
-      transport.send([relay], { kind: 'request', client: clientId, reqId: id, op, macs, fanout: true });
+      const core = requestCoreBytes(clientId, id, op);
+      if (cluster.clientSignatures) {
+        const sig = keys.sign(requestSignedBytes(core));
+        sig[0]! ^= 0xff;
+        transport.send(auth, { kind: 'request', client: clientId, reqId: id, op, macs: keys.authenticate(auth, core), fanout: false, sig });
+      } else {
+        const macs = keys.authenticate(auth, core).map((m, j) => (auth[j]!.id === relay.id ? m : m.map((x) => x ^ 0xff)));
+        transport.send([relay], { kind: 'request', client: clientId, reqId: id, op, macs, fanout: true, sig: undefined });
+      }
       sent++;
     }
   }, tickMs);

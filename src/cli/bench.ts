@@ -2,6 +2,7 @@
  * `bulwark bench`: closed-loop clients against a cluster, with a progress bar; ends with
  * exactly one line
  *   bench: ops_per_s=<X> p50_ms=<Y> p99_ms=<Z> clients=<C> size=<B> nodes=<N> u=<U> r=<R> durability=<D>
+ *     [client_signatures=on]
  * Against the cluster in --dir (default: the one `bulwark up` made), or with --spawn a
  * temporary local cluster that is stopped and removed afterwards.
  *
@@ -64,6 +65,8 @@ export interface BenchOptions {
   readonly stateTransfer?: StateTransferMode;
   /** With spawn: batches between checkpoints. */
   readonly checkpointInterval?: number;
+  /** With spawn: clients sign their ordered requests (default off). */
+  readonly clientSignatures?: boolean;
   /** MiB of state written before the measured run. */
   readonly preloadMb?: number;
   /** Count completions per second and report the lowest window. */
@@ -92,6 +95,8 @@ export interface BenchResult {
   readonly u: number;
   readonly r: number;
   readonly durability: DurabilityMode;
+  /** Whether the cluster's clients sign their ordered requests. */
+  readonly clientSignatures: boolean;
   readonly ops: number;
   readonly errors: number;
   /** Completions per 1-second window of the measured run. */
@@ -140,6 +145,7 @@ export interface RecoveryResult {
 /** The single summary line. */
 export function benchLine(b: BenchResult): string {
   let line = `bench: ops_per_s=${b.opsPerS.toFixed(0)} p50_ms=${b.p50Ms.toFixed(2)} p99_ms=${b.p99Ms.toFixed(2)} clients=${b.clients} size=${b.size} nodes=${b.nodes} u=${b.u} r=${b.r} durability=${b.durability}`;
+  if (b.clientSignatures) line += ' client_signatures=on';
   if (b.minWindowRatio !== undefined) line += ` checkpoints=${b.checkpoints} min_window_ratio=${b.minWindowRatio.toFixed(2)}`;
   if (b.recovery !== undefined) {
     const r = b.recovery;
@@ -178,7 +184,7 @@ export async function spawnTemporaryCluster(
   u: number,
   r: number,
   durability: DurabilityMode = 'parallel',
-  more: { checkpoints?: CheckpointMode; stateTransfer?: StateTransferMode; tunables?: Partial<Tunables> } = {},
+  more: { checkpoints?: CheckpointMode; stateTransfer?: StateTransferMode; clientSignatures?: boolean; tunables?: Partial<Tunables> } = {},
   env: Record<string, string> = {},
 ): Promise<{ dir: string; cf: ClusterFile }> {
   const dir = mkdtempSync(join(tmpdir(), 'bulwark-bench-'));
@@ -254,6 +260,7 @@ export async function runLoad(
     u: cf.protocol.u,
     r: cf.protocol.r,
     durability: cf.protocol.durability ?? 'parallel',
+    clientSignatures: cf.protocol.clientSignatures ?? false,
     ops: latencies.length,
     errors,
     perSecond,
@@ -417,6 +424,7 @@ export async function benchCommand(o: BenchOptions, print: (s: string) => void =
         tunables,
         ...(o.checkpoints === undefined ? {} : { checkpoints: o.checkpoints }),
         ...(o.stateTransfer === undefined ? {} : { stateTransfer: o.stateTransfer }),
+        ...(o.clientSignatures === true ? { clientSignatures: true } : {}),
       },
       o.attack !== undefined ? { BULWARK_ATTACKS: '1' } : {},
     );

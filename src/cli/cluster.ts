@@ -28,7 +28,7 @@ export const binPath = fileURLToPath(new URL('../../bin/bulwark.js', import.meta
 export function initCommand(o: InitOptions, print: (s: string) => void = console.log): ClusterFile {
   const cf = initCluster(o);
   const p = clusterPaths(o.dir);
-  print(`initialised a u=${o.u} r=${o.r} cluster (durability ${cf.protocol.durability ?? 'parallel'}) of ${cf.nodes.length} nodes and ${cf.clients.length} client identities in ${o.dir}`);
+  print(`initialised a u=${o.u} r=${o.r} cluster (durability ${cf.protocol.durability ?? 'parallel'}${cf.protocol.clientSignatures === true ? ', signed client requests' : ''}) of ${cf.nodes.length} nodes and ${cf.clients.length} client identities in ${o.dir}`);
   print(`  cluster file: ${p.file}`);
   print(`  keys (0600):  ${p.keys}/node-<id>.key, ${p.keys}/client-<id>.key`);
   return cf;
@@ -146,12 +146,12 @@ export async function waitServing(cf: ClusterFile, ids: readonly number[], timeo
 }
 
 /** `bulwark up`. */
-export async function upCommand(o: { dir: string; u?: number; r?: number; nodes?: number; durability?: DurabilityMode }, print: (s: string) => void = console.log): Promise<ClusterFile> {
+export async function upCommand(o: { dir: string; u?: number; r?: number; nodes?: number; durability?: DurabilityMode; clientSignatures?: boolean }, print: (s: string) => void = console.log): Promise<ClusterFile> {
   const p = clusterPaths(o.dir);
-  if (!existsSync(p.file)) initCommand({ dir: o.dir, u: o.u ?? 1, r: o.r ?? 1, ...(o.nodes === undefined ? {} : { nodes: o.nodes }), ...(o.durability === undefined ? {} : { durability: o.durability }) }, print);
+  if (!existsSync(p.file)) initCommand({ dir: o.dir, u: o.u ?? 1, r: o.r ?? 1, ...(o.nodes === undefined ? {} : { nodes: o.nodes }), ...(o.durability === undefined ? {} : { durability: o.durability }), ...(o.clientSignatures === true ? { clientSignatures: true } : {}) }, print);
   // Switching durability on an existing cluster is not safe (a parallel-mode replica may have
   // voted without a durable record), so the cluster file's setting stands.
-  else if (o.u !== undefined || o.r !== undefined || o.durability !== undefined) print(`using the existing cluster in ${o.dir} (its u, r and durability win; remove the directory to change them)`);
+  else if (o.u !== undefined || o.r !== undefined || o.durability !== undefined || o.clientSignatures === true) print(`using the existing cluster in ${o.dir} (its u, r and durability win; remove the directory to change them)`);
   const cf = loadClusterFile(p.file);
   for (const n of cf.nodes) {
     const pid = readPid(pidFile(o.dir, n.id));

@@ -81,8 +81,9 @@ export function buildProgram(): Command {
     .option('--host <host>', 'address of every node', '127.0.0.1')
     .option('--base-port <port>', 'first node port (metrics ports start 2000 higher)', int('--base-port', 1), 7100)
     .option('--durability <mode>', 'none | sync | batch | parallel', durability, 'parallel')
-    .action((o: { u: number; r: number; nodes?: number; clients: number; dir: string; host: string; basePort: number; durability: DurabilityMode }) => {
-      initCommand({ dir: o.dir, u: o.u, r: o.r, clients: o.clients, host: o.host, basePort: o.basePort, baseMetricsPort: o.basePort + 2000, durability: o.durability, ...(o.nodes === undefined ? {} : { nodes: o.nodes }) });
+    .option('--client-signatures', 'clients sign every ordered request (Ed25519); a bad signature blacklists its client')
+    .action((o: { u: number; r: number; nodes?: number; clients: number; dir: string; host: string; basePort: number; durability: DurabilityMode; clientSignatures?: boolean }) => {
+      initCommand({ dir: o.dir, u: o.u, r: o.r, clients: o.clients, host: o.host, basePort: o.basePort, baseMetricsPort: o.basePort + 2000, durability: o.durability, clientSignatures: o.clientSignatures === true, ...(o.nodes === undefined ? {} : { nodes: o.nodes }) });
     });
   program
     .command('node')
@@ -103,7 +104,8 @@ export function buildProgram(): Command {
     .option('--nodes <n>', 'number of nodes (new clusters only)', int('--nodes', 1))
     .option('--dir <dir>', 'cluster directory', 'cluster')
     .option('--durability <mode>', 'none | sync | batch | parallel (new clusters only; default parallel)', durability)
-    .action(async (o: { u?: number; r?: number; nodes?: number; dir: string; durability?: DurabilityMode }) => {
+    .option('--client-signatures', 'clients sign every ordered request (new clusters only)')
+    .action(async (o: { u?: number; r?: number; nodes?: number; dir: string; durability?: DurabilityMode; clientSignatures?: boolean }) => {
       await upCommand(o);
     });
   program
@@ -157,6 +159,7 @@ export function buildProgram(): Command {
     .option('--checkpoints <mode>', 'with --spawn: sequential | coordinated', checkpointMode)
     .option('--state-transfer <mode>', 'with --spawn: collaborative | single', stateTransferMode)
     .option('--checkpoint-interval <n>', 'with --spawn: batches between checkpoints', int('--checkpoint-interval', 2))
+    .option('--client-signatures', 'with --spawn: clients sign every ordered request (Ed25519)')
     .option('--preload-mb <m>', 'write this many MiB of state (4 KiB values) before measuring', int('--preload-mb', 0))
     .option('--timeline', 'print ops per 1-second window and the lowest window / median')
     .option('--chart <file>', 'write the per-second throughput as an SVG chart (implies --timeline)')
@@ -179,6 +182,7 @@ export function buildProgram(): Command {
         checkpoints?: CheckpointMode;
         stateTransfer?: StateTransferMode;
         checkpointInterval?: number;
+        clientSignatures?: boolean;
         preloadMb?: number;
         timeline?: boolean;
         chart?: string;
@@ -202,6 +206,7 @@ export function buildProgram(): Command {
           ...(o.checkpoints === undefined ? {} : { checkpoints: o.checkpoints }),
           ...(o.stateTransfer === undefined ? {} : { stateTransfer: o.stateTransfer }),
           ...(o.checkpointInterval === undefined ? {} : { checkpointInterval: o.checkpointInterval }),
+          ...(o.clientSignatures === true ? { clientSignatures: true } : {}),
           ...(o.preloadMb === undefined ? {} : { preloadMb: o.preloadMb }),
           ...(o.chart === undefined ? {} : { chart: o.chart }),
           ...(o.scenario === undefined ? {} : { scenario: o.scenario }),

@@ -135,9 +135,10 @@ export const messageSchemas = {
   /**
    * CLIENT-REQ (client -> auth, or relayed auth -> auth): authenticator has one MAC per auth
    * replica. `fanout` asks the receiving auth replica (the client's relay) to pass the request
-   * on to the rest of the client's preferred quorum.
+   * on to the rest of the client's preferred quorum. `sig`: the client's signature over the
+   * request core, present when the cluster has `clientSignatures` on.
    */
-  request: struct({ client: u32, reqId: uint, op, macs: authenticator, fanout: bool }),
+  request: struct({ client: u32, reqId: uint, op, macs: authenticator, fanout: bool, sig: optional(signature) }),
   /** Read-only request (client -> exec): authenticator has one MAC per exec replica. */
   readRequest: struct({ client: u32, reqId: uint, op, macs: authenticator }),
   /** AUTH-REQ (auth -> order): the request and this auth replica's row of the matrix signature. */

@@ -146,6 +146,15 @@ export interface ProtocolConfig extends Tunables {
   readonly checkpoints?: CheckpointMode;
   /** How execution replicas fetch checkpoints from each other (default `collaborative`). */
   readonly stateTransfer?: StateTransferMode;
+  /**
+   * Signed client requests (Aardvark §3.4.1; default false): every client signs each ordered
+   * request with its Ed25519 key besides MACing it, and an authentication replica forwards a
+   * request only when the signature verifies. All correct auth replicas reach the same verdict on
+   * a signature, and a bad signature under a MAC that verifies, on the client's own connection,
+   * proves the client faulty, so it is blacklisted. Costs one signature per request at the client
+   * and one verification per request at each auth replica.
+   */
+  readonly clientSignatures?: boolean;
   /** Faults of any kind tolerated while live. */
   readonly u: number;
   /** Commission faults tolerated while safe. */
@@ -258,6 +267,9 @@ export function checkConfig(cfg: ProtocolConfig): ConfigProblem[] {
   if (cfg.stateTransfer !== undefined && !stateTransferModes.includes(cfg.stateTransfer)) {
     bad('stateTransfer', `must be one of ${stateTransferModes.join(', ')}, got ${show(cfg.stateTransfer)}`);
   }
+  if (cfg.clientSignatures !== undefined && typeof cfg.clientSignatures !== 'boolean') {
+    bad('clientSignatures', `must be true or false, got ${show(cfg.clientSignatures)}`);
+  }
   if (isInt(cfg.clientRetryMs) && isInt(cfg.clientRetryMaxMs) && cfg.clientRetryMaxMs < cfg.clientRetryMs) {
     bad('clientRetryMaxMs', `must be >= clientRetryMs (${cfg.clientRetryMs})`);
   }
@@ -337,6 +349,8 @@ export interface Cluster {
   readonly checkpoints: CheckpointMode;
   /** The configured state transfer mode (default resolved). */
   readonly stateTransfer: StateTransferMode;
+  /** Whether clients sign their ordered requests (default resolved: false). */
+  readonly clientSignatures: boolean;
   readonly u: number;
   readonly r: number;
   readonly auth: StageMembers;
@@ -366,6 +380,7 @@ export function deriveCluster(cfg: ProtocolConfig): Cluster {
     durability: cfg.durability ?? 'parallel',
     checkpoints: cfg.checkpoints ?? 'sequential',
     stateTransfer: cfg.stateTransfer ?? 'collaborative',
+    clientSignatures: cfg.clientSignatures ?? false,
     u: cfg.u,
     r: cfg.r,
     auth: members('auth'),

@@ -7,6 +7,7 @@
  *   durability: parallel                           # optional: none | sync | batch | parallel
  *   checkpoints: sequential                        # optional: sequential | coordinated
  *   stateTransfer: collaborative                   # optional: collaborative | single
+ *   clientSignatures: false                        # optional: clients sign ordered requests
  *   tunables: { checkpointInterval: 64, ... }      # optional; defaults in core/config.ts
  *   runtime: { tickMs: 2, logLevel: info, floodCutOffMs: 60000 }   # optional
  *   nodes:
@@ -81,7 +82,7 @@ export interface KeyFile {
 }
 
 const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-const topFields = new Set(['u', 'r', 'durability', 'checkpoints', 'stateTransfer', 'tunables', 'runtime', 'nodes', 'clients']);
+const topFields = new Set(['u', 'r', 'durability', 'checkpoints', 'stateTransfer', 'clientSignatures', 'tunables', 'runtime', 'nodes', 'clients']);
 
 function isObject(x: unknown): x is Record<string, unknown> {
   return typeof x === 'object' && x !== null && !Array.isArray(x);
@@ -179,6 +180,7 @@ export function parseClusterFile(text: string, source = 'cluster file'): Cluster
     durability: durability as DurabilityMode,
     checkpoints: (doc.checkpoints ?? 'sequential') as CheckpointMode,
     stateTransfer: (doc.stateTransfer ?? 'collaborative') as StateTransferMode,
+    clientSignatures: (doc.clientSignatures ?? false) as boolean,
     u: doc.u as number, r: doc.r as number, nodes: nodes.map((n) => ({ id: n.id, stages: n.stages })), clients: clients.map((c) => c.id) };
   problems.push(...checkConfig(protocol));
   if (problems.length > 0) throw new ConfigError(problems);
@@ -206,6 +208,7 @@ export function formatClusterFile(cf: ClusterFile): string {
     durability: cf.protocol.durability ?? 'parallel',
     checkpoints: cf.protocol.checkpoints ?? 'sequential',
     stateTransfer: cf.protocol.stateTransfer ?? 'collaborative',
+    clientSignatures: cf.protocol.clientSignatures ?? false,
     tunables,
     runtime: cf.runtime,
     nodes: cf.nodes.map((n) => ({ id: n.id, host: n.host, port: n.port, metricsPort: n.metricsPort, stages: [...n.stages], publicKey: Buffer.from(n.publicKey).toString('base64') })),
@@ -260,6 +263,8 @@ export interface InitOptions {
   readonly checkpoints?: CheckpointMode;
   /** How execution replicas fetch checkpoints (default collaborative). */
   readonly stateTransfer?: StateTransferMode;
+  /** Whether clients sign their ordered requests (default false). */
+  readonly clientSignatures?: boolean;
 }
 
 /** Paths inside a cluster directory. */
@@ -301,7 +306,7 @@ export function initCluster(o: InitOptions): ClusterFile {
     writeKeyFile(paths.clientKey(id), { kind: 'client', id, privateKey: kp.privateKey, publicKey: kp.publicKey });
     clients.push({ id, publicKey: kp.publicKey });
   }
-  const protocol: ProtocolConfig = { ...defaultTunables, ...o.tunables, durability: o.durability ?? 'parallel', checkpoints: o.checkpoints ?? 'sequential', stateTransfer: o.stateTransfer ?? 'collaborative', u: o.u, r: o.r, nodes: nodes.map((x) => ({ id: x.id, stages: x.stages })), clients: clients.map((c) => c.id) };
+  const protocol: ProtocolConfig = { ...defaultTunables, ...o.tunables, durability: o.durability ?? 'parallel', checkpoints: o.checkpoints ?? 'sequential', stateTransfer: o.stateTransfer ?? 'collaborative', clientSignatures: o.clientSignatures ?? false, u: o.u, r: o.r, nodes: nodes.map((x) => ({ id: x.id, stages: x.stages })), clients: clients.map((c) => c.id) };
   const cf: ClusterFile = { protocol, runtime: { ...defaultRuntime, ...o.runtime }, nodes, clients };
   writeFileSync(paths.file, formatClusterFile(cf));
   return parseClusterFile(formatClusterFile(cf), paths.file);

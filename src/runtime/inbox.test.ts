@@ -7,7 +7,7 @@ import type { Message } from '../codec/messages.ts';
 
 const prepare = (seq: number): Message => ({ kind: 'prepare', view: 0, seq, digest: new Uint8Array(32) });
 const lastExec = (next: number): Message => ({ kind: 'lastExec', next });
-const request = (client: number, reqId: number): Message => ({ kind: 'request', client, reqId, op: new Uint8Array(1), macs: [], fanout: false });
+const request = (client: number, reqId: number): Message => ({ kind: 'request', client, reqId, op: new Uint8Array(1), macs: [], fanout: false, sig: undefined });
 
 function inbox(o: Partial<InboxOptions> = {}): Inbox {
   return new Inbox({ replicas: [1, 2, 3], ...o });

@@ -235,5 +235,5 @@ function toBatch(pp: MsgOf<'prePrepare'>): Batch {
 }
 
 /** Faulty-client behaviours. */
-export const clientBehaviours = ['badAuthenticators', 'reusedIds'] as const;
+export const clientBehaviours = ['badAuthenticators', 'reusedIds', 'badSignatures'] as const;
 export type ClientBehaviour = (typeof clientBehaviours)[number];

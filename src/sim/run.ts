@@ -16,14 +16,14 @@
 import { defaultConfig, deriveCluster, type Tunables } from '../core/config.ts';
 import { clientPrincipal, nodePrincipal, principalKey } from '../crypto/provider.ts';
 import type { Note } from '../stages/types.ts';
-import { hex, requestCoreBytes } from '../stages/common.ts';
+import { hex, requestCoreBytes, requestSignedBytes } from '../stages/common.ts';
 import type { CanaryName, Canaries } from '../stages/types.ts';
 import { KvStore } from '../services/kv/store.ts';
 import { encodeKvOp, decodeKvOutput } from '../services/kv/ops.ts';
 import type { KvOp } from '../services/kv/model.ts';
 import { World, type NetworkFaults } from './world.ts';
 import { Prng } from '../core/prng.ts';
-import { byzantineBehaviours, type ByzantineBehaviour } from './byzantine.ts';
+import { byzantineBehaviours, type ByzantineBehaviour, type ClientBehaviour } from './byzantine.ts';
 import { AgreementChecker } from './checkers/agreement.ts';
 import { checkLinearizable, type HistoryOp } from './checkers/linearizability.ts';
 import { isExecCheckpointKey } from '../stages/exec/exec.ts';
@@ -56,6 +56,8 @@ export interface SeedOptions {
    * attacks one faulty client with it. Drawn details come from a fourth stream.
    */
   readonly attack?: AttackName;
+  /** Signed client requests (default: on for a third of the seeds, drawn from the fourth stream). */
+  readonly clientSignatures?: boolean;
 }
 
 /** Attacks `sim --attack` and `bench --attack` know. */
@@ -229,8 +231,10 @@ export function runSeed(o: SeedOptions): SeedResult {
   };
   const attack = o.attack;
   const attackSettings = { slowPrimaryUs: arng.pick([1_000, 10_000, 100_000]), victimClient: arng.int(0, sc.clients - 1), floodFactor: arng.int(2, 16) };
+  // Signed client requests on a third of the seeds (drawn last, so the draws above are unchanged).
+  const clientSignatures = o.clientSignatures ?? arng.chance(1, 3);
   const cfg = defaultConfig({ u: o.u, r: o.r, clients: 0, tunables: { ...sc.tunables, ...cpTunables, ...robustTunables } });
-  const cluster = deriveCluster({ ...cfg, durability, checkpoints, stateTransfer, clients: [...correctClientIds, ...faultyClientIds] });
+  const cluster = deriveCluster({ ...cfg, durability, checkpoints, stateTransfer, clientSignatures, clients: [...correctClientIds, ...faultyClientIds] });
   const canaries = o.canaries ?? new Set<CanaryName>();
   const fsyncMinUs = storageFaults ? srng.int(100, 2_000) : sc.fsyncMinUs;
   const fsyncMaxUs = storageFaults ? srng.int(5_000, 40_000) : sc.fsyncMaxUs;
@@ -314,7 +318,9 @@ export function runSeed(o: SeedOptions): SeedResult {
 
   // ---- faulty clients: bad authenticators and reused request ids, on their own keys ----
   for (const c of faultyClientIds) {
-    const behaviours = new Set(rng.chance(1, 2) ? (['badAuthenticators'] as const) : (['badAuthenticators', 'reusedIds'] as const));
+    const drawnBehaviours: ClientBehaviour[] = rng.chance(1, 2) ? ['badAuthenticators'] : ['badAuthenticators', 'reusedIds'];
+    // With signed requests, a faulty client also breaks signatures (and gets itself blacklisted).
+    const behaviours = new Set<ClientBehaviour>(clientSignatures ? [...drawnBehaviours, 'badSignatures'] : drawnBehaviours);
     const flood = attack === 'client-flood';
     const loop = (): void => {
       if (world.now > sc.healUs * 2) return;
@@ -326,7 +332,7 @@ export function runSeed(o: SeedOptions): SeedResult {
         const body = encodeKvOp({ kind: 'put', key: `z${c}`, value: `reuse${wrng.int(0, 99)}` });
         const core = requestCoreBytes(c, 1, body);
         const auths = cluster.auth.nodes.map((id) => nodePrincipal(id));
-        world.clientSendRaw(c, auths, { kind: 'request', client: c, reqId: 1, op: body, macs: ring.authenticate(auths, core), fanout: false });
+        world.clientSendRaw(c, auths, { kind: 'request', client: c, reqId: 1, op: body, macs: ring.authenticate(auths, core), fanout: false, sig: cluster.clientSignatures ? ring.sign(requestSignedBytes(core)) : undefined });
       }
       if (flood) {
         // Junk at a high rate: requests with every MAC broken, on the faulty client's own keys.
@@ -334,7 +340,7 @@ export function runSeed(o: SeedOptions): SeedResult {
         for (let i = 0; i < 8; i++) {
           const body = encodeKvOp({ kind: 'put', key: `z${c}`, value: `flood${i}` });
           const macs = world.keyRing(clientPrincipal(c)).authenticate(auths, requestCoreBytes(c, 1_000_000 + i, body)).map((m) => m.map((x) => x ^ 0xff));
-          world.clientSendRaw(c, auths, { kind: 'request', client: c, reqId: 1_000_000 + i, op: body, macs, fanout: false });
+          world.clientSendRaw(c, auths, { kind: 'request', client: c, reqId: 1_000_000 + i, op: body, macs, fanout: false, sig: undefined });
         }
       }
       world.at(world.now + (flood ? wrng.int(200, 2_000) : wrng.int(5_000, 60_000)), loop);
@@ -495,7 +501,7 @@ export function runSeed(o: SeedOptions): SeedResult {
     byzantine: sc.byzantine.size + sc.faultyClients,
     traceHash: world.trace.digest(),
     virtualMs: Math.round(finishedAt / 1000),
-    scenario: `${describe(sc)} durability=${durability} checkpoints=${checkpoints} transfer=${stateTransfer} chunk=${cpTunables.checkpointChunkBytes} slice=${cpTunables.checkpointSliceMs}ms hb=${robustTunables.heartbeatMs} grace=${robustTunables.throughputGraceMs} fair=${robustTunables.fairnessOvertakes}` + (attack !== undefined ? ` attack=${attack}${attack === 'slow-primary' ? `(${attackSettings.slowPrimaryUs / 1000}ms)` : attack === 'unfair-primary' ? `(victim c${attackSettings.victimClient})` : ''}` : '') + (storageFaults ? ` totalCrash=${totalCrashes} storageDamage=${storageDamage} fsync=${fsyncMinUs}-${fsyncMaxUs}us` : ''),
+    scenario: `${describe(sc)} durability=${durability} checkpoints=${checkpoints} transfer=${stateTransfer} chunk=${cpTunables.checkpointChunkBytes} slice=${cpTunables.checkpointSliceMs}ms hb=${robustTunables.heartbeatMs} grace=${robustTunables.throughputGraceMs} fair=${robustTunables.fairnessOvertakes} sigs=${clientSignatures ? 'on' : 'off'}` + (attack !== undefined ? ` attack=${attack}${attack === 'slow-primary' ? `(${attackSettings.slowPrimaryUs / 1000}ms)` : attack === 'unfair-primary' ? `(victim c${attackSettings.victimClient})` : ''}` : '') + (storageFaults ? ` totalCrash=${totalCrashes} storageDamage=${storageDamage} fsync=${fsyncMinUs}-${fsyncMaxUs}us` : ''),
     events: world.stats.eventsProcessed,
     ...(o.keepHistory === true ? { history } : {}),
   };

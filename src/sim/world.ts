@@ -31,7 +31,7 @@ import { ClientCore, type ClientEvent } from '../stages/client/client.ts';
 import type { AppFactory } from '../app/contract.ts';
 import { EventHeap } from './heap.ts';
 import { Prng } from '../core/prng.ts';
-import { ReplicaAdversary, type AttackSettings, type ByzantineBehaviour } from './byzantine.ts';
+import { ReplicaAdversary, type AttackSettings, type ByzantineBehaviour, type ClientBehaviour } from './byzantine.ts';
 import { Trace } from './trace.ts';
 
 /** Network behaviour while faults are active. Probabilities are integer per-mille. */
@@ -96,7 +96,7 @@ interface ClientHost extends Host {
   /** Called with each completed operation. */
   onResult: ((callId: number, reqId: number, result: Uint8Array, now: number) => void) | undefined;
   /** Faulty client behaviour, if any. */
-  faulty: ReadonlySet<'badAuthenticators' | 'reusedIds'> | undefined;
+  faulty: ReadonlySet<ClientBehaviour> | undefined;
 }
 
 type SimEvent =
@@ -518,10 +518,11 @@ export class World {
       for (const o of h.adversary.rewrite(to, msg)) this.transmit(h.principal, o.to, o.msg, o.badMac, o.delayUs ?? 0);
       return;
     }
-    if ('faulty' in h && h.faulty !== undefined && msg.kind === 'request' && h.faulty.has('badAuthenticators')) {
-      // Break the MACs for a random subset of auth replicas.
-      const macs = msg.macs.map((m) => (this.rng.chance(1, 2) ? m.map((x) => x ^ 0xff) : m));
-      for (const p of to) this.transmit(h.principal, p, { ...msg, macs }, false);
+    if ('faulty' in h && h.faulty !== undefined && msg.kind === 'request' && (h.faulty.has('badAuthenticators') || h.faulty.has('badSignatures'))) {
+      // Break the MACs for a random subset of auth replicas; break the signature half the time.
+      const macs = h.faulty.has('badAuthenticators') ? msg.macs.map((m) => (this.rng.chance(1, 2) ? m.map((x) => x ^ 0xff) : m)) : msg.macs;
+      const sig = msg.sig !== undefined && h.faulty.has('badSignatures') && this.rng.chance(1, 2) ? msg.sig.map((x) => x ^ 0x0f) : msg.sig;
+      for (const p of to) this.transmit(h.principal, p, { ...msg, macs, sig }, false);
       return;
     }
     for (const p of to) this.transmit(h.principal, p, msg, false);

@@ -22,6 +22,19 @@ export function requestCoreBytes(client: number, reqId: number, op: Uint8Array):
   return encodeWith(requestCoreCodec, { client, reqId, op });
 }
 
+const requestSigTag = new TextEncoder().encode('bulwark-req-v1/');
+
+/**
+ * What a client signs for a signed request (config `clientSignatures`): a domain tag, then the
+ * request core, so a request signature can never pass for a handshake signature or the reverse.
+ */
+export function requestSignedBytes(core: Uint8Array): Uint8Array {
+  const out = new Uint8Array(requestSigTag.length + core.length);
+  out.set(requestSigTag, 0);
+  out.set(core, requestSigTag.length);
+  return out;
+}
+
 const replyCoreCodec = struct({ exec: u32, reqId: uint, result: bytes(opBytesMax) });
 
 /** Canonical bytes of a reply: what the executor's MAC for the client covers. */

@@ -57,6 +57,12 @@ test('duplicate endpoints, unknown stages, missing replicas, garbage YAML: each 
   assert.throws(() => parseClusterFile(dup), (e: unknown) => e instanceof ConfigError && e.problems.some((p) => /used twice/.test(p.message)));
   const badStage = base.replace('- order\n', '- ordre\n');
   assert.throws(() => parseClusterFile(badStage), (e: unknown) => e instanceof ConfigError && e.problems.some((p) => /unknown stage "ordre"/.test(p.message)));
+  assert.equal(parseClusterFile(base).protocol.clientSignatures, false, 'signed client requests are off by default');
+  assert.equal(parseClusterFile(base.replace('clientSignatures: false', 'clientSignatures: true')).protocol.clientSignatures, true);
+  assert.throws(
+    () => parseClusterFile(base.replace('clientSignatures: false', 'clientSignatures: sometimes')),
+    (e: unknown) => e instanceof ConfigError && e.problems.some((p) => p.path === 'clientSignatures' && /true or false/.test(p.message)),
+  );
   assert.throws(() => parseClusterFile('u: [1\n'), (e: unknown) => e instanceof ConfigError && /not valid YAML/.test(e.message));
   assert.throws(() => parseClusterFile('just a string'), ConfigError);
   rmSync(dir, { recursive: true, force: true });

@@ -81,3 +81,26 @@ test('sim --attack puts the attack into every seed: a faulty client for the clie
     assert.deepEqual(slow.failures, []);
   }
 });
+
+test('signed client requests: a client sending bad signatures is blacklisted by the auth replicas it reaches; nothing else changes', () => {
+  let badSignature = 0;
+  let blacklisted = 0;
+  for (let seed = 1; seed <= 6; seed++) {
+    const res = runSeed({
+      seed,
+      u: 1,
+      r: 1,
+      attack: 'bad-client',
+      clientSignatures: true,
+      ops: 60,
+      debug: (line) => {
+        if (line.includes('rejected bad_signature from c100')) badSignature++;
+        if (line.includes('rejected client_blacklisted from c100')) blacklisted++;
+      },
+    });
+    assert.match(res.scenario, /sigs=on/);
+    assert.deepEqual(res.failures, [], `seed ${seed}`);
+  }
+  assert.ok(badSignature > 0, 'some bad signature reached an auth replica straight from the client');
+  assert.ok(blacklisted > 0, 'and its later requests were refused at the first check');
+});

@@ -3,7 +3,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AuthCore } from './auth.ts';
 import { clientPrincipal, nodePrincipal } from '../../crypto/provider.ts';
-import { requestCoreBytes, membersOf } from '../common.ts';
+import { requestCoreBytes, requestSignedBytes, membersOf } from '../common.ts';
+import { deriveCluster } from '../../core/config.ts';
 import { sends, testCluster } from '../testing.ts';
 import type { Effect } from '../types.ts';
 
@@ -11,11 +12,11 @@ const { cluster, ring } = testCluster(1, 1, 4, { authResendMs: 100 });
 const auth = () => new AuthCore(cluster, 2, ring(nodePrincipal(2)));
 const authPeers = membersOf(cluster.auth);
 
-function request(client: number, reqId: number, op: number[], opts: { breakMac?: boolean; from?: number; fanout?: boolean } = {}) {
+function request(client: number, reqId: number, op: number[], opts: { breakMac?: boolean; from?: number; fanout?: boolean; sig?: Uint8Array } = {}) {
   const body = new Uint8Array(op);
   const macs = ring(clientPrincipal(client)).authenticate(authPeers, requestCoreBytes(client, reqId, body));
   if (opts.breakMac === true) macs[2] = macs[2]!.map((x) => x ^ 1);
-  return { kind: 'message' as const, from: clientPrincipal(opts.from ?? client), msg: { kind: 'request' as const, client, reqId, op: body, macs, fanout: opts.fanout ?? false }, now: 0 };
+  return { kind: 'message' as const, from: clientPrincipal(opts.from ?? client), msg: { kind: 'request' as const, client, reqId, op: body, macs, fanout: opts.fanout ?? false, sig: opts.sig }, now: 0 };
 }
 const rejected = (es: Effect[]) => es.flatMap((e) => (e.kind === 'note' && e.note.type === 'rejected' ? [e.note.reason] : []));
 
@@ -107,4 +108,29 @@ test('at most one pending request per client: a newer id replaces the older one'
   a.step(request(1, 2, [6]));
   a.step(request(2, 1, [6]));
   assert.equal(a.pendingCount, 2);
+});
+
+test('signed client requests: a good signature is forwarded; a bad one is dropped, and blacklists the client only when it came straight from it', () => {
+  const base = testCluster(1, 1, 4, { authResendMs: 100 });
+  const signed = deriveCluster({ ...base.cluster.config, clientSignatures: true });
+  const a = new AuthCore(signed, 2, base.ring(nodePrincipal(2)));
+  const sign = (client: number, reqId: number, op: number[]) => base.ring(clientPrincipal(client)).sign(requestSignedBytes(requestCoreBytes(client, reqId, new Uint8Array(op))));
+  const good = a.step(request(1, 1, [5], { sig: sign(1, 1, [5]) }));
+  assert.deepEqual(rejected(good), []);
+  assert.equal(sends(good).length, 1, 'forwarded to the primary');
+  assert.deepEqual(rejected(a.step(request(2, 1, [5]))), ['missing_signature']);
+  assert.deepEqual(rejected(a.step(request(2, 1, [5], { sig: sign(2, 1, [5]) }))), [], 'a missing signature blacklists nothing');
+  assert.deepEqual(rejected(a.step(request(3, 1, [5], { sig: sign(3, 1, [6]) }))), ['bad_signature'], 'a signature over another body');
+  assert.deepEqual(rejected(a.step(request(3, 2, [5], { sig: sign(3, 2, [5]) }))), ['client_blacklisted'], 'client 3 proved itself faulty');
+  // Relayed by auth replica 0: the relay could have broken the signature, so no blacklisting.
+  assert.deepEqual(rejected(a.step({ ...request(0, 1, [5], { sig: sign(0, 1, [6]) }), from: nodePrincipal(0) })), ['bad_signature']);
+  assert.deepEqual(rejected(a.step(request(0, 1, [5], { sig: sign(0, 1, [5]) }))), [], 'client 0 is not blacklisted');
+  // A client's signature does not verify for another client's request.
+  assert.deepEqual(rejected(a.step(request(2, 2, [5], { sig: sign(1, 2, [5]) }))), ['bad_signature']);
+  assert.deepEqual(rejected(a.step(request(2, 3, [5], { sig: sign(2, 3, [5]) }))), ['client_blacklisted']);
+});
+
+test('signed client requests off: a signature, even a broken one, is ignored', () => {
+  const a = auth();
+  assert.deepEqual(rejected(a.step(request(1, 1, [5], { sig: new Uint8Array(64) }))), []);
 });

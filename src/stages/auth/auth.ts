@@ -19,6 +19,11 @@
  *      Equal id with a different body, each MAC valid for this replica: only the client can
  *      make both, so it is faulty; it is blacklisted here for `blacklistMs` (Aardvark §3.4.1:
  *      blacklist only on proof, entries expire). Auth replicas decide on their own (§6.4).
+ *   6. with `clientSignatures` on, a new request's Ed25519 signature (the one expensive check,
+ *      so it comes last): missing -> dropped (`missing_signature`); bad -> dropped
+ *      (`bad_signature`) and, when the request came straight from the client (its MAC verified
+ *      on its own connection, so only it can have sent it), the client is blacklisted. A retransmission of the pending
+ *      request is not re-verified: its body matched the one already checked.
  *
  * First sends go to the order primary only; retransmissions to every order replica (§6.2.3).
  * The auth replica learns the view from VIEW-HINT messages of order replicas and follows the
@@ -39,7 +44,7 @@ import type { KeyRing, Principal } from '../../crypto/provider.ts';
 import { bytesEqual, clientPrincipal } from '../../crypto/provider.ts';
 import type { Message, MsgOf } from '../../codec/messages.ts';
 import type { Effect, StageEvent } from '../types.ts';
-import { membersOf, Outbox, relayIndexOf, requestCoreBytes } from '../common.ts';
+import { membersOf, Outbox, relayIndexOf, requestCoreBytes, requestSignedBytes } from '../common.ts';
 
 interface Pending {
   readonly reqId: number;
@@ -166,6 +171,22 @@ export class AuthCore {
       last.forwardedAt = now;
       last.toAll = true;
       this.out.send(this.orderPeers, last.authReq);
+      return;
+    }
+    // The expensive check last (Aardvark §3.4.1): only a new request that passed every cheap
+    // check costs a signature verification. A bad or missing signature under a MAC that verified,
+    // on the client's own connection, proves the client faulty: only it holds that MAC key, and
+    // no relay stood between. Relayed, the signature is not covered by the MAC (a faulty relay
+    // could have broken it), so the request is only dropped.
+    // A missing signature costs nothing to detect and more likely means a client with an old
+    // cluster file than an attack: dropped, not blacklisted.
+    if (this.cluster.clientSignatures && msg.sig === undefined) {
+      this.reject('missing_signature', from);
+      return;
+    }
+    if (this.cluster.clientSignatures && !this.keys.verifyFrom(clientPrincipal(msg.client), requestSignedBytes(core), msg.sig!)) {
+      this.reject('bad_signature', from);
+      if (direct && this.cluster.config.blacklistMs > 0) this.blacklist.set(msg.client, now + this.cluster.config.blacklistMs);
       return;
     }
     const row = this.keys.authenticate(this.orderPeers, core);

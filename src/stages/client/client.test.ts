@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { ClientCore } from './client.ts';
 import { clientPrincipal, nodePrincipal } from '../../crypto/provider.ts';
 import { firstIndex, sends, testCluster } from '../testing.ts';
-import { replyCoreBytes } from '../common.ts';
+import { replyCoreBytes, requestCoreBytes, requestSignedBytes } from '../common.ts';
+import { deriveCluster } from '../../core/config.ts';
 import type { Effect } from '../types.ts';
 
 const { cluster, ring } = testCluster(1, 1, 4, { clientRetryMs: 100, clientRetryMaxMs: 400, readTimeoutMs: 50 });
@@ -144,4 +145,16 @@ test('read-only path: an executor that refuses (seq 0, restarted behind its read
   const mac = ring(nodePrincipal(1)).macFor(clientPrincipal(1), replyCoreBytes(1, 1, r));
   const out = sends(c.step({ kind: 'message', from: nodePrincipal(1), msg: { kind: 'readReply', reqId: 1, result: r, seq: 0, exec: 1, mac }, now: 2 }));
   assert.ok(out.length > 0 && out.every((s) => s.msg.kind === 'request' && s.msg.reqId === 2));
+});
+
+test('signed client requests: each ordered request carries a signature over its core; a retransmission carries the same one', () => {
+  const signed = deriveCluster({ ...cluster.config, clientSignatures: true });
+  const c = new ClientCore(signed, 1, ring(clientPrincipal(1)), new Map(), new Set(), { reserveBlock: 1, queueMax: 4 });
+  const first = sends(c.step({ kind: 'invoke', callId: 1, op, readOnly: false, now: 0 }))[0]!.msg;
+  assert.ok(first.kind === 'request' && first.sig !== undefined);
+  assert.ok(ring(nodePrincipal(0)).verifyFrom(clientPrincipal(1), requestSignedBytes(requestCoreBytes(1, first.reqId, op)), first.sig), 'verifies under the client key');
+  const again = sends(c.step({ kind: 'tick', now: 1_000 }))[0]!.msg;
+  assert.ok(again.kind === 'request' && again.reqId === first.reqId && again.sig !== undefined && Buffer.from(again.sig).equals(Buffer.from(first.sig)));
+  const unsigned = sends(fresh().step({ kind: 'invoke', callId: 1, op, readOnly: false, now: 0 }))[0]!.msg;
+  assert.ok(unsigned.kind === 'request' && unsigned.sig === undefined, 'no signature when the cluster has them off');
 });

@@ -35,7 +35,7 @@ import type { KeyRing, Principal } from '../../crypto/provider.ts';
 import type { Message, MsgOf } from '../../codec/messages.ts';
 import { bytesEqual, nodePrincipal } from '../../crypto/provider.ts';
 import type { Canaries, Effect, StageEvent } from '../types.ts';
-import { membersOf, Outbox, readU64Durable, relayIndexOf, replyCoreBytes, requestCoreBytes, u64Bytes } from '../common.ts';
+import { membersOf, Outbox, readU64Durable, relayIndexOf, replyCoreBytes, requestCoreBytes, requestSignedBytes, u64Bytes } from '../common.ts';
 
 /** Client options beyond the cluster config. */
 export interface ClientOptions {
@@ -64,6 +64,8 @@ interface Outstanding {
   readOnlyPhase: boolean;
   readonly requestedReadOnly: boolean;
   reqId: number;
+  /** The signature of the ordered request under `reqId` (config clientSignatures), made once. */
+  sig?: { readonly reqId: number; readonly bytes: Uint8Array };
   /** When the current attempt (read or ordered) started; for latency and timeouts. */
   startedAt: number;
   deadline: number;
@@ -197,7 +199,9 @@ export class ClientCore {
       const all = !first || this.sendAllRemaining > 0;
       if (first && this.sendAllRemaining > 0) this.sendAllRemaining -= 1;
       if (!first) this.sendAllRemaining = sendAllAfterRetry;
-      const msg: MsgOf<'request'> = { kind: 'request', client: this.id, reqId: o.reqId, op: o.op, macs, fanout: !all };
+      // The signature is made once per operation; retransmissions carry the same one.
+      if (this.cluster.clientSignatures && o.sig?.reqId !== o.reqId) o.sig = { reqId: o.reqId, bytes: this.keys.sign(requestSignedBytes(core)) };
+      const msg: MsgOf<'request'> = { kind: 'request', client: this.id, reqId: o.reqId, op: o.op, macs, fanout: !all, sig: o.sig?.bytes };
       // First sends go to the client's relay, which passes them to the rest of the preferred
       // quorum over its (batched) node-to-node connections.
       this.out.send(all ? this.authPeers : [this.authPeers[relayIndexOf(this.id, this.authPeers.length)]!], msg);
