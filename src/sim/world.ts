@@ -519,9 +519,11 @@ export class World {
       return;
     }
     if ('faulty' in h && h.faulty !== undefined && msg.kind === 'request' && (h.faulty.has('badAuthenticators') || h.faulty.has('badSignatures'))) {
-      // Break the MACs for a random subset of auth replicas; break the signature half the time.
+      // Break the MACs for a random subset of auth replicas; break the signature of every
+      // odd-numbered request (no draw: a seed's trace with signatures on stays that of the same
+      // seed with them off until an auth replica reacts).
       const macs = h.faulty.has('badAuthenticators') ? msg.macs.map((m) => (this.rng.chance(1, 2) ? m.map((x) => x ^ 0xff) : m)) : msg.macs;
-      const sig = msg.sig !== undefined && h.faulty.has('badSignatures') && this.rng.chance(1, 2) ? msg.sig.map((x) => x ^ 0x0f) : msg.sig;
+      const sig = msg.sig !== undefined && h.faulty.has('badSignatures') && msg.reqId % 2 === 1 ? msg.sig.map((x) => x ^ 0x0f) : msg.sig;
       for (const p of to) this.transmit(h.principal, p, { ...msg, macs, sig }, false);
       return;
     }
