@@ -25,7 +25,9 @@
  * BULWARK_ATTACKS=1; see src/runtime/attack.ts); client attacks start a bad client or a
  * connection flood (attack-drivers.ts). The line gains `attack=<NAME> ratio=<attacked ops/s /
  * fault-free ops/s>` and the figures of each phase; `unfair-primary` adds the victim's mean
- * latency and the others' in the attacked phase.
+ * latency and the others' in the attacked phase. Memory: of the correct node whose peak resident
+ * set grew most, `rss_base_mb` (peak up to the attack), `rss_attack_mb` (peak up to its end) and
+ * `mem_bound_mb` (the first plus the most its inbox can hold from peers and clients).
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -129,6 +131,12 @@ export interface AttackResult {
   /** View of node 0 before and after the attacked phase. */
   readonly viewBefore: number | undefined;
   readonly viewAfter: number | undefined;
+  /**
+   * Memory of the correct node whose peak resident set grew most: its peak up to the end of the
+   * fault-free phase, its peak up to the end of the attack, and its bound: the first plus what
+   * peers and clients can make its inbox hold. Undefined when a node did not report.
+   */
+  readonly memory?: { readonly node: number; readonly basePeakBytes: number; readonly attackPeakBytes: number; readonly boundBytes: number };
 }
 
 /** Figures of the recovery scenario (seconds from the start of the measured run). */
@@ -154,6 +162,10 @@ export function benchLine(b: BenchResult): string {
   if (b.attack !== undefined) {
     const a = b.attack;
     line += ` attack=${a.name} ratio=${a.ratio.toFixed(2)} base_ops_per_s=${a.baseOpsPerS.toFixed(0)} attacked_ops_per_s=${a.attackedOpsPerS.toFixed(0)} base_p50_ms=${a.baseP50Ms.toFixed(2)} attacked_p50_ms=${a.attackedP50Ms.toFixed(2)}`;
+    if (a.memory !== undefined) {
+      const mb = (x: number) => (x / 1048576).toFixed(0);
+      line += ` rss_base_mb=${mb(a.memory.basePeakBytes)} rss_attack_mb=${mb(a.memory.attackPeakBytes)} mem_bound_mb=${mb(a.memory.boundBytes)}`;
+    }
     if (a.victimMeanMs !== undefined && a.othersMeanMs !== undefined) line += ` victim_mean_ms=${a.victimMeanMs.toFixed(2)} others_mean_ms=${a.othersMeanMs.toFixed(2)}`;
     line += ` views=${a.viewBefore ?? '?'}->${a.viewAfter ?? '?'}`;
   }
@@ -354,14 +366,15 @@ const victimClient = 0;
  * Starts `attack` against the spawned cluster at `atMs` (performance.now); resolves with what
  * was attacked and a stop function.
  */
-async function startAttack(dir: string, cf: ClusterFile, attack: AttackName, o: BenchOptions, atMs: number): Promise<{ detail: string; viewBefore: number | undefined; stop: () => Promise<void> }> {
+async function startAttack(dir: string, cf: ClusterFile, attack: AttackName, o: BenchOptions, atMs: number): Promise<{ detail: string; viewBefore: number | undefined; attacker?: number; stop: () => Promise<void> }> {
   await new Promise((r) => setTimeout(r, Math.max(0, atMs - performance.now())));
   const { primary, view } = await currentPrimary(cf);
   if (attack === 'bad-client') {
     // An identity the bench's clients do not use: the last one of the cluster file.
     const id = Math.max(...cf.clients.map((c) => c.id));
     const running: RunningAttack = await startBadClient(dir, cf, id, 2000);
-    return { detail: `client ${id}, 2000 requests/s, valid MAC for its relay only`, viewBefore: view, stop: () => running.stop() };
+    const how = cf.protocol.clientSignatures === true ? 'valid MACs and a broken signature, to every auth replica' : 'valid MAC for its relay only';
+    return { detail: `client ${id}, 2000 requests/s, ${how}`, viewBefore: view, stop: () => running.stop() };
   }
   if (attack === 'client-flood') {
     const running = startClientFlood(cf, { connections: 64, bytesPerS: 64 << 10, idle: 512 });
@@ -380,7 +393,34 @@ async function startAttack(dir: string, cf: ClusterFile, attack: AttackName, o: 
   const target = attack === 'replica-flood' ? cf.nodes.find((n) => n.id !== primary)!.id : primary;
   await postAttack(cf, target, spec);
   const what = spec.name === 'slow-primary' ? `, pre-prepares ${spec.delayMs} ms late` : spec.name === 'unfair-primary' ? `, starving client ${spec.victim}` : spec.name === 'replica-flood' ? `, ${spec.ratePerS} junk messages/s to each peer` : '';
-  return { detail: `node ${target}${target === primary ? ' (primary)' : ''}${what}`, viewBefore: view, stop: () => postAttack(cf, target, { name: 'none' }).catch(() => undefined) };
+  return { detail: `node ${target}${target === primary ? ' (primary)' : ''}${what}`, viewBefore: view, attacker: target, stop: () => postAttack(cf, target, { name: 'none' }).catch(() => undefined) };
+}
+
+/** Peak resident set and inbox bound of every node that answers, by node id. */
+async function memoryPeaks(cf: ClusterFile): Promise<Map<number, { peak: number; bound: number }>> {
+  const out = new Map<number, { peak: number; bound: number }>();
+  for (const n of cf.nodes) {
+    const s = await fetchStatus(cf, n.id, false, 3000);
+    if (s !== undefined) out.set(n.id, { peak: s.rssPeakBytes, bound: s.inbox.boundBytes });
+  }
+  return out;
+}
+
+/** The correct node (not `attacker`) whose peak grew most during the attack; undefined if none reported twice. */
+export function worstMemory(
+  base: ReadonlyMap<number, { peak: number; bound: number }>,
+  after: ReadonlyMap<number, { peak: number; bound: number }>,
+  attacker: number | undefined,
+): AttackResult['memory'] {
+  let worst: AttackResult['memory'];
+  for (const [node, b] of base) {
+    const a = after.get(node);
+    if (node === attacker || a === undefined) continue;
+    if (worst === undefined || a.peak - b.peak > worst.attackPeakBytes - worst.basePeakBytes) {
+      worst = { node, basePeakBytes: b.peak, attackPeakBytes: a.peak, boundBytes: b.peak + b.bound };
+    }
+  }
+  return worst;
 }
 
 /** The progress line on stderr: a bar over `totalS` seconds, a label, and the last second's ops (nothing with progress off). */
@@ -493,6 +533,8 @@ async function attackBench(spawned: { dir: string; cf: ClusterFile }, o: BenchOp
       stop = a.stop;
       return a;
     });
+    // Peak memory per node at the end of the fault-free phase (read just before the attack).
+    const basePeaks = new Promise<void>((r) => setTimeout(r, Math.max(0, boundary - 200 - performance.now()))).then(() => memoryPeaks(spawned.cf));
     const [loaded, started] = await Promise.all([
       runLoad(
         ref,
@@ -505,6 +547,7 @@ async function attackBench(spawned: { dir: string; cf: ClusterFile }, o: BenchOp
     ]);
     if (o.progress !== false) process.stderr.write('\n');
     const viewAfter = (await currentPrimary(spawned.cf)).view;
+    const memory = worstMemory(await basePeaks, await memoryPeaks(spawned.cf), started.attacker);
     const phase = (from: number, to: number) => ops.filter((x) => x.t0 >= from && x.t1 <= to);
     const base = phase(measureFrom, boundary);
     const attacked = phase(boundary, end);
@@ -527,6 +570,7 @@ async function attackBench(spawned: { dir: string; cf: ClusterFile }, o: BenchOp
           : {}),
         viewBefore: started.viewBefore,
         viewAfter,
+        ...(memory === undefined ? {} : { memory }),
       },
     };
     result = withTimeline(result, o, print);

@@ -88,6 +88,8 @@ export interface NodeStatus {
   readonly rejected: Readonly<Record<string, number>>;
   readonly storage: { readonly durability: string; readonly syncs: number; readonly logBytes: number; readonly keys: number };
   readonly rssBytes: number;
+  /** Highest resident set size of the process so far. */
+  readonly rssPeakBytes: number;
   readonly uptimeMs: number;
   /** Packets, frames and bytes sent so far. */
   readonly traffic: { readonly packets: number; readonly frames: number; readonly bytes: number };
@@ -96,7 +98,13 @@ export interface NodeStatus {
    * empty lanes left out), messages dropped per source and reason, and the replicas cut off for
    * flooding with the ms left.
    */
-  readonly inbox: { readonly depth: Readonly<Record<string, LaneDepth>>; readonly dropped: Readonly<Record<string, Readonly<Record<string, number>>>>; readonly cutOff: Readonly<Record<string, number>> };
+  readonly inbox: {
+    readonly depth: Readonly<Record<string, LaneDepth>>;
+    readonly dropped: Readonly<Record<string, Readonly<Record<string, number>>>>;
+    readonly cutOff: Readonly<Record<string, number>>;
+    /** Most bytes peers and clients can make the inbox hold (Inbox.bytesBound). */
+    readonly boundBytes: number;
+  };
 }
 
 /** Most messages the drain loop steps before yielding to I/O. */
@@ -464,9 +472,10 @@ export class NodeDriver {
       rejected: Object.fromEntries(this.rejectedCounts),
       storage: { durability: this.cluster.durability, syncs: this.store.stats.syncs, logBytes: this.store.logSize, keys: this.store.map.size },
       rssBytes: process.memoryUsage().rss,
+      rssPeakBytes: process.resourceUsage().maxRSS * 1024,
       uptimeMs: Date.now() - this.startedAt,
       traffic: { packets: this.transport.stats.packetsSent, frames: this.transport.stats.framesSent, bytes: this.transport.stats.bytesSent },
-      inbox: { depth: inbox, dropped: this.inbox.dropped(), cutOff: this.inbox.cutOffs(this.now()) },
+      inbox: { depth: inbox, dropped: this.inbox.dropped(), cutOff: this.inbox.cutOffs(this.now()), boundBytes: this.inbox.bytesBound },
     };
   }
 }

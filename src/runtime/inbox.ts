@@ -270,6 +270,18 @@ export class Inbox {
     this.silentMax = o.silentMax ?? 1;
   }
 
+  /**
+   * Most bytes the lanes fed by peers can hold at once (every replica lane, low lane and the
+   * clients lane full): what other nodes and clients can make this node buffer, whatever they
+   * send. The `self` lane is left out: it holds only what this node's own stages sent.
+   */
+  get bytesBound(): number {
+    let total = this.clients.bytesMax;
+    for (const lane of this.replicaLanes.values()) total += lane.bytesMax;
+    for (const lane of this.lowLanes.values()) total += lane.bytesMax;
+    return total;
+  }
+
   /** Messages queued over all lanes. */
   get size(): number {
     return this.queued;
