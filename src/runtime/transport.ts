@@ -1,15 +1,23 @@
 /**
  * Authenticated TCP transport between nodes and clients.
  *
- * Connections: node i dials node j when i < j (one connection per pair); clients dial nodes;
- * nodes never dial clients (replies ride the client's connection). A dialer reconnects with
- * exponential backoff (100 ms doubling to 2 s).
+ * Connections: node i dials node j when i < j; clients dial nodes; nodes never dial clients
+ * (replies ride the client's connection). A dialer reconnects with exponential backoff (100 ms
+ * doubling to 2 s).
+ *
+ * Channels (Dura-SMaRt §4.3: state transfer must not block ordering): each pair of nodes has two
+ * connections, `main` for the protocol and `bulk` for state transfer (the kinds in `bulkKinds`:
+ * order catch-up, checkpoint requests and checkpoint data). Each has its own queue, socket buffer
+ * and backpressure, so megabytes of checkpoint chunks waiting for a slow reader never sit in front
+ * of a PREPARE. Messages on the two channels may overtake each other; the protocol never relies on
+ * order between messages (the simulator reorders everything). Clients have the main channel only.
  *
  * Handshake (length-prefixed frames of at most 256 bytes; 5 s to complete):
- *   D -> L  HELLO      "BWK1" | kind u8 | id u32 | target node u32 | nonce_D (32)
+ *   D -> L  HELLO      magic | kind u8 | id u32 | target node u32 | nonce_D (32)
+ *                      magic "BWK1" opens a main connection, "BWB1" a bulk one (nodes only)
  *   L -> D  CHALLENGE  nonce_L (32) | sig_L("bulwark-hs-v1/L" | transcript)
  *   D -> L  PROOF      sig_D("bulwark-hs-v1/D" | transcript)
- *   transcript = kind | id | target | nonce_D | nonce_L
+ *   transcript = kind | id | target | channel u8 | nonce_D | nonce_L
  * Each side proves its Ed25519 identity over both fresh nonces, so a recorded handshake does
  * not replay. Session keys, one per direction, are SHA-256 of the pair's static MAC key
  * (crypto/pairing.ts) and both nonces.
@@ -31,11 +39,31 @@
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
-import { encodeMessage, tryDecodeMessage, type Message } from '../codec/messages.ts';
+import { encodeMessage, tryDecodeMessage, type Message, type MsgKindName } from '../codec/messages.ts';
 import { frameBytesMax, macBytes, signatureBytes } from '../codec/limits.ts';
 import { bytesEqual, principalKey, type KeyRing, type Principal } from '../crypto/provider.ts';
 
 const magic = Buffer.from('BWK1');
+const bulkMagic = Buffer.from('BWB1');
+
+/** Which of a node pair's two connections a message rides (see the header). */
+export type Channel = 'main' | 'bulk';
+
+/** Message kinds sent on the bulk channel between nodes: state transfer and catch-up. */
+export const bulkKinds: ReadonlySet<MsgKindName> = new Set<MsgKindName>(['catchUp', 'fetchCheckpoint', 'checkpointData']);
+
+/** Key of a peer's connection on a channel ("n3", "n3/bulk", "c17"). */
+function connKey(peer: Principal, channel: Channel): string {
+  return channel === 'main' ? principalKey(peer) : `${principalKey(peer)}/bulk`;
+}
+
+interface DialState {
+  backoffMs: number;
+  timer: NodeJS.Timeout | undefined;
+  conn: Conn | undefined;
+  queue: Uint8Array[];
+  queueBytes: number;
+}
 const handshakeFrameMax = 256;
 const packetOverhead = 8 + macBytes;
 
@@ -84,6 +112,8 @@ class Conn {
   nonceD: Uint8Array = new Uint8Array(0);
   nonceL: Uint8Array = new Uint8Array(0);
   claimed: Principal | undefined;
+  /** The dialer's choice; a listener learns it from the HELLO's magic. */
+  channel: Channel = 'main';
 
   constructor(
     readonly socket: Socket,
@@ -179,7 +209,7 @@ class Conn {
 
   peerName(): string | undefined {
     const p = this.session?.peer ?? this.claimed;
-    return p === undefined ? undefined : principalKey(p);
+    return p === undefined ? undefined : connKey(p, this.channel);
   }
 
   private onData(chunk: Buffer): void {
@@ -266,12 +296,15 @@ class Conn {
 export class Transport {
   readonly keys: KeyRing;
   private server: Server | undefined;
-  /** Authenticated connection per peer. */
+  /** Authenticated connection per peer and channel (connKey). */
   private readonly conns = new Map<string, Conn>();
   /** Connections still in their handshake. */
   private readonly pending = new Set<Conn>();
-  /** Dial state per node id. */
-  private readonly dialers = new Map<number, { backoffMs: number; timer: NodeJS.Timeout | undefined; conn: Conn | undefined; queue: Uint8Array[]; queueBytes: number }>();
+  /**
+   * Per node and channel (connKey): dial state (for the nodes this endpoint dials) and the
+   * bounded queue of frames waiting for a connection (for every node).
+   */
+  private readonly dialers = new Map<string, DialState>();
   private stopped = false;
   /** Nodes disconnected for flooding, until when (performance.now()). */
   private readonly cutOffUntil = new Map<number, number>();
@@ -306,7 +339,10 @@ export class Transport {
         });
       });
     }
-    for (const id of this.o.dial.keys()) this.dial(id);
+    for (const id of this.o.dial.keys()) {
+      this.dial(id, 'main');
+      if (this.keys.self.kind === 'node') this.dial(id, 'bulk');
+    }
   }
 
   /** Stops listening and closes every connection. */
@@ -318,15 +354,16 @@ export class Transport {
     if (this.server !== undefined) await new Promise<void>((r) => this.server!.close(() => r()));
   }
 
-  /** Sends one message to several peers (encoded once). */
+  /** Sends one message to several peers (encoded once), state transfer on the bulk channel. */
   send(to: readonly Principal[], msg: Message): void {
     const bytes = encodeMessage(msg);
-    for (const p of to) this.sendEncoded(p, bytes);
+    const bulk = bulkKinds.has(msg.kind) && this.keys.self.kind === 'node';
+    for (const p of to) this.sendEncoded(p, bytes, bulk && p.kind === 'node' ? 'bulk' : 'main');
   }
 
-  /** Sends pre-encoded message bytes. Unknown or unreachable clients: dropped. */
-  sendEncoded(to: Principal, bytes: Uint8Array): void {
-    const k = principalKey(to);
+  /** Sends pre-encoded message bytes on a channel. Unknown or unreachable clients: dropped. */
+  sendEncoded(to: Principal, bytes: Uint8Array, channel: Channel = 'main'): void {
+    const k = connKey(to, channel);
     const conn = this.conns.get(k);
     const limit = to.kind === 'client' ? this.clientQueueBytesMax : this.queueBytesMax;
     if (conn !== undefined && !conn.closed) {
@@ -335,7 +372,7 @@ export class Transport {
     }
     if (to.kind === 'node') {
       // Not connected yet: hold it (bounded) for the dialer, or for the peer dialing us.
-      const d = this.dialerState(to.id);
+      const d = this.dialerState(to.id, channel);
       d.queue.push(bytes);
       d.queueBytes += bytes.length + 4;
       while (d.queueBytes > limit && d.queue.length > 1) {
@@ -345,17 +382,22 @@ export class Transport {
     }
   }
 
-  /** Queue depth (bytes) per connected or awaited peer. */
+  /** Queue depth (bytes) per connected or awaited peer and channel ("n1", "n1/bulk", "c4"). */
   queueDepths(): Map<string, number> {
     const out = new Map<string, number>();
     for (const [k, c] of this.conns) out.set(k, c.queueBytes);
-    for (const [id, d] of this.dialers) if (!this.conns.has(`n${id}`)) out.set(`n${id}`, d.queueBytes);
+    for (const [k, d] of this.dialers) if (!this.conns.has(k)) out.set(k, d.queueBytes);
     return out;
   }
 
-  /** Connected peers. */
+  /** Connected peers (their main connections). */
   connectedPeers(): string[] {
-    return [...this.conns.keys()];
+    return [...this.conns.entries()].filter(([, c]) => c.channel === 'main').map(([k]) => k);
+  }
+
+  /** Peers whose bulk connection is up ("n1"...). */
+  bulkPeers(): string[] {
+    return [...this.conns.entries()].filter(([, c]) => c.channel === 'bulk').map(([k]) => k.slice(0, -'/bulk'.length));
   }
 
   /** Number of connections still in their handshake. */
@@ -380,17 +422,19 @@ export class Transport {
   disconnectFor(id: number, ms: number): void {
     const until = performance.now() + ms;
     this.cutOffUntil.set(id, until);
-    const k = `n${id}`;
-    this.reject('peer_flood_disconnected', k);
-    this.conns.get(k)?.close();
+    const peer: Principal = { kind: 'node', id };
+    this.reject('peer_flood_disconnected', principalKey(peer));
     for (const c of this.pending) if (c.claimed?.kind === 'node' && c.claimed.id === id) c.close();
-    const d = this.dialers.get(id);
-    if (d !== undefined && this.o.dial.has(id)) {
-      d.conn?.close();
-      if (d.timer !== undefined) clearTimeout(d.timer);
-      d.timer = setTimeout(() => {
-        this.dial(id);
-      }, ms);
+    for (const channel of ['main', 'bulk'] as const) {
+      this.conns.get(connKey(peer, channel))?.close();
+      const d = this.dialers.get(connKey(peer, channel));
+      if (d !== undefined && this.o.dial.has(id)) {
+        d.conn?.close();
+        if (d.timer !== undefined) clearTimeout(d.timer);
+        d.timer = setTimeout(() => {
+          this.dial(id, channel);
+        }, ms);
+      }
     }
   }
 
@@ -403,24 +447,25 @@ export class Transport {
     return false;
   }
 
-  private dialerState(id: number): { backoffMs: number; timer: NodeJS.Timeout | undefined; conn: Conn | undefined; queue: Uint8Array[]; queueBytes: number } {
-    let d = this.dialers.get(id);
+  private dialerState(id: number, channel: Channel): DialState {
+    const k = connKey({ kind: 'node', id }, channel);
+    let d = this.dialers.get(k);
     if (d === undefined) {
       d = { backoffMs: 100, timer: undefined, conn: undefined, queue: [], queueBytes: 0 };
-      this.dialers.set(id, d);
+      this.dialers.set(k, d);
     }
     return d;
   }
 
-  private dial(id: number): void {
+  private dial(id: number, channel: Channel): void {
     if (this.stopped) return;
     const addr = this.o.dial.get(id);
     if (addr === undefined) return;
-    const d = this.dialerState(id);
+    const d = this.dialerState(id, channel);
     d.timer = undefined;
     if (this.isCutOff(id)) {
       d.timer = setTimeout(() => {
-        this.dial(id);
+        this.dial(id, channel);
       }, this.cutOffUntil.get(id)! - performance.now());
       return;
     }
@@ -428,10 +473,11 @@ export class Transport {
     const conn = new Conn(socket, true, this);
     d.conn = conn;
     conn.claimed = { kind: 'node', id };
+    conn.channel = channel;
     socket.once('connect', () => {
       conn.nonceD = randomBytes(32);
       const hello = Buffer.allocUnsafe(4 + 1 + 4 + 4 + 32);
-      magic.copy(hello, 0);
+      (channel === 'main' ? magic : bulkMagic).copy(hello, 0);
       const self = this.keys.self;
       hello.writeUInt8(self.kind === 'node' ? 1 : 2, 4);
       hello.writeUInt32BE(self.id, 5);
@@ -464,13 +510,14 @@ export class Transport {
     this.armHandshakeTimer(conn);
   }
 
-  private transcript(kind: number, id: number, target: number, nonceD: Uint8Array, nonceL: Uint8Array): Buffer {
-    const b = Buffer.allocUnsafe(1 + 4 + 4 + 32 + 32);
+  private transcript(kind: number, id: number, target: number, channel: Channel, nonceD: Uint8Array, nonceL: Uint8Array): Buffer {
+    const b = Buffer.allocUnsafe(1 + 4 + 4 + 1 + 32 + 32);
     b.writeUInt8(kind, 0);
     b.writeUInt32BE(id, 1);
     b.writeUInt32BE(target, 5);
-    b.set(nonceD, 9);
-    b.set(nonceL, 41);
+    b.writeUInt8(channel === 'main' ? 0 : 1, 9);
+    b.set(nonceD, 10);
+    b.set(nonceL, 42);
     return b;
   }
 
@@ -478,11 +525,14 @@ export class Transport {
   onHandshakeFrame(conn: Conn, body: Buffer): void {
     const self = this.keys.self;
     if (!conn.dialer && conn.stage === 'hello') {
-      if (body.length !== 45 || !body.subarray(0, 4).equals(magic)) return conn.fail('handshake_bad_hello');
+      const head = body.subarray(0, 4);
+      if (body.length !== 45 || (!head.equals(magic) && !head.equals(bulkMagic))) return conn.fail('handshake_bad_hello');
+      conn.channel = head.equals(magic) ? 'main' : 'bulk';
       const kind = body.readUInt8(4);
       const id = body.readUInt32BE(5);
       const target = body.readUInt32BE(9);
       if (kind !== 1 && kind !== 2) return conn.fail('handshake_bad_hello');
+      if (kind === 2 && conn.channel === 'bulk') return conn.fail('handshake_bad_hello');
       const peer: Principal = kind === 1 ? { kind: 'node', id } : { kind: 'client', id };
       if (self.kind !== 'node' || target !== self.id) return conn.fail('handshake_wrong_target');
       if (!this.o.known(peer) || (peer.kind === 'node' && peer.id === self.id)) return conn.fail('handshake_unknown_peer');
@@ -490,7 +540,7 @@ export class Transport {
       conn.claimed = peer;
       conn.nonceD = new Uint8Array(body.subarray(13, 45));
       conn.nonceL = randomBytes(32);
-      const t = this.transcript(kind, id, target, conn.nonceD, conn.nonceL);
+      const t = this.transcript(kind, id, target, conn.channel, conn.nonceD, conn.nonceL);
       const sig = this.keys.sign(Buffer.concat([Buffer.from('bulwark-hs-v1/L'), t]));
       conn.stage = 'proof';
       conn.sendHandshake(Buffer.concat([conn.nonceL, sig]));
@@ -499,7 +549,7 @@ export class Transport {
     if (!conn.dialer && conn.stage === 'proof') {
       const peer = conn.claimed!;
       if (body.length !== signatureBytes) return conn.fail('handshake_bad_proof');
-      const t = this.transcript(peer.kind === 'node' ? 1 : 2, peer.id, self.id, conn.nonceD, conn.nonceL);
+      const t = this.transcript(peer.kind === 'node' ? 1 : 2, peer.id, self.id, conn.channel, conn.nonceD, conn.nonceL);
       if (!this.keys.verifyFrom(peer, Buffer.concat([Buffer.from('bulwark-hs-v1/D'), t]), body)) return conn.fail('handshake_bad_signature');
       this.open(conn, peer, false);
       return;
@@ -509,7 +559,7 @@ export class Transport {
       if (body.length !== 32 + signatureBytes) return conn.fail('handshake_bad_challenge');
       conn.nonceL = new Uint8Array(body.subarray(0, 32));
       const kind = self.kind === 'node' ? 1 : 2;
-      const t = this.transcript(kind, self.id, peer.id, conn.nonceD, conn.nonceL);
+      const t = this.transcript(kind, self.id, peer.id, conn.channel, conn.nonceD, conn.nonceL);
       if (!this.keys.verifyFrom(peer, Buffer.concat([Buffer.from('bulwark-hs-v1/L'), t]), body.subarray(32))) return conn.fail('handshake_bad_signature');
       conn.sendHandshake(this.keys.sign(Buffer.concat([Buffer.from('bulwark-hs-v1/D'), t])));
       this.open(conn, peer, true);
@@ -534,12 +584,12 @@ export class Transport {
     conn.stage = 'open';
     if (conn.handshakeTimer !== undefined) clearTimeout(conn.handshakeTimer);
     this.pending.delete(conn);
-    const k = principalKey(peer);
+    const k = connKey(peer, conn.channel);
     const old = this.conns.get(k);
     if (old !== undefined && old !== conn) old.close();
     this.conns.set(k, conn);
     if (peer.kind === 'node') {
-      const d = this.dialerState(peer.id);
+      const d = this.dialerState(peer.id, conn.channel);
       d.backoffMs = 100;
       const held = d.queue;
       d.queue = [];
@@ -547,20 +597,20 @@ export class Transport {
       for (const f of held) conn.enqueue(f, this.queueBytesMax);
     }
     if (conn.queue.length > 0) conn.flush();
-    this.o.onPeer?.(peer, true);
+    if (conn.channel === 'main') this.o.onPeer?.(peer, true);
   }
 
   onConnClosed(conn: Conn): void {
     this.pending.delete(conn);
     const peer = conn.session?.peer;
-    if (peer !== undefined && this.conns.get(principalKey(peer)) === conn) {
-      this.conns.delete(principalKey(peer));
-      this.o.onPeer?.(peer, false);
+    if (peer !== undefined && this.conns.get(connKey(peer, conn.channel)) === conn) {
+      this.conns.delete(connKey(peer, conn.channel));
+      if (conn.channel === 'main') this.o.onPeer?.(peer, false);
     }
     if (conn.dialer && !this.stopped) {
       const id = conn.claimed?.id;
       if (id === undefined) return;
-      const d = this.dialerState(id);
+      const d = this.dialerState(id, conn.channel);
       if (d.conn !== conn) return;
       d.conn = undefined;
       // disconnectFor already scheduled the dial for the end of the cut-off.
@@ -568,7 +618,7 @@ export class Transport {
       const wait = d.backoffMs;
       d.backoffMs = Math.min(d.backoffMs * 2, 2000);
       d.timer = setTimeout(() => {
-        this.dial(id);
+        this.dial(id, conn.channel);
       }, wait);
     }
   }

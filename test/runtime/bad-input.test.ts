@@ -83,9 +83,9 @@ async function ringOf(kind: 'client' | 'node', id: number): Promise<KeyRing> {
   return new KeyRing(self, await defaultCrypto(), new DerivedKeys(self, key.privateKey, publicKeysOf(cluster.cf)));
 }
 
-function hello(kind: number, id: number, target: number, nonce: Uint8Array): Buffer {
+function hello(kind: number, id: number, target: number, nonce: Uint8Array, magic = 'BWK1'): Buffer {
   const b = Buffer.alloc(45);
-  Buffer.from('BWK1').copy(b, 0);
+  Buffer.from(magic).copy(b, 0);
   b.writeUInt8(kind, 4);
   b.writeUInt32BE(id, 5);
   b.writeUInt32BE(target, 9);
@@ -93,13 +93,15 @@ function hello(kind: number, id: number, target: number, nonce: Uint8Array): Buf
   return b;
 }
 
+/** The handshake transcript of a main-channel connection (channel byte 0). */
 function transcript(kind: number, id: number, target: number, nonceD: Uint8Array, nonceL: Uint8Array): Buffer {
-  const b = Buffer.alloc(73);
+  const b = Buffer.alloc(74);
   b.writeUInt8(kind, 0);
   b.writeUInt32BE(id, 1);
   b.writeUInt32BE(target, 5);
-  Buffer.from(nonceD).copy(b, 9);
-  Buffer.from(nonceL).copy(b, 41);
+  b.writeUInt8(0, 9);
+  Buffer.from(nonceD).copy(b, 10);
+  Buffer.from(nonceL).copy(b, 42);
   return b;
 }
 
@@ -176,6 +178,8 @@ test('a forged handshake (valid hello, signature by nobody) and an unknown peer 
   await c.closed;
   assert.equal(await rejected('handshake_bad_signature'), before + 1);
   await helloRefused(hello(2, 99_999, 0, randomBytes(32)), 'handshake_unknown_peer');
+  // The bulk (state-transfer) channel is for nodes only: a client asking for one is refused.
+  await helloRefused(hello(2, 3, 0, randomBytes(32), 'BWB1'), 'handshake_bad_hello');
   await stillServes();
 });
 
