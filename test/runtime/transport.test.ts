@@ -55,8 +55,8 @@ test('state transfer rides the bulk connection: a PREPARE sent after 48 MiB of c
     await until('both channels up', () => receiver.connectedPeers().includes('n0') && receiver.bulkPeers().includes('n0'));
     const chunk = new Uint8Array(1 << 20);
     const chunks = 48;
-    for (let part = 0; part < chunks; part++) sender.send([nodePrincipal(1)], { kind: 'checkpointData', seq: 64, part, data: chunk } as Message);
-    sender.send([nodePrincipal(1)], { kind: 'prepare', view: 0, seq: 65, digest: new Uint8Array(32) } as Message);
+    for (let part = 0; part < chunks; part++) sender.send([nodePrincipal(1)], { kind: 'checkpointData', seq: 64, part, data: chunk });
+    sender.send([nodePrincipal(1)], { kind: 'prepare', view: 0, seq: 65, digest: new Uint8Array(32) });
     await until('everything delivered', () => got.length === chunks + 1, 30_000);
     const at = got.indexOf('prepare');
     assert.ok(at < chunks, `the PREPARE arrived after ${at} of ${chunks} chunks, not behind all of them`);
