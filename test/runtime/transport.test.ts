@@ -15,7 +15,6 @@ import { DerivedKeys } from '../../src/crypto/pairing.ts';
 import { KeyRing, nodePrincipal } from '../../src/crypto/provider.ts';
 import { defaultCrypto } from '../../src/crypto/sodium.ts';
 import { freePorts } from '../../src/cli/cluster.ts';
-import type { Message } from '../../src/codec/messages.ts';
 
 async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms;
