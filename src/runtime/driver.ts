@@ -18,6 +18,7 @@
  */
 import { join } from 'node:path';
 import type { Server } from 'node:http';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { deriveCluster, primaryOf, type Cluster } from '../core/config.ts';
 import { KeyRing, nodePrincipal, principalKey, clientPrincipal, type CryptoProvider, type Principal } from '../crypto/provider.ts';
@@ -215,12 +216,18 @@ export class NodeDriver {
     d.ticker = setInterval(() => {
       d.step({ kind: 'tick', now: d.now() });
     }, o.cluster.runtime.tickMs);
+    // How long the event loop was blocked at most in each second (a stalled node's first suspect).
+    const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+    loopDelay.enable();
     d.gauges = setInterval(() => {
       d.refreshGauges();
+      const loopDelayMaxMs = loopDelay.max / 1e6;
+      loopDelay.reset();
+      d.metrics.loopDelayMax.set(loopDelayMaxMs / 1000);
       // A line per second at debug level: what a stuck node is waiting for.
       if (o.logger.isLevelEnabled('debug')) {
         const order = d.node.order?.status;
-        o.logger.debug({ order, executed: d.node.exec === undefined ? undefined : d.node.exec.next - 1, inbox: d.inbox.depths(), dropped: d.inbox.dropped(), cutOff: d.inbox.cutOffs(d.now()), rejected: Object.fromEntries(d.rejectedCounts) }, 'status');
+        o.logger.debug({ order, executed: d.node.exec === undefined ? undefined : d.node.exec.next - 1, loopDelayMaxMs: Math.round(loopDelayMaxMs), inbox: d.inbox.depths(), dropped: d.inbox.dropped(), cutOff: d.inbox.cutOffs(d.now()), rejected: Object.fromEntries(d.rejectedCounts) }, 'status');
       }
     }, 1000);
     d.gauges.unref();

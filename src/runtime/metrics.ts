@@ -24,6 +24,7 @@ export class NodeMetrics {
   readonly inboxBytes: Gauge<'lane'>;
   readonly inboxDropped: Counter<'source' | 'reason'>;
   readonly inboxCutOff: Gauge;
+  readonly loopDelayMax: Gauge;
 
   constructor(nodeId: number) {
     this.registry.setDefaultLabels({ node: String(nodeId) });
@@ -50,6 +51,7 @@ export class NodeMetrics {
     this.inboxBytes = new Gauge({ name: 'bulwark_inbox_bytes', help: 'Encoded bytes waiting in the inbox, by lane', labelNames: ['lane'], registers: r });
     this.inboxDropped = new Counter({ name: 'bulwark_inbox_dropped_total', help: 'Messages the inbox dropped, by source (n<id> or clients) and reason', labelNames: ['source', 'reason'], registers: r });
     this.inboxCutOff = new Gauge({ name: 'bulwark_replicas_cut_off', help: 'Replicas disconnected for flooding right now', registers: r });
+    this.loopDelayMax = new Gauge({ name: 'bulwark_event_loop_delay_max_seconds', help: 'Longest event-loop delay in the last whole second (how long the node was blocked)', registers: r });
   }
 }
 

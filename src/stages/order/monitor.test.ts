@@ -50,9 +50,42 @@ test('throughput: nothing is judged during the grace period; then a primary at 8
   assert.ok(Math.abs(m.best - 1000) < 1, `best = 1000 req/s (got ${m.best})`);
   m.enterView(at.t);
   const slow = run(m, at, 200, 8, 10);
-  // Intervals end every 100 ms; the one ending at 1 s into the view is the first judged.
-  assert.ok(slow.slice(0, 9).every((v) => !v), 'grace period');
-  assert.equal(slow[9], true, 'first judged interval: 800 < 900 req/s');
+  // Intervals end every 100 ms; the one ending at 1 s into the view is the first judged, and
+  // the third miss in a row is the verdict.
+  assert.ok(slow.slice(0, 11).every((v) => !v), 'grace period, then two misses');
+  assert.equal(slow[11], true, 'third judged interval below the bar: 800 < 900 req/s');
+});
+
+test('throughput: a correct primary on a noisy machine (samples +-25%) is not replaced as soon as its grace ends', () => {
+  // Ten fixed pseudo-random sequences; each interval's batches carry 7.5 to 12.5 requests.
+  const firsts: number[] = [];
+  for (const seed of [12345, 1, 2, 3, 4, 5, 6, 7, 8, 9]) {
+    let x = seed;
+    const noise = () => ((x = (x * 1103515245 + 12345) % 2147483648) / 2147483648) * 0.5 + 0.75;
+    const m = new PrimaryMonitor(settings);
+    m.enterView(0);
+    let t = 0;
+    let seq = 0;
+    const verdicts: boolean[] = [];
+    for (let view = 0; view < 2; view++) {
+      if (view === 1) m.enterView(t);
+      for (let i = 0; i < 30; i++) {
+        const perBatch = 10 * noise();
+        for (let b = 0; b < 10; b++) {
+          const v = m.onCommitted(++seq, perBatch, 10, (t += 10));
+          if (view === 1 && seq % 10 === 0) verdicts.push(v);
+        }
+      }
+    }
+    const first = verdicts.indexOf(true);
+    firsts.push(first === -1 ? verdicts.length : first);
+  }
+  // The second view is judged from interval 9 on. With the bar taken from the highest smoothed
+  // sample of the first view, it was replaced at interval 9 in 9 of these 10 sequences (11 in the
+  // other): the luckiest second set a bar no primary sustains.
+  assert.ok(Math.min(...firsts) >= 11, `never before three judged intervals (${firsts.join(' ')})`);
+  const sorted = [...firsts].sort((a, b) => a - b);
+  assert.ok(sorted[5]! >= 15, `typically well after the grace period (${firsts.join(' ')})`);
 });
 
 test('throughput: the bar rises 1% per interval judged, so even a steady primary is replaced in the end', () => {
@@ -92,5 +125,5 @@ test('throughput: a sample also closes once a second old, so a primary too slow 
     at = t;
   }
   assert.equal(verdict, true, 'replaced');
-  assert.ok(at - 6400 <= 2000, `within two samples of a second (after ${at - 6400} ms)`);
+  assert.ok(at - 6400 <= 3200, `within three samples of a second (after ${at - 6400} ms)`);
 });
