@@ -88,6 +88,18 @@ test('throughput: a correct primary on a noisy machine (samples +-25%) is not re
   assert.ok(sorted[5]! >= 15, `typically well after the grace period (${firsts.join(' ')})`);
 });
 
+test('throughput: a rate below half the requirement is suspected at once, without waiting for three misses', () => {
+  const m = new PrimaryMonitor(settings);
+  const at = { seq: 0, t: 0 };
+  m.enterView(0);
+  run(m, at, 200, 10, 10);
+  m.enterView(at.t);
+  const slow = run(m, at, 200, 3, 10);
+  // 300 req/s against a bar of 900: the first judged interval (the 10th) is enough.
+  assert.ok(slow.slice(0, 9).every((v) => !v), 'grace period');
+  assert.equal(slow[9], true, 'first judged interval: 300 < 450 req/s');
+});
+
 test('throughput: the bar rises 1% per interval judged, so even a steady primary is replaced in the end', () => {
   const m = new PrimaryMonitor(settings);
   const at = { seq: 0, t: 0 };
@@ -125,5 +137,5 @@ test('throughput: a sample also closes once a second old, so a primary too slow 
     at = t;
   }
   assert.equal(verdict, true, 'replaced');
-  assert.ok(at - 6400 <= 3200, `within three samples of a second (after ${at - 6400} ms)`);
+  assert.ok(at - 6400 <= 2000, `within two samples of a second: the smoothed rate falls below half the bar (after ${at - 6400} ms)`);
 });
