@@ -95,9 +95,19 @@ test('throughput: a rate below half the requirement is suspected at once, withou
   run(m, at, 200, 10, 10);
   m.enterView(at.t);
   const slow = run(m, at, 200, 3, 10);
-  // 300 req/s against a bar of 900: the first judged interval (the 10th) is enough.
-  assert.ok(slow.slice(0, 9).every((v) => !v), 'grace period');
-  assert.equal(slow[9], true, 'first judged interval: 300 < 450 req/s');
+  // 300 req/s against a bar of 900: the first sample is enough, even in the grace period.
+  assert.equal(slow[0], true, 'first sample: 300 < 450 req/s');
+});
+
+test('throughput: during the grace period only a rate below half the bar counts', () => {
+  const m = new PrimaryMonitor(settings);
+  const at = { seq: 0, t: 0 };
+  m.enterView(0);
+  run(m, at, 200, 10, 10);
+  m.enterView(at.t);
+  assert.deepEqual(run(m, at, 10, 10, 10), [false], 'the view opens its first sample');
+  assert.deepEqual(run(m, at, 10, 8, 10), [false], 'a primary at 80% is spared while in grace');
+  assert.deepEqual(run(m, at, 10, 3, 10), [true], 'a primary at 30% is not');
 });
 
 test('throughput: the bar rises 1% per interval judged, so even a steady primary is replaced in the end', () => {

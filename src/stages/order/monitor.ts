@@ -30,7 +30,8 @@
  *   misses in a row for the same reason (three cost too much under a primary delaying each
  *   pre-prepare by 10 ms: measured 0.75 and 0.86 of fault-free throughput). A sample
  *   below half the requirement is suspected at once (`throughputSevere`): no noise halves a
- *   rate. As in Aardvark, the
+ *   rate; this one rule applies during the grace period too (against 90% of the best), so a
+ *   primary turning slow right after its election is not spared for seconds. As in Aardvark, the
  *   rate is not corrected for demand: when the clients send less, the primary is replaced after
  *   the grace period (a view change costs one agreement round). A backup cannot tell demand
  *   apart: auth replicas send a request to the primary alone until the client retransmits.
@@ -169,7 +170,10 @@ export class PrimaryMonitor {
     const mine = this.samplesByView[this.samplesByView.length - 1]!;
     mine.push(sample);
     if (mine.length > samplesPerViewMax) mine.shift();
-    if (this.s.throughputGraceMs <= 0 || now - this.viewStartedAt < this.s.throughputGraceMs) return false;
+    if (this.s.throughputGraceMs <= 0) return false;
+    // The grace period spares a new primary the rising bar, not the half-rate rule: a primary
+    // that turns slow just after its election would otherwise have the whole grace period free.
+    if (now - this.viewStartedAt < this.s.throughputGraceMs) return sample < throughputSevere * 0.9 * this.best;
     const required = this.best * (0.9 + 0.01 * this.judged);
     this.judged++;
     this.misses = rate < required ? this.misses + 1 : 0;
