@@ -54,9 +54,10 @@ export interface Tunables {
    */
   readonly heartbeatMs: number;
   /**
-   * Throughput monitor (Aardvark): after this long in a view, a backup replaces a primary whose
-   * committed rate over a checkpoint interval falls below 90% of the best recent view's, a bar
-   * rising 1% per interval. 0: off.
+   * Throughput monitor (Aardvark; stages/order/monitor.ts): after this long in a view, a backup
+   * replaces a primary whose smoothed committed rate is twice in a row below 90% of the best
+   * recent view's median rate, a bar rising 1% per sample; a sample below half the bar counts at
+   * once, even before this period ends. 0: off.
    */
   readonly throughputGraceMs: number;
   /**
