@@ -172,18 +172,10 @@ export function benchLine(b: BenchResult): string {
   return line;
 }
 
-/**
- * The median of `xs`: the middle value, or the mean of the two middle values for an even count;
- * undefined for none.
- */
-export function median(xs: readonly number[]): number | undefined {
-  if (xs.length === 0) return undefined;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  // `+ 0` turns a negative zero into zero: 0 and -0 sort as equal, so which one lands in the
-  // middle would otherwise depend on the input order.
-  return (s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2) + 0;
-}
+import { median } from '../core/median.ts';
+
+/** Re-exported for the report scripts (`bench/*.ts`, compare.ts). */
+export { median };
 
 /** The `p`th percentile (nearest rank, rounded down) of ascending `sorted`; 0 for none. */
 export function percentile(sorted: readonly number[], p: number): number {

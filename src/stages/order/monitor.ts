@@ -40,6 +40,7 @@
  * median of the remembered views' samples; a throughput suspicion needs `throughputMisses`
  * judged samples in a row below the requirement.
  */
+import { median } from '../../core/median.ts';
 
 /** Settings of the monitor (tunables of the cluster; 0 turns a check off). */
 export interface MonitorSettings {
@@ -103,7 +104,7 @@ export class PrimaryMonitor {
   /** The best view's rate (requests/s) over the views remembered: the highest median of a view's samples. */
   get best(): number {
     let best = 0;
-    for (const samples of this.samplesByView) best = Math.max(best, medianOf(samples));
+    for (const samples of this.samplesByView) best = Math.max(best, median(samples) ?? 0);
     return best;
   }
 
@@ -181,12 +182,4 @@ export class PrimaryMonitor {
     // turned slow would hide the drop for one more sample.
     return this.misses >= throughputMisses || sample < throughputSevere * required;
   }
-}
-
-/** Median of `xs` (mean of the middle two for an even count); 0 for none. */
-function medianOf(xs: readonly number[]): number {
-  if (xs.length === 0) return 0;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
