@@ -26,7 +26,7 @@ export {
   type Tunables,
 } from './core/config.ts';
 export { BulwarkError, ConfigError, DecodeError, StorageCorruptError, type ConfigProblem } from './core/errors.ts';
-export type { AppBatch, AppFactory, AppRequest, AppSnapshot, ReplicatedApp } from './app/contract.ts';
+export type { AppBatch, AppFactory, AppPagedSnapshot, AppRequest, AppSnapshot, ReplicatedApp } from './app/contract.ts';
 export { bytesSnapshot } from './app/contract.ts';
 export { KvCheckpointError, KvStore } from './services/kv/store.ts';
 export { KvClient, KvError, type Invoker } from './services/kv/client.ts';

@@ -15,6 +15,11 @@
  *   same bytes `checkpoint()` would return, piece by piece, while `execute` keeps changing the
  *   live state (copy-on-write). bulwark reads a snapshot in slices between batches, so a large
  *   checkpoint never stops the event loop for long; without it, bulwark calls `checkpoint()`;
+ * - `pagedSnapshot()` (optional, incremental checkpoints) is a snapshot cut into pages whose
+ *   boundaries depend on the state only; a page that did not change since the previous
+ *   `pagedSnapshot()` comes back as null, and bulwark reuses that page's bytes, hash and file
+ *   from the previous checkpoint instead of serialising, hashing and writing it again. The pages
+ *   concatenated equal `checkpoint()`;
  * - a thrown exception is a bug in the application; the replica stops (fail stop) rather than
  *   diverge from its peers.
  */
@@ -54,6 +59,26 @@ export interface ReplicatedApp {
    * may be called only when none is.
    */
   snapshot?(): AppSnapshot;
+  /**
+   * Optional: like `snapshot()`, but handed out page by page, with unchanged pages left out
+   * (see `AppPagedSnapshot`). The first call, the first after `restore`, and any call whose page
+   * count differs from the previous one's must return every page. bulwark takes paged snapshots
+   * at the same sequence numbers on every replica, so which pages are null is deterministic
+   * too; it never reads them out of order and finishes one before it reads the next.
+   */
+  pagedSnapshot?(): AppPagedSnapshot;
+}
+
+/** A frozen state handed out page by page (see `ReplicatedApp.pagedSnapshot`). */
+export interface AppPagedSnapshot {
+  /**
+   * The next page: its bytes; null when it equals, byte for byte, the page at the same position
+   * in the previous paged snapshot; undefined once every page was returned. Page boundaries are a
+   * function of the frozen state, so two replicas with the same state cut the same pages.
+   */
+  nextPage(): Uint8Array | null | undefined;
+  /** Ends the snapshot; the application stops keeping the frozen state. Idempotent. */
+  close(): void;
 }
 
 /** A frozen state being serialised (see `ReplicatedApp.snapshot`). */

@@ -80,6 +80,8 @@ export interface NodeStatus {
   readonly checkpointsHeld: number[] | undefined;
   /** Checkpoint parts sent to peers, and requests for parts not held. */
   readonly checkpointPartsServed: { parts: number; missed: number } | undefined;
+  /** Chunks of the last checkpoint serialised: written fresh, and taken over unchanged (incremental checkpoints). */
+  readonly lastCheckpointChunks: { fresh: number; reused: number } | undefined;
   /** SHA-256 of the application state (only when asked for: it serialises the whole state). */
   readonly stateDigest: string | undefined;
   readonly peers: readonly string[];
@@ -471,6 +473,7 @@ export class NodeDriver {
       checkpointsPending: exec?.checkpointsPending,
       checkpointsHeld: exec?.checkpointSeqs,
       checkpointPartsServed: exec === undefined ? undefined : { ...exec.served },
+      lastCheckpointChunks: exec === undefined ? undefined : { ...exec.lastCheckpointChunks },
       stateDigest: digest && exec !== undefined ? hex(this.o.crypto.digest(exec.appCheckpoint())) : undefined,
       peers: peers.filter((p) => p.startsWith('n')),
       clients: peers.filter((p) => p.startsWith('c')).length,

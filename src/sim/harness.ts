@@ -61,7 +61,7 @@ export class Harness {
     this.world = new World({
       cluster,
       seed: o.seed ?? 1,
-      appFactory: () => new KvStore(),
+      appFactory: () => new KvStore({ pageBytes: cluster.config.checkpointChunkBytes }),
       canaries: new Set(),
       delayMinUs: 500,
       delayMaxUs: 2_000,

@@ -241,7 +241,8 @@ export function runSeed(o: SeedOptions): SeedResult {
   const world = new World({
     cluster,
     seed: o.seed,
-    appFactory: () => new KvStore(),
+    // Pages as small as the drawn chunks, so small simulated states still checkpoint incrementally.
+    appFactory: () => new KvStore({ pageBytes: cluster.config.checkpointChunkBytes }),
     canaries,
     delayMinUs: sc.delayMinUs,
     delayMaxUs: sc.delayMaxUs,
@@ -517,7 +518,7 @@ function replayCheck(world: World, agreement: AgreementChecker, correct: Readonl
   if (execs.length === 0) return out;
   const wanted = new Set(execs.map((e) => e.exec.next - 1));
   const maxSeq = Math.max(...wanted);
-  const store = new KvStore();
+  const store = new KvStore({ pageBytes: world.cluster.config.checkpointChunkBytes });
   const lastReq = new Map<number, number>();
   const states = new Map<number, string>([[0, hex(store.checkpoint())]]);
   for (let seq = 1; seq <= maxSeq; seq++) {

@@ -285,6 +285,11 @@ export class World {
     else this.startClient(h);
   }
 
+  /** The durable state of a node or client as its disk holds it now (tests). */
+  durableOf(p: Principal): ReadonlyMap<string, Uint8Array> {
+    return this.host(p).durable;
+  }
+
   /**
    * Damages the durable state of a crashed node before its restart (storage faults): `damage`
    * edits the key/value view of its disk, the way the runtime's recovery would leave it.

@@ -833,26 +833,141 @@ void test('checkpoint with deadlines: identical on replicas fed the same batches
   );
 });
 
-void test('checkpoint format: v1 bytes (as before expiry existed) without live deadlines, v2 with them; v2 rejects an already expired entry', () => {
+void test('checkpoint format: v3 pages; the time only with live deadlines; v1 and v2 from earlier versions still restore', () => {
   const s = new KvStore();
   at(s, 10, set('k', 'v'));
-  const v1 = s.checkpoint();
-  assert.equal(hex(v1), '00000001' + '00000001' + hex(Buffer.from('k')) + '00000001' + hex(Buffer.from('v')));
+  const entry = '00000001' + hex(Buffer.from('k')) + '00000001' + hex(Buffer.from('v'));
+  const plain = s.checkpoint();
+  // magic, now (0: no deadline), one page, one entry (key, value, no deadline).
+  assert.equal(hex(plain), 'fffffffd' + '0000000000000000' + '00000001' + '00000001' + entry + '00');
   at(s, 11, set('t', 'x', { expiry: { kind: 'in', ms: 5 } }));
-  const v2 = s.checkpoint();
-  assert.equal(hex(v2.subarray(0, 4)), 'fffffffe');
+  const timed = s.checkpoint();
+  assert.equal(hex(timed.subarray(4, 12)), '000000000000000b', 'the agreed time of the last batch');
   const r = new KvStore();
-  r.restore(v2);
+  r.restore(timed);
   assert.equal(r.peekDeadline('t'), 16);
   at(s, 16, { kind: 'get', key: 'zz' });
-  assert.equal(hex(s.checkpoint()), hex(v1), 'once the deadline passes, the checkpoint is v1 again');
-  // A v2 checkpoint whose entry expired at or before its own time is corrupt.
-  const bad = Buffer.from(v2);
-  bad.writeUInt32BE(0, 8); // now = 16 in the low half of the uint (deadline 16)
+  assert.equal(hex(s.checkpoint()), hex(plain), 'once the deadline passes, the checkpoint is the plain one again');
+  // A checkpoint whose entry expired at or before its own time is corrupt.
+  const bad = Buffer.from(timed);
   bad.writeUInt32BE(16, 8);
   assert.throws(() => {
     new KvStore().restore(bad);
   }, /expired before the checkpoint/);
+  // v1 and v2, written by earlier versions, restore to the same state.
+  const v1 = Buffer.from('00000001' + entry, 'hex');
+  const v2 = Buffer.from('fffffffe' + '000000000000000b' + '00000001' + entry + '00', 'hex');
+  for (const old of [v1, v2]) {
+    const o = new KvStore();
+    o.restore(old);
+    assert.equal(hex(o.checkpoint()), hex(plain));
+  }
+});
+
+void test('checkpoint format: a v3 key on the wrong page, or a page count that is not a power of two, does not restore', () => {
+  const s = new KvStore();
+  // Enough state for several pages.
+  at(s, 1, { kind: 'mset', entries: Array.from({ length: 40 }, (_, i) => ({ key: `key-${i}`, value: 'v'.repeat(8_000) })) });
+  const cp = Buffer.from(s.checkpoint());
+  const pages = cp.readUInt32BE(12);
+  assert.ok(pages >= 4, `several pages (${pages})`);
+  const odd = Buffer.from(cp);
+  odd.writeUInt32BE(pages - 1, 12);
+  assert.throws(() => {
+    new KvStore().restore(odd);
+  }, KvCheckpointError);
+  // Two pages, with a key whose hash puts it on page 1 written on page 0.
+  let key = 'a';
+  for (let i = 0; keyHash(key) >>> 31 !== 1; i++) key = `a${i}`;
+  const entry = hex(Buffer.from([0, 0, 0, key.length])) + hex(Buffer.from(key)) + '00000001' + hex(Buffer.from('v')) + '00';
+  const good = Buffer.from('fffffffd' + '0000000000000000' + '00000002' + '00000000' + '00000001' + entry, 'hex');
+  new KvStore().restore(good);
+  const wrong = Buffer.from('fffffffd' + '0000000000000000' + '00000002' + '00000001' + entry + '00000000', 'hex');
+  assert.throws(() => {
+    new KvStore().restore(wrong);
+  }, /wrong page/);
+});
+
+/** Reads a paged snapshot whole; a null page is taken from `previous` (the pages of the one before). */
+function readPaged(snap: ReturnType<KvStore['pagedSnapshot']>, previous: readonly Uint8Array[] | undefined): { pages: Uint8Array[]; fresh: number } {
+  const pages: Uint8Array[] = [];
+  let fresh = 0;
+  for (let p = snap.nextPage(); p !== undefined; p = snap.nextPage()) {
+    if (p === null) {
+      const old = previous?.[pages.length];
+      assert.ok(old !== undefined, `page ${pages.length} is null without a previous page`);
+      pages.push(old);
+    } else {
+      fresh++;
+      pages.push(p);
+    }
+  }
+  snap.close();
+  return { pages, fresh };
+}
+
+void test('KvStore.pagedSnapshot: unchanged pages are null, and with the previous pages filled in it equals checkpoint() of its moment, while later batches run', () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.array(arbTimedRequest, { maxLength: 8 }), { minLength: 1, maxLength: 6 }),
+      fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 1, maxLength: 4 }),
+      fc.integer({ min: 8, max: 200 }),
+      (rounds, reads, pageBytes) => {
+        const s = new KvStore({ pageBytes });
+        let previous: Uint8Array[] | undefined;
+        let time = 1;
+        rounds.forEach((reqs, i) => {
+          s.execute({ ...batchOf(reqs.map((r) => r.bytes)), time: time++ });
+          const expected = hex(s.checkpoint());
+          const snap = s.pagedSnapshot();
+          // Read a few pages, run the next round, then read the rest: the snapshot stays frozen.
+          const first: Uint8Array[] = [];
+          for (let k = 0; k < (reads[i % reads.length] ?? 1); k++) {
+            const p = snap.nextPage();
+            if (p === undefined) break;
+            first.push(p ?? previous![first.length]!);
+          }
+          s.execute({ ...batchOf((rounds[(i + 1) % rounds.length] ?? []).map((r) => r.bytes)), time: time++ });
+          const rest = readPaged(snap, previous?.slice(first.length));
+          const pages = [...first, ...rest.pages];
+          assert.equal(hex(Buffer.concat(pages)), expected);
+          previous = pages;
+        });
+      },
+    ),
+    { seed: 1242, numRuns: 300 },
+  );
+});
+
+void test('KvStore.pagedSnapshot: one changed key makes one fresh page besides the header; a restore or a new page count makes all fresh', () => {
+  const s = new KvStore({ pageBytes: 1024 });
+  at(s, 1, { kind: 'mset', entries: Array.from({ length: 200 }, (_, i) => ({ key: `key-${i}`, value: 'x'.repeat(100) })) });
+  const all = readPaged(s.pagedSnapshot(), undefined);
+  assert.ok(all.pages.length >= 17, `header and at least 16 pages (${all.pages.length})`);
+  assert.equal(all.fresh, all.pages.length, 'the first paged snapshot has every page');
+  at(s, 2, set('key-7', 'y'.repeat(100)));
+  const one = readPaged(s.pagedSnapshot(), all.pages);
+  assert.equal(one.fresh, 2, 'the header and the page of key-7');
+  assert.equal(hex(Buffer.concat(one.pages)), hex(s.checkpoint()));
+  const none = readPaged(s.pagedSnapshot(), one.pages);
+  assert.equal(none.fresh, 1, 'nothing changed: the header only');
+  // An expiry changes a page without a write to it.
+  at(s, 3, set('key-9', 'z'.repeat(100), { expiry: { kind: 'in', ms: 5 } }));
+  const timed = readPaged(s.pagedSnapshot(), none.pages);
+  at(s, 10, { kind: 'get', key: 'other' });
+  const expired = readPaged(s.pagedSnapshot(), timed.pages);
+  assert.equal(expired.fresh, 2, 'the header and the page key-9 left');
+  assert.equal(hex(Buffer.concat(expired.pages)), hex(s.checkpoint()));
+  // Doubling the state changes the page count: every page is fresh.
+  at(s, 11, { kind: 'mset', entries: Array.from({ length: 300 }, (_, i) => ({ key: `more-${i}`, value: 'x'.repeat(100) })) });
+  const grown = readPaged(s.pagedSnapshot(), expired.pages);
+  assert.ok(grown.pages.length > expired.pages.length);
+  assert.equal(grown.fresh, grown.pages.length);
+  // After a restore, every page is fresh again.
+  s.restore(s.checkpoint());
+  const restored = readPaged(s.pagedSnapshot(), grown.pages);
+  assert.equal(restored.fresh, restored.pages.length);
+  assert.equal(hex(Buffer.concat(restored.pages)), hex(Buffer.concat(grown.pages)));
 });
 
 void test('executeReadOnly reads a key with a deadline as of the last batch time', () => {

@@ -12,27 +12,34 @@
  * one did not), but nothing observable depends on it: every read checks the deadline, `size`
  * and DBSIZE count live keys, and checkpoints hold live keys only.
  *
- * Checkpoint formats (both sorted by key, so equal states give equal bytes):
- * - v1, written when no live key has a deadline (byte for byte the format before expiry
- *   existed): u32 count, then (key, value) pairs;
- * - v2: u32 0xfffffffe (a v1 count that no v1 checkpoint can have), uint `now`, u32 count, then
- *   (key, value, optional uint deadline) triples.
- * `restore` reads both.
+ * Checkpoint formats (equal states give equal bytes in each):
+ * - v3, what checkpoints are written in: u32 0xfffffffd, uint `now` (0 when no live key has a
+ *   deadline), u32 P (the page count, a
+ *   power of two), then P pages. Page p holds the live keys whose 32-bit hash has p as its top
+ *   log2(P) bits, sorted by key: u32 count, then (key, value, optional uint deadline). P is a
+ *   function of the live state's size only (about 64 KiB per page, at most 32768 pages);
+ * - v1 (u32 count, then (key, value) pairs sorted by key) and v2 (u32 0xfffffffe, uint `now`,
+ *   u32 count, then (key, value, optional deadline) triples), which earlier versions wrote.
+ * `restore` reads all three.
  *
- * Snapshots (`snapshot()`, for large states): the sorted list of live keys is taken at once;
- * entries are encoded later, piece by piece. Copy-on-write keeps them exact: before a key's
- * value or deadline changes, every open snapshot that has not yet saved the key saves its
- * pre-image, and reads it from there. `checkpoint()` is a snapshot read in one go, so both
- * produce the same bytes by construction.
+ * Snapshots: `snapshot()` freezes every page, `pagedSnapshot()` only the pages that changed
+ * since the previous paged snapshot (incremental checkpoints: REFIT's and Dura-SMaRt's point
+ * that a checkpoint should cost what changed, not the whole state). Every change to a stored
+ * key marks its page (`touch`), and at a paged snapshot so does every key whose deadline has
+ * passed. The key lists of the frozen pages are copied at once; entries are encoded later,
+ * page by page. Copy-on-write keeps them exact: before a key's value or deadline changes,
+ * every open snapshot that has not yet saved the key saves its pre-image, and reads it from
+ * there. `checkpoint()` is a full snapshot read in one go, so all of them produce the same
+ * bytes by construction.
  *
  * Replies fit one reply body (`replyBytesMax`): a read whose output would not fit, or a write
  * started when the rest of the budget could not hold its largest output, answers
  * `reply_too_large` and changes nothing. A malformed request executes as a no-op with a
  * `bad_request` reply (deterministic on every replica), never as an exception.
  */
-import type { AppBatch, AppSnapshot, ReplicatedApp } from '../../app/contract.ts';
+import type { AppBatch, AppPagedSnapshot, AppSnapshot, ReplicatedApp } from '../../app/contract.ts';
 import { opBytesMax } from '../../codec/limits.ts';
-import { optional, str, struct, tryDecodeWith, u32, uint, Writer, type Codec } from '../../codec/schema.ts';
+import { optional, str, struct, tryDecodeWith, u32, uint, Writer, type Codec, type Reader } from '../../codec/schema.ts';
 import { assert } from '../../core/assert.ts';
 import { BulwarkError } from '../../core/errors.ts';
 import { Glob } from './glob.ts';
@@ -54,6 +61,8 @@ const tooLargeOutput = encodeKvCommandOutput({ kind: 'fail', code: 'reply_too_la
 const sweepMax = 32;
 /** First u32 of a v2 checkpoint. */
 const v2Magic = 0xffff_fffe;
+/** First u32 of a v3 (paged) checkpoint. */
+const v3Magic = 0xffff_fffd;
 
 /** A checkpoint handed to `KvStore.restore` does not decode; the store is left unchanged. */
 export class KvCheckpointError extends BulwarkError {
@@ -69,8 +78,21 @@ type PreImage = { readonly value: string | undefined; readonly deadline: number 
 /** Bytes of checkpoint each `checkpoint()` piece covers (one snapshot read). */
 const checkpointPieceBytes = 1 << 20;
 
+/** KvStore settings; every replica of a cluster must use the same ones. */
+export interface KvStoreOptions {
+  /** Aimed size of a checkpoint page (default 64 KiB; small values are for tests). */
+  readonly pageBytes?: number;
+}
+
 /** In-memory replicated key-value store with deterministic expiry. */
 export class KvStore implements ReplicatedApp {
+  private readonly pageBytes: number;
+
+  constructor(options: KvStoreOptions = {}) {
+    this.pageBytes = options.pageBytes ?? pageTargetBytes;
+    assert(Number.isSafeInteger(this.pageBytes) && this.pageBytes >= 1, 'pageBytes is a positive integer');
+  }
+
   private readonly data = new Map<string, string>();
   /** Pre-images per open snapshot (copy-on-write); usually empty. */
   private readonly frozen = new Set<Map<string, PreImage>>();
@@ -81,6 +103,16 @@ export class KvStore implements ReplicatedApp {
   private readonly deadlines = new Map<string, number>();
   /** Agreed time of the batch being executed, or of the last one (0 before any). */
   private now = 0;
+  /** Sum of `entryWeight` over `data` (expired entries still stored included). */
+  private bytes = 0;
+  /** Page count `members` and `dirty` are kept for; 0 until the first `pagedSnapshot`. */
+  private pages = 0;
+  /** Keys stored (live or expired) per page, for `pages` pages. */
+  private members: Set<string>[] = [];
+  /** Pages whose content may have changed since the last `pagedSnapshot`. */
+  private readonly dirty = new Set<number>();
+  /** Every page counts as changed at the next `pagedSnapshot` (none taken yet, or a restore). */
+  private allDirty = true;
 
   /** Number of live keys (at the time of the last batch). */
   get size(): number {
@@ -151,7 +183,7 @@ export class KvStore implements ReplicatedApp {
     const d = this.deadlines.get(key);
     if (d !== undefined && d <= this.now) {
       this.touch(key);
-      this.data.delete(key);
+      this.dropEntry(key);
       this.deadlines.delete(key);
       return null;
     }
@@ -165,7 +197,7 @@ export class KvStore implements ReplicatedApp {
       return;
     }
     this.touch(key);
-    this.data.set(key, value);
+    this.setEntry(key, value);
     if (deadline === 'clear') this.deadlines.delete(key);
     else if (deadline !== 'keep') {
       // Re-inserting moves the key to the end of the sweep order.
@@ -176,8 +208,9 @@ export class KvStore implements ReplicatedApp {
 
   private remove(key: string): boolean {
     const existed = this.live(key) !== null;
+    if (!this.data.has(key)) return existed; // nothing stored: no page changes
     this.touch(key);
-    this.data.delete(key);
+    this.dropEntry(key);
     this.deadlines.delete(key);
     return existed;
   }
@@ -305,7 +338,7 @@ export class KvStore implements ReplicatedApp {
       // Re-inserting an unexpired deadline changes no content; removing an entry does.
       if (d <= this.now) this.touch(key);
       this.deadlines.delete(key);
-      if (d <= this.now) this.data.delete(key);
+      if (d <= this.now) this.dropEntry(key);
       else this.deadlines.set(key, d);
     }
   }
@@ -313,10 +346,45 @@ export class KvStore implements ReplicatedApp {
   // -------------------------------------------------------------------------------------
   // Checkpoints
 
-  /** Saves a key's pre-image in every open snapshot that has not saved it yet. */
+  /** Records that a key's value or deadline is about to change: its page, and pre-images. */
   private touch(key: string): void {
+    if (this.pages > 0 && !this.allDirty) this.dirty.add(pageOf(key, this.pages));
     if (this.frozen.size === 0) return;
     for (const pre of this.frozen) if (!pre.has(key)) pre.set(key, { value: this.data.get(key), deadline: this.deadlines.get(key) });
+  }
+
+  /** Stores a value (every write of `data` goes through here, after `touch`). */
+  private setEntry(key: string, value: string): void {
+    const old = this.data.get(key);
+    if (old === undefined) {
+      this.bytes += entryWeight(key, value);
+      if (this.pages > 0) this.members[pageOf(key, this.pages)]!.add(key);
+    } else this.bytes += value.length - old.length;
+    this.data.set(key, value);
+  }
+
+  /** Removes a stored entry (every delete of `data` goes through here, after `touch`). */
+  private dropEntry(key: string): void {
+    const old = this.data.get(key);
+    if (old === undefined) return;
+    this.bytes -= entryWeight(key, old);
+    if (this.pages > 0) this.members[pageOf(key, this.pages)]!.delete(key);
+    this.data.delete(key);
+  }
+
+  /**
+   * The page count for the live state, and the expired entries still stored (which every
+   * replica may hold differently, so they never count).
+   */
+  private sizePages(): { pages: number; expired: string[] } {
+    const expired: string[] = [];
+    let expiredBytes = 0;
+    for (const [k, d] of this.deadlines) {
+      if (d > this.now) continue;
+      expired.push(k);
+      expiredBytes += entryWeight(k, this.data.get(k)!);
+    }
+    return { pages: pageCountFor(this.bytes - expiredBytes, this.pageBytes), expired };
   }
 
   checkpoint(): Uint8Array {
@@ -327,42 +395,110 @@ export class KvStore implements ReplicatedApp {
     return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
   }
 
+  /** A full snapshot: every page, read in pieces. It leaves the pages' change tracking alone. */
   snapshot(): AppSnapshot {
+    const { pages } = this.sizePages();
+    const lists: string[][] = Array.from({ length: pages }, () => []);
+    for (const k of this.data.keys()) lists[pageOf(k, pages)]!.push(k);
+    const paged = this.freeze(pages, lists);
+    let done = false;
+    const close = (): void => {
+      done = true;
+      paged.close();
+    };
+    return {
+      read: (hint: number): Uint8Array | undefined => {
+        const pieces: Uint8Array[] = [];
+        let n = 0;
+        while (!done && n < hint) {
+          const page = paged.nextPage();
+          if (page === undefined) done = true;
+          else {
+            assert(page !== null, 'a full snapshot has every page');
+            pieces.push(page);
+            n += page.length;
+          }
+        }
+        if (pieces.length === 0) {
+          close();
+          return undefined;
+        }
+        return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, n);
+      },
+      close,
+    };
+  }
+
+  /**
+   * An incremental snapshot: a page that no write, delete or expiry touched since the previous
+   * `pagedSnapshot()` comes back as null. The first one after construction or `restore`, and
+   * the first after the page count changed, has every page.
+   */
+  pagedSnapshot(): AppPagedSnapshot {
+    const { pages, expired } = this.sizePages();
+    if (pages !== this.pages) {
+      this.pages = pages;
+      this.members = Array.from({ length: pages }, () => new Set<string>());
+      for (const k of this.data.keys()) this.members[pageOf(k, pages)]!.add(k);
+      this.allDirty = true;
+    }
+    for (const k of expired) this.dirty.add(pageOf(k, pages));
+    const lists: (string[] | undefined)[] = new Array<string[] | undefined>(pages);
+    for (let p = 0; p < pages; p++) if (this.allDirty || this.dirty.has(p)) lists[p] = [...this.members[p]!];
+    this.dirty.clear();
+    this.allDirty = false;
+    return this.freeze(pages, lists);
+  }
+
+  /**
+   * Freezes the state: the header, then page p from `lists[p]` (the keys stored in it now; a
+   * missing list makes the page null). Values come from pre-images for keys changed later.
+   */
+  private freeze(pages: number, lists: readonly (string[] | undefined)[]): AppPagedSnapshot {
     const now = this.now;
-    const keys = [...this.data.keys()].filter((k) => this.peek(k) !== null).sort();
-    const timed = keys.some((k) => this.deadlines.has(k));
+    // The header carries the agreed time only when a live key has a deadline (reads after a
+    // restore need it then), so an unchanged state without deadlines checkpoints the same.
+    let timed = false;
+    for (const d of this.deadlines.values()) if (d > now) timed = true;
     const pre = new Map<string, PreImage>();
     this.frozen.add(pre);
     let next = -1; // -1: the header is still to come
     const close = (): void => {
-      next = keys.length;
+      next = pages;
       this.frozen.delete(pre);
     };
     return {
-      read: (hint: number): Uint8Array | undefined => {
-        if (next >= keys.length) {
+      nextPage: (): Uint8Array | null | undefined => {
+        if (next >= pages) {
           close();
           return undefined;
         }
-        const w = new Writer(Math.min(hint, 64 << 20) + 256);
         if (next === -1) {
-          if (timed) {
-            w.u32(v2Magic);
-            w.uint(now);
-          }
-          w.u32(keys.length);
           next = 0;
+          const w = new Writer(32);
+          w.u32(v3Magic);
+          w.uint(timed ? now : 0);
+          w.u32(pages);
+          return w.finish();
         }
-        while (next < keys.length && w.length < hint) {
-          const k = keys[next++]!;
-          const saved = pre.get(k);
-          const value = saved !== undefined ? saved.value : this.data.get(k);
-          assert(value !== undefined, 'a key live at the snapshot has a value or a pre-image');
-          keyCodec.encode(w, k);
-          valueCodec.encode(w, value);
-          if (timed) deadlineCodec.encode(w, saved !== undefined ? saved.deadline : this.deadlines.get(k));
+        const keys = lists[next++];
+        if (keys === undefined) return null;
+        keys.sort();
+        const entries: { key: string; value: string; deadline: number | undefined }[] = [];
+        let size = 4;
+        for (const key of keys) {
+          const saved = pre.get(key);
+          const value = saved !== undefined ? saved.value : this.data.get(key);
+          const deadline = saved !== undefined ? saved.deadline : this.deadlines.get(key);
+          if (value === undefined || (deadline !== undefined && deadline <= now)) continue;
+          entries.push({ key, value, deadline });
+          size += key.length + value.length + 16;
         }
-        return w.finish();
+        const w = new Writer(size);
+        w.u32(entries.length);
+        for (const e of entries) entryV2.encode(w, e);
+        // Pages stay in memory until their checkpoints go: no spare capacity if the estimate was short.
+        return w.length <= size ? w.finish() : w.copy();
       },
       close,
     };
@@ -374,12 +510,39 @@ export class KvStore implements ReplicatedApp {
     assert(this.frozen.size === 0, 'restore while a snapshot is open');
     this.data.clear();
     this.deadlines.clear();
+    this.bytes = 0;
+    this.pages = 0;
+    this.members = [];
+    this.dirty.clear();
+    this.allDirty = true;
     this.now = res.value.now;
     for (const e of res.value.entries) {
-      this.data.set(e.key, e.value);
+      this.setEntry(e.key, e.value);
       if (e.deadline !== undefined) this.deadlines.set(e.key, e.deadline);
     }
   }
+}
+
+/** What an entry counts for in the page sizing (UTF-16 lengths: the same on every replica). */
+function entryWeight(key: string, value: string): number {
+  return key.length + value.length + 8;
+}
+
+/** Aimed size of a checkpoint page. */
+const pageTargetBytes = 64 << 10;
+/** Most pages (a power of two); with the header page, within the manifest's chunk limit. */
+const pagesMax = 1 << 15;
+
+/** Pages for a live state of `bytes`: a power of two, about `pageBytes` each. */
+function pageCountFor(bytes: number, pageBytes: number): number {
+  let pages = 1;
+  while (pages < pagesMax && pages * pageBytes < bytes) pages *= 2;
+  return pages;
+}
+
+/** The page of a key among `pages` (a power of two): the top bits of its hash, so pages follow SCAN order. */
+function pageOf(key: string, pages: number): number {
+  return pages === 1 ? 0 : keyHash(key) >>> (32 - Math.log2(pages));
 }
 
 /** Fixed 32-bit hash of a key (FNV-1a over UTF-16 code units): the SCAN order. */
@@ -398,7 +561,7 @@ interface Snapshot {
   readonly entries: readonly { readonly key: string; readonly value: string; readonly deadline?: number | undefined }[];
 }
 
-/** Checkpoint layout (v1 or v2, see the module header). */
+/** Checkpoint layout (v1, v2 or v3, see the module header). */
 const snapshotCodec: Codec<Snapshot> = {
   desc: { t: 'array', item: entryV2, max: 0xffff_ffff },
   encode: () => {
@@ -406,23 +569,40 @@ const snapshotCodec: Codec<Snapshot> = {
   },
   decode: (r) => {
     let n = u32.decode(r);
+    if (n === v3Magic) return decodeV3(r);
     const v2 = n === v2Magic;
     let now = 0;
     if (v2) {
       now = uint.decode(r);
       n = u32.decode(r);
     }
-    // Each entry takes at least 8 bytes (two lengths): a larger count is hostile.
-    if (n > r.remaining / 8) r.fail(`entry count ${n} exceeds what ${r.remaining} bytes can hold`);
     const entries: Snapshot['entries'][number][] = [];
-    let previous: string | undefined;
-    for (let i = 0; i < n; i++) {
-      const e: Snapshot['entries'][number] = v2 ? entryV2.decode(r) : entryV1.decode(r);
-      if (e.deadline !== undefined && e.deadline <= now) r.fail(`key ${JSON.stringify(e.key)} expired before the checkpoint`);
-      if (v2 && previous !== undefined && previous >= e.key) r.fail('v2 keys are not sorted');
-      previous = e.key;
-      entries.push(e);
-    }
+    decodeEntries(r, n, v2, now, entries, undefined);
     return { now, entries };
   },
 };
+
+/** v3: the header, then every page with its keys in order; each key must belong to its page. */
+function decodeV3(r: Reader): Snapshot {
+  const now = uint.decode(r);
+  const pages = u32.decode(r);
+  if (pages < 1 || pages > pagesMax || (pages & (pages - 1)) !== 0) r.fail(`page count ${pages} is not a power of two up to ${pagesMax}`);
+  const entries: Snapshot['entries'][number][] = [];
+  for (let p = 0; p < pages; p++) decodeEntries(r, u32.decode(r), true, now, entries, (key) => pageOf(key, pages) === p);
+  return { now, entries };
+}
+
+/** Reads `n` entries (sorted by key when `sorted`), none expired at `now`, each passing `belongs`. */
+function decodeEntries(r: Reader, n: number, sorted: boolean, now: number, into: Snapshot['entries'][number][], belongs: ((key: string) => boolean) | undefined): void {
+  // Each entry takes at least 8 bytes (two lengths): a larger count is hostile.
+  if (n > r.remaining / 8) r.fail(`entry count ${n} exceeds what ${r.remaining} bytes can hold`);
+  let previous: string | undefined;
+  for (let i = 0; i < n; i++) {
+    const e: Snapshot['entries'][number] = sorted ? entryV2.decode(r) : entryV1.decode(r);
+    if (e.deadline !== undefined && e.deadline <= now) r.fail(`key ${JSON.stringify(e.key)} expired before the checkpoint`);
+    if (sorted && previous !== undefined && previous >= e.key) r.fail('keys are not sorted');
+    if (belongs !== undefined && !belongs(e.key)) r.fail(`key ${JSON.stringify(e.key)} is on the wrong page`);
+    previous = e.key;
+    into.push(e);
+  }
+}

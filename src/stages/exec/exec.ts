@@ -68,15 +68,16 @@ import type { KeyRing, Principal } from '../../crypto/provider.ts';
 import { bytesEqual, clientPrincipal, nodePrincipal } from '../../crypto/provider.ts';
 import { encodeBatch, type Batch, type Message, type MsgOf } from '../../codec/messages.ts';
 import { array, bytes, encodeWith, fixed, struct, tryDecodeWith, u32, uint, type Infer } from '../../codec/schema.ts';
-import { checkpointChunksMax, clientsMax, digestBytes, opBytesMax } from '../../codec/limits.ts';
-import { bytesSnapshot, type AppRequest, type AppSnapshot, type ReplicatedApp } from '../../app/contract.ts';
+import { checkpointBytesMax, checkpointChunksMax, clientsMax, digestBytes, opBytesMax } from '../../codec/limits.ts';
+import { bytesSnapshot, type AppPagedSnapshot, type AppRequest, type AppSnapshot, type ReplicatedApp } from '../../app/contract.ts';
 import type { Canaries, Effect, StageEvent } from '../types.ts';
 import { hex, homeExecOf, isResponder, membersOf, Outbox, readU64Durable, replyCoreBytes, requestCoreBytes, u64Bytes } from '../common.ts';
 import { VoteTable } from '../votes.ts';
 
 /**
  * Execution checkpoint manifest: what the token hashes. The application's checkpoint bytes are
- * cut into chunks of `chunkBytes` (the last one shorter); `chunks` holds their hashes.
+ * cut into chunks: the app's pages (`pagedSnapshot`), or pieces of checkpointChunkBytes;
+ * `chunks` holds their hashes and `sizes` their lengths (summing to `appBytes`).
  */
 export const execManifestCodec = struct({
   seq: uint,
@@ -84,7 +85,7 @@ export const execManifestCodec = struct({
   lastTime: uint,
   replies: array(struct({ client: u32, reqId: uint, result: bytes(opBytesMax) }), clientsMax),
   appBytes: uint,
-  chunkBytes: u32,
+  sizes: array(u32, checkpointChunksMax),
   chunks: array(fixed(digestBytes), checkpointChunksMax),
 });
 /** A decoded manifest. */
@@ -93,7 +94,10 @@ export type ExecManifest = Infer<typeof execManifestCodec>;
 /** Durable key of the executor's read fence (8-byte seq; see the module header). */
 export const execFenceKey = 'x/fence';
 
-/** Durable key prefix of execution checkpoints: `x/cp/<seq>` (manifest), `x/cp/<seq>/<i>` (chunk i). */
+/**
+ * Durable key prefix of execution checkpoints: `x/cp/<seq>` (manifest), `x/cp/c/<hash hex>` (a
+ * chunk, by content: a chunk that several checkpoints share is stored once).
+ */
 export const execCheckpointPrefix = 'x/cp/';
 
 /** Whether a durable key holds part of an execution checkpoint (what a replica can refetch from peers). */
@@ -105,15 +109,15 @@ function manifestKey(seq: number): string {
   return `${execCheckpointPrefix}${seq}`;
 }
 
-function chunkKey(seq: number, i: number): string {
-  return `${execCheckpointPrefix}${seq}/${i}`;
+function chunkKey(hash: Uint8Array): string {
+  return `${execCheckpointPrefix}c/${hex(hash)}`;
 }
 
-/** Parses a checkpoint key: the seq, and the chunk index (undefined for the manifest). */
-function parseCheckpointKey(key: string): { seq: number; chunk: number | undefined } | undefined {
-  const m = /^x\/cp\/(\d{1,15})(?:\/(\d{1,9}))?$/.exec(key);
+/** Parses a checkpoint key: a manifest's seq, or a chunk's hash (hex). */
+function parseCheckpointKey(key: string): { seq: number } | { chunk: string } | undefined {
+  const m = /^x\/cp\/(?:(\d{1,15})|c\/([0-9a-f]{64}))$/.exec(key);
   if (m === null) return undefined;
-  return { seq: Number(m[1]), chunk: m[2] === undefined ? undefined : Number(m[2]) };
+  return m[1] !== undefined ? { seq: Number(m[1]) } : { chunk: m[2]! };
 }
 
 /** Parts of a checkpoint in flight per peer during a transfer. */
@@ -143,15 +147,18 @@ interface CheckpointJob {
   readonly history: Uint8Array;
   readonly lastTime: number;
   readonly replies: ExecManifest['replies'];
-  readonly snapshot: AppSnapshot;
+  /** The frozen state: paged (incremental) when the app has `pagedSnapshot`. */
+  readonly source: { readonly paged: AppPagedSnapshot } | { readonly whole: AppSnapshot };
   /** Serialising starts once this batch executed (sequential mode), or when idle. */
   readonly startAfter: number;
-  /** Bytes read from the snapshot and not yet cut into a chunk. */
+  /** Bytes read from a whole snapshot and not yet cut into a chunk. */
   pending: Uint8Array[];
   pendingBytes: number;
   exhausted: boolean;
   readonly chunks: Uint8Array[];
   readonly hashes: Uint8Array[];
+  /** Chunks taken over unchanged from the previous checkpoint (status). */
+  reused: number;
   appBytes: number;
 }
 
@@ -197,6 +204,13 @@ export class ExecCore {
   private readonly checkpoints = new Map<number, Held>();
   /** Checkpoints frozen and not yet serialised, oldest first. */
   private jobs: CheckpointJob[] = [];
+  /**
+   * The pages of the last paged checkpoint serialised, which the next one's unchanged pages
+   * are taken from; cleared when the app's state is replaced.
+   */
+  private lastPages: { readonly seq: number; readonly chunks: readonly Uint8Array[]; readonly hashes: readonly Uint8Array[] } | undefined;
+  /** Chunks of the last checkpoint serialised: fresh, and reused from the one before (status). */
+  lastCheckpointChunks = { fresh: 0, reused: 0 };
   private nextSliceAt = 0;
   /** Batches after a checkpoint seq this replica waits before serialising it (sequential mode). */
   private readonly cpDelay: number;
@@ -405,19 +419,21 @@ export class ExecCore {
     const replies = [...this.replyCache.entries()]
       .sort((a, b) => a[0] - b[0])
       .map(([client, r]) => ({ client, reqId: r.reqId, result: r.result }));
-    const snapshot = this.app.snapshot?.() ?? bytesSnapshot(this.app.checkpoint());
+    const paged = this.app.pagedSnapshot?.();
+    const source = paged !== undefined ? { paged } : { whole: this.app.snapshot?.() ?? bytesSnapshot(this.app.checkpoint()) };
     this.jobs.push({
       seq,
       history: this.history,
       lastTime: this.lastTime,
       replies,
-      snapshot,
+      source,
       startAfter: seq + this.cpDelay,
       pending: [],
       pendingBytes: 0,
       exhausted: false,
       chunks: [],
       hashes: [],
+      reused: 0,
       appBytes: 0,
     });
   }
@@ -433,25 +449,60 @@ export class ExecCore {
   }
 
   private sliceCheckpoint(job: CheckpointJob, now: number): void {
+    if ('paged' in job.source) this.slicePages(job, job.source.paged);
+    else this.sliceWhole(job, job.source.whole);
+    if (job.exhausted && job.pendingBytes === 0) this.finishCheckpoint(job, now);
+  }
+
+  /** One chunk of checkpointChunkBytes from a whole snapshot. */
+  private sliceWhole(job: CheckpointJob, snapshot: AppSnapshot): void {
     const size = this.chunkBytes;
     while (!job.exhausted && job.pendingBytes < size) {
-      const piece = job.snapshot.read(size - job.pendingBytes);
+      const piece = snapshot.read(size - job.pendingBytes);
       if (piece === undefined) {
         job.exhausted = true;
-        job.snapshot.close();
+        snapshot.close();
       } else if (piece.length > 0) {
         job.pending.push(piece);
         job.pendingBytes += piece.length;
       }
     }
-    if (job.pendingBytes > 0) {
-      const chunk = takeBytes(job, Math.min(size, job.pendingBytes));
-      job.appBytes += chunk.length;
-      job.hashes.push(this.keys.digest(chunk));
-      job.chunks.push(chunk);
-      this.out.writeLazy(chunkKey(job.seq, job.chunks.length - 1), chunk);
+    if (job.pendingBytes > 0) this.addChunk(job, takeBytes(job, Math.min(size, job.pendingBytes)));
+  }
+
+  /**
+   * Pages of a paged snapshot until about checkpointChunkBytes of changed ones were serialised:
+   * an unchanged page (null) is the previous checkpoint's page, with its hash and file.
+   */
+  private slicePages(job: CheckpointJob, paged: AppPagedSnapshot): void {
+    let fresh = 0;
+    while (!job.exhausted && fresh < this.chunkBytes) {
+      const page = paged.nextPage();
+      if (page === undefined) {
+        job.exhausted = true;
+        paged.close();
+      } else if (page === null) {
+        const i = job.chunks.length;
+        const prev = this.lastPages;
+        assert(prev !== undefined && prev.seq < job.seq && i < prev.chunks.length, 'the app reports an unchanged page only when the previous checkpoint has it');
+        job.chunks.push(prev.chunks[i]!);
+        job.hashes.push(prev.hashes[i]!);
+        job.appBytes += prev.chunks[i]!.length;
+        job.reused++;
+      } else {
+        this.addChunk(job, page);
+        fresh += page.length;
+      }
     }
-    if (job.exhausted && job.pendingBytes === 0) this.finishCheckpoint(job, now);
+  }
+
+  /** A freshly serialised chunk: hashed, kept, and written (once per content). */
+  private addChunk(job: CheckpointJob, chunk: Uint8Array): void {
+    const hash = this.keys.digest(chunk);
+    job.appBytes += chunk.length;
+    job.hashes.push(hash);
+    job.chunks.push(chunk);
+    this.out.writeLazy(chunkKey(hash), chunk);
   }
 
   private finishCheckpoint(job: CheckpointJob, now: number): void {
@@ -463,11 +514,13 @@ export class ExecCore {
       lastTime: job.lastTime,
       replies: job.replies,
       appBytes: job.appBytes,
-      chunkBytes: this.chunkBytes,
+      sizes: job.chunks.map((c) => c.length),
       chunks: job.hashes,
     };
     const manifestBytes = encodeWith(execManifestCodec, manifest);
     const token = this.keys.digest(manifestBytes);
+    if ('paged' in job.source) this.lastPages = { seq: job.seq, chunks: job.chunks, hashes: job.hashes };
+    this.lastCheckpointChunks = { fresh: job.chunks.length - job.reused, reused: job.reused };
     const deletes = this.hold(job.seq, { token, manifestBytes, manifest, chunks: job.chunks });
     this.out.note({ type: 'checkpointTaken', seq: job.seq, token });
     // The manifest lands after its chunks (the store keeps order) and CP-TOKEN leaves once it
@@ -481,13 +534,30 @@ export class ExecCore {
     this.checkpoints.set(seq, held);
     const deletes: string[] = [];
     const seqs = [...this.checkpoints.keys()].sort((a, b) => b - a);
+    const dropped: Uint8Array[] = [];
     for (const old of seqs.slice(3)) {
       const h = this.checkpoints.get(old)!;
       this.checkpoints.delete(old);
       deletes.push(manifestKey(old));
-      for (let i = 0; i < h.chunks.length; i++) deletes.push(chunkKey(old, i));
+      dropped.push(...h.manifest.chunks);
     }
-    return deletes;
+    return [...deletes, ...this.unreferenced(dropped)];
+  }
+
+  /**
+   * Keys of the chunks among `hashes` that nothing still needs: no checkpoint held, no
+   * checkpoint being serialised, no transfer in progress.
+   */
+  private unreferenced(hashes: readonly Uint8Array[]): string[] {
+    if (hashes.length === 0) return [];
+    const live = new Set<string>();
+    for (const h of this.checkpoints.values()) for (const d of h.manifest.chunks) live.add(hex(d));
+    for (const job of this.jobs) for (const d of job.hashes) live.add(hex(d));
+    const l = this.loading;
+    if (l?.manifest !== undefined) l.chunks.forEach((c, i) => c !== undefined && live.add(hex(l.manifest!.chunks[i]!)));
+    const keys = new Set<string>();
+    for (const d of hashes) if (!live.has(hex(d))) keys.add(chunkKey(d));
+    return [...keys];
   }
 
   private latestCheckpoint(): { seq: number; token: Uint8Array } | undefined {
@@ -533,23 +603,27 @@ export class ExecCore {
     if (l === undefined) return;
     this.loading = undefined;
     this.stash.clear();
+    const written: Uint8Array[] = [];
     l.chunks.forEach((c, i) => {
       if (c === undefined) return;
       this.stash.set(hex(l.manifest!.chunks[i]!), c);
-      this.out.removeLazy(chunkKey(l.seq, i));
+      written.push(l.manifest!.chunks[i]!);
     });
+    for (const k of this.unreferenced(written)) this.out.removeLazy(k);
   }
 
   /** Fills the chunks of a new transfer that this replica already has (stash or own checkpoints). */
   private reuseChunks(l: Loading, m: ExecManifest): void {
-    const known = new Map(this.stash);
-    for (const h of this.checkpoints.values()) h.manifest.chunks.forEach((d, i) => known.set(hex(d), h.chunks[i]!));
+    // Chunks of held checkpoints are on disk already; stashed ones were removed with their transfer.
+    const stored = new Map<string, Uint8Array>();
+    for (const h of this.checkpoints.values()) h.manifest.chunks.forEach((d, i) => stored.set(hex(d), h.chunks[i]!));
     m.chunks.forEach((d, i) => {
-      const c = known.get(hex(d));
+      const key = hex(d);
+      const c = stored.get(key) ?? this.stash.get(key);
       if (c === undefined || c.length !== chunkLength(m, i)) return;
       l.chunks[i] = c;
       l.received++;
-      this.out.writeLazy(chunkKey(l.seq, i), c);
+      if (!stored.has(key)) this.out.writeLazy(chunkKey(d), c);
     });
     this.stash.clear();
   }
@@ -651,7 +725,7 @@ export class ExecCore {
         l.outstanding.delete(part);
         l.chunks[i] = data;
         l.received++;
-        this.out.writeLazy(chunkKey(seq, i), data);
+        this.out.writeLazy(chunkKey(want), data);
       }
     }
     if (l.manifest !== undefined && l.received === l.manifest.chunks.length) {
@@ -668,8 +742,13 @@ export class ExecCore {
   /** Replaces the state with a verified checkpoint. */
   private install(seq: number, held: Held, now: number): void {
     // Pending checkpoints are older than what we load (seq only grows): never needed.
-    for (const job of this.jobs) job.snapshot.close();
+    const written: Uint8Array[] = [];
+    for (const job of this.jobs) {
+      ('paged' in job.source ? job.source.paged : job.source.whole).close();
+      written.push(...job.hashes);
+    }
     this.jobs = [];
+    for (const k of this.unreferenced(written)) this.out.removeLazy(k);
     this.raiseFence(seq);
     this.applyCheckpoint(seq, held);
     this.claims.deleteBelow(this.nextSeq);
@@ -808,31 +887,24 @@ export class ExecCore {
       this.fence = readU64Durable(fence, execFenceKey);
       this.readsFencedThrough = this.fence;
     }
-    const parts = new Map<number, { manifest?: Uint8Array; chunks: Map<number, Uint8Array>; keys: string[] }>();
+    const manifests = new Map<number, Uint8Array>();
+    const chunks = new Map<string, Uint8Array>();
     for (const [key, data] of durable) {
       if (!isExecCheckpointKey(key)) continue;
       const k = parseCheckpointKey(key);
-      if (k === undefined) {
-        this.out.removeLazy(key);
-        continue;
-      }
-      let p = parts.get(k.seq);
-      if (p === undefined) {
-        p = { chunks: new Map(), keys: [] };
-        parts.set(k.seq, p);
-      }
-      p.keys.push(key);
-      if (k.chunk === undefined) p.manifest = data;
-      else p.chunks.set(k.chunk, data);
+      if (k === undefined) this.out.removeLazy(key);
+      else if ('seq' in k) manifests.set(k.seq, data);
+      else chunks.set(k.chunk, data);
     }
-    for (const [seq, p] of parts) {
-      const held = p.manifest === undefined ? undefined : this.verifyHeld(seq, p.manifest, p.chunks);
-      if (held === undefined) {
-        for (const key of p.keys) this.out.removeLazy(key);
-        continue;
-      }
-      this.checkpoints.set(seq, held);
+    for (const [seq, manifest] of manifests) {
+      const held = this.verifyHeld(seq, manifest, chunks);
+      if (held === undefined) this.out.removeLazy(manifestKey(seq));
+      else this.checkpoints.set(seq, held);
     }
+    // Chunks no usable checkpoint names (a crash mid-checkpoint, a damaged checkpoint) go.
+    const used = new Set<string>();
+    for (const h of this.checkpoints.values()) for (const d of h.manifest.chunks) used.add(hex(d));
+    for (const k of chunks.keys()) if (!used.has(k)) this.out.removeLazy(`${execCheckpointPrefix}c/${k}`);
     const latest = this.latestCheckpoint();
     if (latest === undefined) return;
     this.applyCheckpoint(latest.seq, this.checkpoints.get(latest.seq)!);
@@ -842,6 +914,7 @@ export class ExecCore {
   private applyCheckpoint(seq: number, held: Held): void {
     const m = held.manifest;
     this.app.restore(held.chunks.length === 1 ? held.chunks[0]! : Buffer.concat(held.chunks, m.appBytes));
+    this.lastPages = undefined; // the app's next paged snapshot has every page
     this.replyCache.clear();
     for (const r of m.replies) this.replyCache.set(r.client, { reqId: r.reqId, result: r.result });
     this.history = m.history;
@@ -850,13 +923,13 @@ export class ExecCore {
   }
 
   /** A checkpoint read back from disk, if its manifest decodes and every chunk matches it. */
-  private verifyHeld(seq: number, manifestBytes: Uint8Array, chunks: ReadonlyMap<number, Uint8Array>): Held | undefined {
+  private verifyHeld(seq: number, manifestBytes: Uint8Array, chunks: ReadonlyMap<string, Uint8Array>): Held | undefined {
     const res = tryDecodeWith(execManifestCodec, manifestBytes);
     if (!res.ok || !manifestIsSane(res.value, seq)) return undefined;
     const m = res.value;
     const list: Uint8Array[] = [];
     for (let i = 0; i < m.chunks.length; i++) {
-      const c = chunks.get(i);
+      const c = chunks.get(hex(m.chunks[i]!));
       if (c === undefined || c.length !== chunkLength(m, i) || !bytesEqual(this.keys.digest(c), m.chunks[i]!)) return undefined;
       list.push(c);
     }
@@ -864,15 +937,20 @@ export class ExecCore {
   }
 }
 
-/** Whether a manifest is self-consistent for `seq`: chunk count and sizes add up. */
+/** Whether a manifest is self-consistent for `seq`: one size per chunk, each within a frame, adding up. */
 function manifestIsSane(m: ExecManifest, seq: number): boolean {
-  if (m.seq !== seq || m.chunkBytes === 0) return false;
-  return m.chunks.length === Math.ceil(m.appBytes / m.chunkBytes);
+  if (m.seq !== seq || m.sizes.length !== m.chunks.length) return false;
+  let total = 0;
+  for (const n of m.sizes) {
+    if (n > checkpointBytesMax) return false;
+    total += n;
+  }
+  return total === m.appBytes;
 }
 
 /** Length of chunk `i` under manifest `m`. */
 function chunkLength(m: ExecManifest, i: number): number {
-  return Math.min(m.chunkBytes, m.appBytes - i * m.chunkBytes);
+  return m.sizes[i]!;
 }
 
 /** Removes the first `n` pending bytes of a checkpoint job as one chunk. */
