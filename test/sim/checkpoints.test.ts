@@ -10,7 +10,7 @@ import { Harness } from '../../src/sim/harness.ts';
 import { nodePrincipal } from '../../src/crypto/provider.ts';
 import type { StateTransferMode } from '../../src/core/config.ts';
 import type { ByzantineBehaviour } from '../../src/sim/byzantine.ts';
-import { execManifestCodec } from '../../src/stages/exec/exec.ts';
+import { decodePack, execManifestCodec } from '../../src/stages/exec/exec.ts';
 import { tryDecodeWith } from '../../src/codec/schema.ts';
 
 /** Node 2 misses many checkpoints, then comes back; returns who served it which parts. */
@@ -91,18 +91,29 @@ test('incremental checkpoints: unchanged pages are reused, each distinct chunk i
   assert.ok(exec0 !== undefined);
   const { fresh, reused } = exec0.lastCheckpointChunks;
   assert.ok(reused > 2 * fresh, `most chunks reused: fresh ${fresh}, reused ${reused}`);
-  // On disk: the manifests of the checkpoints held, and exactly the chunks they name.
+  // On disk: the manifests of the checkpoints held, and packs holding every chunk they name,
+  // each pack with at least one chunk still named (the others were deleted).
   const disk = h.world.durableOf(nodePrincipal(0));
   const manifests = [...disk.keys()].filter((k) => /^x\/cp\/\d+$/.test(k));
-  const chunks = new Set([...disk.keys()].filter((k) => k.startsWith('x/cp/c/')));
   assert.deepEqual(manifests.map((k) => Number(k.slice(5))).sort((a, b) => a - b), [...exec0.checkpointSeqs].sort((a, b) => a - b));
   const named = new Set<string>();
   for (const k of manifests) {
     const res = tryDecodeWith(execManifestCodec, disk.get(k)!);
     assert.ok(res.ok);
-    for (const d of res.value.chunks) named.add(`x/cp/c/${Buffer.from(d).toString('hex')}`);
+    for (const d of res.value.chunks) named.add(Buffer.from(d).toString('hex'));
   }
-  assert.deepEqual([...chunks].sort(), [...named].sort(), 'no chunk file missing, none left over');
+  const packs = [...disk.keys()].filter((k) => k.startsWith('x/cp/p/'));
+  // A pack outlives the checkpoints naming its chunks only while over half of it is still live.
+  assert.ok(packs.length <= exec0.checkpointSeqs.length * 3, `few packs: ${packs.length}`);
+  const stored = new Set<string>();
+  for (const k of packs) {
+    const chunks = decodePack(disk.get(k)!);
+    assert.ok(chunks !== undefined, `${k} decodes`);
+    const names = chunks.map((c) => Buffer.from(c.hash).toString('hex'));
+    assert.ok(names.some((n) => named.has(n)), `${k} holds a chunk still named`);
+    for (const n of names) stored.add(n);
+  }
+  for (const n of named) assert.ok(stored.has(n), `chunk ${n} is in a pack`);
   // A crash and restart recovers the state from those chunks, then catches up.
   h.world.crash(nodePrincipal(0));
   h.runOps(20);
@@ -115,4 +126,19 @@ test('incremental checkpoints: unchanged pages are reused, each distinct chunk i
   assert.equal(again.next, exec1.next);
   assert.deepEqual(Buffer.from(again.appCheckpoint()), Buffer.from(exec1.appCheckpoint()));
   assert.deepEqual(h.problems(), []);
+});
+
+test('a pack that is truncated, extended or random does not decode (recovery then drops it and refetches)', () => {
+  const h = new Harness({ u: 1, r: 1, keys: 20, valueBytes: 100, tunables: { checkpointInterval: 4, checkpointChunkBytes: 256 } });
+  h.runOps(60);
+  const disk = h.world.durableOf(nodePrincipal(0));
+  const pack = [...disk.entries()].find(([k]) => k.startsWith('x/cp/p/'))?.[1];
+  assert.ok(pack !== undefined && decodePack(pack) !== undefined);
+  assert.equal(decodePack(pack.subarray(0, pack.length - 1)), undefined);
+  assert.equal(decodePack(Buffer.concat([pack, Buffer.from([0])])), undefined);
+  for (let seed = 1; seed <= 200; seed++) {
+    const junk = Buffer.alloc(4 + seed * 3, seed);
+    junk.writeUInt16BE(seed % 5, 0);
+    assert.doesNotThrow(() => decodePack(junk));
+  }
 });

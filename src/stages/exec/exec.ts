@@ -67,7 +67,7 @@ import type { Cluster } from '../../core/config.ts';
 import type { KeyRing, Principal } from '../../crypto/provider.ts';
 import { bytesEqual, clientPrincipal, nodePrincipal } from '../../crypto/provider.ts';
 import { encodeBatch, type Batch, type Message, type MsgOf } from '../../codec/messages.ts';
-import { array, bytes, encodeWith, fixed, struct, tryDecodeWith, u32, uint, type Infer } from '../../codec/schema.ts';
+import { array, bytes, encodeWith, fixed, Reader, struct, tryDecodeWith, u32, uint, type Infer } from '../../codec/schema.ts';
 import { checkpointBytesMax, checkpointChunksMax, clientsMax, digestBytes, opBytesMax } from '../../codec/limits.ts';
 import { bytesSnapshot, type AppPagedSnapshot, type AppRequest, type AppSnapshot, type ReplicatedApp } from '../../app/contract.ts';
 import type { Canaries, Effect, StageEvent } from '../types.ts';
@@ -95,8 +95,8 @@ export type ExecManifest = Infer<typeof execManifestCodec>;
 export const execFenceKey = 'x/fence';
 
 /**
- * Durable key prefix of execution checkpoints: `x/cp/<seq>` (manifest), `x/cp/c/<hash hex>` (a
- * chunk, by content: a chunk that several checkpoints share is stored once).
+ * Durable key prefix of execution checkpoints: `x/cp/<seq>` (manifest), `x/cp/p/<id>` (a pack:
+ * the chunks one checkpoint or transfer added, in one file; see `encodePack`).
  */
 export const execCheckpointPrefix = 'x/cp/';
 
@@ -109,16 +109,61 @@ function manifestKey(seq: number): string {
   return `${execCheckpointPrefix}${seq}`;
 }
 
-function chunkKey(hash: Uint8Array): string {
-  return `${execCheckpointPrefix}c/${hex(hash)}`;
+function packKey(id: number): string {
+  return `${execCheckpointPrefix}p/${id}`;
 }
 
-/** Parses a checkpoint key: a manifest's seq, or a chunk's hash (hex). */
-function parseCheckpointKey(key: string): { seq: number } | { chunk: string } | undefined {
-  const m = /^x\/cp\/(?:(\d{1,15})|c\/([0-9a-f]{64}))$/.exec(key);
+/** Parses a checkpoint key: a manifest's seq, or a pack's id. */
+function parseCheckpointKey(key: string): { seq: number } | { pack: number } | undefined {
+  const m = /^x\/cp\/(?:(\d{1,15})|p\/(\d{1,15}))$/.exec(key);
   if (m === null) return undefined;
-  return m[1] !== undefined ? { seq: Number(m[1]) } : { chunk: m[2]! };
+  return m[1] !== undefined ? { seq: Number(m[1]) } : { pack: Number(m[2]) };
 }
+
+/**
+ * A pack: u16 n, n x (hash, u32 length), then the n chunks back to back. Chunks are named by
+ * their hash, so any copy of a chunk serves every checkpoint that lists it.
+ */
+const packHeadCodec = array(struct({ hash: fixed(digestBytes), length: u32 }), checkpointChunksMax);
+
+/** Encodes a pack of distinct chunks; returns it and each chunk's offset in it. */
+function encodePack(chunks: readonly { hash: Uint8Array; bytes: Uint8Array }[]): { pack: Uint8Array; offsets: number[] } {
+  const head = encodeWith(packHeadCodec, chunks.map((c) => ({ hash: c.hash, length: c.bytes.length })));
+  let total = head.length;
+  for (const c of chunks) total += c.bytes.length;
+  const pack = new Uint8Array(total);
+  pack.set(head, 0);
+  const offsets: number[] = [];
+  let off = head.length;
+  for (const c of chunks) {
+    pack.set(c.bytes, off);
+    offsets.push(off);
+    off += c.bytes.length;
+  }
+  return { pack, offsets };
+}
+
+/** The chunks of a pack (views into it), or undefined if it does not parse. */
+export function decodePack(pack: Uint8Array): { hash: Uint8Array; bytes: Uint8Array }[] | undefined {
+  const r = new Reader(pack);
+  let head: Infer<typeof packHeadCodec>;
+  try {
+    head = packHeadCodec.decode(r);
+  } catch {
+    return undefined;
+  }
+  let off = pack.length - r.remaining;
+  const out: { hash: Uint8Array; bytes: Uint8Array }[] = [];
+  for (const e of head) {
+    if (off + e.length > pack.length) return undefined;
+    out.push({ hash: e.hash, bytes: pack.subarray(off, off + e.length) });
+    off += e.length;
+  }
+  return off === pack.length ? out : undefined;
+}
+
+/** A pack whose live chunks fill less than this share of it has them rewritten into the next pack. */
+const packLiveShareMin = 0.5;
 
 /** Parts of a checkpoint in flight per peer during a transfer. */
 const partsInFlightPerPeer = 2;
@@ -209,6 +254,11 @@ export class ExecCore {
    * are taken from; cleared when the app's state is replaced.
    */
   private lastPages: { readonly seq: number; readonly chunks: readonly Uint8Array[]; readonly hashes: readonly Uint8Array[] } | undefined;
+  /** Packs on disk: id -> the chunks (hash hex) written in it and their bytes in total. */
+  private readonly packs = new Map<number, { readonly hashes: readonly string[]; readonly bytes: number }>();
+  /** Where a stored chunk is read from: hash hex -> pack id (its newest copy). */
+  private readonly chunkPack = new Map<string, number>();
+  private nextPackId = 1;
   /** Chunks of the last checkpoint serialised: fresh, and reused from the one before (status). */
   lastCheckpointChunks = { fresh: 0, reused: 0 };
   private nextSliceAt = 0;
@@ -496,13 +546,79 @@ export class ExecCore {
     }
   }
 
-  /** A freshly serialised chunk: hashed, kept, and written (once per content). */
+  /** A freshly serialised chunk: hashed and kept (written with the others when the checkpoint ends). */
   private addChunk(job: CheckpointJob, chunk: Uint8Array): void {
-    const hash = this.keys.digest(chunk);
     job.appBytes += chunk.length;
-    job.hashes.push(hash);
+    job.hashes.push(this.keys.digest(chunk));
     job.chunks.push(chunk);
-    this.out.writeLazy(chunkKey(hash), chunk);
+  }
+
+  /**
+   * Writes, as one pack, the chunks of a checkpoint that no pack holds yet; with `compact`, also
+   * the ones it shares with a pack whose chunks still named by this checkpoint fill less than
+   * half of it, so that pack can go once older checkpoints do (disk use stays within about
+   * twice the state). Stored chunks become views into the pack: one copy in memory.
+   */
+  private storeChunks(chunks: Uint8Array[], hashes: readonly Uint8Array[], compact: boolean): void {
+    const sparse = new Set<number>();
+    if (compact) {
+      const live = new Map<number, number>();
+      const seen = new Set<string>();
+      hashes.forEach((d, i) => {
+        const h = hex(d);
+        const at = this.chunkPack.get(h);
+        if (at === undefined || seen.has(h)) return;
+        seen.add(h);
+        live.set(at, (live.get(at) ?? 0) + chunks[i]!.length);
+      });
+      for (const [id, pk] of this.packs) if ((live.get(id) ?? 0) < packLiveShareMin * pk.bytes) sparse.add(id);
+    }
+    const add: { hash: Uint8Array; bytes: Uint8Array }[] = [];
+    const adding = new Set<string>();
+    hashes.forEach((d, i) => {
+      const h = hex(d);
+      const at = this.chunkPack.get(h);
+      if (adding.has(h) || (at !== undefined && !sparse.has(at))) return;
+      adding.add(h);
+      add.push({ hash: d, bytes: chunks[i]! });
+    });
+    if (add.length === 0) return;
+    const id = this.nextPackId++;
+    const { pack, offsets } = encodePack(add);
+    this.out.writeLazy(packKey(id), pack);
+    const names = add.map((c) => hex(c.hash));
+    let bytes = 0;
+    const views = new Map<string, Uint8Array>();
+    add.forEach((c, k) => {
+      bytes += c.bytes.length;
+      this.chunkPack.set(names[k]!, id);
+      views.set(names[k]!, pack.subarray(offsets[k]!, offsets[k]! + c.bytes.length));
+    });
+    this.packs.set(id, { hashes: names, bytes });
+    hashes.forEach((d, i) => {
+      const v = views.get(hex(d));
+      if (v !== undefined) chunks[i] = v;
+    });
+  }
+
+  /**
+   * Forgets the packs none of whose chunks is still needed where it is stored (by a checkpoint
+   * held, one being serialised, or a transfer in progress); returns their keys to delete.
+   */
+  private collectPacks(): string[] {
+    const live = new Set<string>();
+    for (const h of this.checkpoints.values()) for (const d of h.manifest.chunks) live.add(hex(d));
+    for (const job of this.jobs) for (const d of job.hashes) live.add(hex(d));
+    const l = this.loading;
+    if (l?.manifest !== undefined) l.chunks.forEach((c, i) => c !== undefined && live.add(hex(l.manifest!.chunks[i]!)));
+    const gone: string[] = [];
+    for (const [id, pk] of this.packs) {
+      if (pk.hashes.some((h) => this.chunkPack.get(h) === id && live.has(h))) continue;
+      this.packs.delete(id);
+      for (const h of pk.hashes) if (this.chunkPack.get(h) === id) this.chunkPack.delete(h);
+      gone.push(packKey(id));
+    }
+    return gone;
   }
 
   private finishCheckpoint(job: CheckpointJob, now: number): void {
@@ -519,6 +635,7 @@ export class ExecCore {
     };
     const manifestBytes = encodeWith(execManifestCodec, manifest);
     const token = this.keys.digest(manifestBytes);
+    this.storeChunks(job.chunks, job.hashes, true);
     if ('paged' in job.source) this.lastPages = { seq: job.seq, chunks: job.chunks, hashes: job.hashes };
     this.lastCheckpointChunks = { fresh: job.chunks.length - job.reused, reused: job.reused };
     const deletes = this.hold(job.seq, { token, manifestBytes, manifest, chunks: job.chunks });
@@ -534,30 +651,11 @@ export class ExecCore {
     this.checkpoints.set(seq, held);
     const deletes: string[] = [];
     const seqs = [...this.checkpoints.keys()].sort((a, b) => b - a);
-    const dropped: Uint8Array[] = [];
     for (const old of seqs.slice(3)) {
-      const h = this.checkpoints.get(old)!;
       this.checkpoints.delete(old);
       deletes.push(manifestKey(old));
-      dropped.push(...h.manifest.chunks);
     }
-    return [...deletes, ...this.unreferenced(dropped)];
-  }
-
-  /**
-   * Keys of the chunks among `hashes` that nothing still needs: no checkpoint held, no
-   * checkpoint being serialised, no transfer in progress.
-   */
-  private unreferenced(hashes: readonly Uint8Array[]): string[] {
-    if (hashes.length === 0) return [];
-    const live = new Set<string>();
-    for (const h of this.checkpoints.values()) for (const d of h.manifest.chunks) live.add(hex(d));
-    for (const job of this.jobs) for (const d of job.hashes) live.add(hex(d));
-    const l = this.loading;
-    if (l?.manifest !== undefined) l.chunks.forEach((c, i) => c !== undefined && live.add(hex(l.manifest!.chunks[i]!)));
-    const keys = new Set<string>();
-    for (const d of hashes) if (!live.has(hex(d))) keys.add(chunkKey(d));
-    return [...keys];
+    return deletes.length === 0 ? deletes : [...deletes, ...this.collectPacks()];
   }
 
   private latestCheckpoint(): { seq: number; token: Uint8Array } | undefined {
@@ -603,27 +701,20 @@ export class ExecCore {
     if (l === undefined) return;
     this.loading = undefined;
     this.stash.clear();
-    const written: Uint8Array[] = [];
     l.chunks.forEach((c, i) => {
-      if (c === undefined) return;
-      this.stash.set(hex(l.manifest!.chunks[i]!), c);
-      written.push(l.manifest!.chunks[i]!);
+      if (c !== undefined) this.stash.set(hex(l.manifest!.chunks[i]!), c);
     });
-    for (const k of this.unreferenced(written)) this.out.removeLazy(k);
   }
 
   /** Fills the chunks of a new transfer that this replica already has (stash or own checkpoints). */
   private reuseChunks(l: Loading, m: ExecManifest): void {
-    // Chunks of held checkpoints are on disk already; stashed ones were removed with their transfer.
-    const stored = new Map<string, Uint8Array>();
-    for (const h of this.checkpoints.values()) h.manifest.chunks.forEach((d, i) => stored.set(hex(d), h.chunks[i]!));
+    const known = new Map(this.stash);
+    for (const h of this.checkpoints.values()) h.manifest.chunks.forEach((d, i) => known.set(hex(d), h.chunks[i]!));
     m.chunks.forEach((d, i) => {
-      const key = hex(d);
-      const c = stored.get(key) ?? this.stash.get(key);
+      const c = known.get(hex(d));
       if (c === undefined || c.length !== chunkLength(m, i)) return;
       l.chunks[i] = c;
       l.received++;
-      if (!stored.has(key)) this.out.writeLazy(chunkKey(d), c);
     });
     this.stash.clear();
   }
@@ -725,11 +816,13 @@ export class ExecCore {
         l.outstanding.delete(part);
         l.chunks[i] = data;
         l.received++;
-        this.out.writeLazy(chunkKey(want), data);
       }
     }
     if (l.manifest !== undefined && l.received === l.manifest.chunks.length) {
-      const held: Held = { token: l.token, manifestBytes: l.manifestBytes!, manifest: l.manifest, chunks: l.chunks as Uint8Array[] };
+      const chunks = l.chunks as Uint8Array[];
+      // The chunks this node lacked go to disk as one pack, before the manifest naming them.
+      this.storeChunks(chunks, l.manifest.chunks, false);
+      const held: Held = { token: l.token, manifestBytes: l.manifestBytes!, manifest: l.manifest, chunks };
       this.loading = undefined;
       this.out.writeLazy(manifestKey(seq), held.manifestBytes);
       for (const k of this.hold(seq, held)) this.out.removeLazy(k);
@@ -742,13 +835,9 @@ export class ExecCore {
   /** Replaces the state with a verified checkpoint. */
   private install(seq: number, held: Held, now: number): void {
     // Pending checkpoints are older than what we load (seq only grows): never needed.
-    const written: Uint8Array[] = [];
-    for (const job of this.jobs) {
-      ('paged' in job.source ? job.source.paged : job.source.whole).close();
-      written.push(...job.hashes);
-    }
+    for (const job of this.jobs) ('paged' in job.source ? job.source.paged : job.source.whole).close();
     this.jobs = [];
-    for (const k of this.unreferenced(written)) this.out.removeLazy(k);
+    for (const k of this.collectPacks()) this.out.removeLazy(k);
     this.raiseFence(seq);
     this.applyCheckpoint(seq, held);
     this.claims.deleteBelow(this.nextSeq);
@@ -888,23 +977,41 @@ export class ExecCore {
       this.readsFencedThrough = this.fence;
     }
     const manifests = new Map<number, Uint8Array>();
-    const chunks = new Map<string, Uint8Array>();
+    const packs: [number, Uint8Array, string][] = [];
     for (const [key, data] of durable) {
       if (!isExecCheckpointKey(key)) continue;
       const k = parseCheckpointKey(key);
       if (k === undefined) this.out.removeLazy(key);
       else if ('seq' in k) manifests.set(k.seq, data);
-      else chunks.set(k.chunk, data);
+      else packs.push([k.pack, data, key]);
+    }
+    // Oldest pack first, so a chunk's newest copy is the one kept.
+    packs.sort((a, b) => a[0] - b[0]);
+    const chunks = new Map<string, Uint8Array>();
+    for (const [id, data, key] of packs) {
+      this.nextPackId = Math.max(this.nextPackId, id + 1);
+      const list = decodePack(data);
+      if (list === undefined) {
+        this.out.removeLazy(key);
+        continue;
+      }
+      let bytes = 0;
+      const names = list.map((c) => {
+        const h = hex(c.hash);
+        chunks.set(h, c.bytes);
+        this.chunkPack.set(h, id);
+        bytes += c.bytes.length;
+        return h;
+      });
+      this.packs.set(id, { hashes: names, bytes });
     }
     for (const [seq, manifest] of manifests) {
       const held = this.verifyHeld(seq, manifest, chunks);
       if (held === undefined) this.out.removeLazy(manifestKey(seq));
       else this.checkpoints.set(seq, held);
     }
-    // Chunks no usable checkpoint names (a crash mid-checkpoint, a damaged checkpoint) go.
-    const used = new Set<string>();
-    for (const h of this.checkpoints.values()) for (const d of h.manifest.chunks) used.add(hex(d));
-    for (const k of chunks.keys()) if (!used.has(k)) this.out.removeLazy(`${execCheckpointPrefix}c/${k}`);
+    // Packs no usable checkpoint needs (a crash mid-checkpoint, a damaged checkpoint) go.
+    for (const k of this.collectPacks()) this.out.removeLazy(k);
     const latest = this.latestCheckpoint();
     if (latest === undefined) return;
     this.applyCheckpoint(latest.seq, this.checkpoints.get(latest.seq)!);
