@@ -590,9 +590,11 @@ export class ExecCore {
     let bytes = 0;
     const views = new Map<string, Uint8Array>();
     add.forEach((c, k) => {
+      const name = names[k]!;
+      const off = offsets[k]!;
       bytes += c.bytes.length;
-      this.chunkPack.set(names[k]!, id);
-      views.set(names[k]!, pack.subarray(offsets[k]!, offsets[k]! + c.bytes.length));
+      this.chunkPack.set(name, id);
+      views.set(name, pack.subarray(off, off + c.bytes.length));
     });
     this.packs.set(id, { hashes: names, bytes });
     hashes.forEach((d, i) => {
