@@ -18,6 +18,7 @@ const seeds: { seed: number; u: number; r: number; found: string; storageFaults?
   { seed: 674, u: 2, r: 2, storageFaults: true, found: 'a primary that showed its NEW-VIEW to two replicas let them run ahead through views for good' },
   { seed: 338, u: 1, r: 2, found: 'a view-change timer that waited for n-u requests for exactly its view never started' },
   { seed: 191, u: 1, r: 1, storageFaults: true, found: 'after a whole-cluster crash every executor was behind at once and they agreed on a stale read' },
+  { seed: 62113, u: 1, r: 2, storageFaults: true, found: 'a per-request timer shorter than the queue of one batch per client replaced every correct primary' },
 ];
 
 for (const s of seeds) {

@@ -164,6 +164,13 @@ export function decodePack(pack: Uint8Array): { hash: Uint8Array; bytes: Uint8Ar
 
 /** A pack whose live chunks fill less than this share of it has them rewritten into the next pack. */
 const packLiveShareMin = 0.5;
+/**
+ * Largest pack. A checkpoint with more fresh bytes writes a pack each time this much is ready,
+ * so the store's CRC and copy of a pack stay short (about 13 ms here) instead of one long stop.
+ */
+const packBytesMax = 4 << 20;
+/** Live chunks of sparse packs rewritten per checkpoint at most (the rest waits for the next). */
+const relocateBytesMax = 4 * packBytesMax;
 
 /** Parts of a checkpoint in flight per peer during a transfer. */
 const partsInFlightPerPeer = 2;
@@ -204,6 +211,10 @@ interface CheckpointJob {
   readonly hashes: Uint8Array[];
   /** Chunks taken over unchanged from the previous checkpoint (status). */
   reused: number;
+  /** Chunks before this index are stored (in packs written while serialising). */
+  packed: number;
+  /** Bytes of the chunks from `packed` on. */
+  unpackedBytes: number;
   appBytes: number;
 }
 
@@ -484,6 +495,8 @@ export class ExecCore {
       chunks: [],
       hashes: [],
       reused: 0,
+      packed: 0,
+      unpackedBytes: 0,
       appBytes: 0,
     });
   }
@@ -501,6 +514,11 @@ export class ExecCore {
   private sliceCheckpoint(job: CheckpointJob, now: number): void {
     if ('paged' in job.source) this.slicePages(job, job.source.paged);
     else this.sliceWhole(job, job.source.whole);
+    if (job.unpackedBytes >= packBytesMax) {
+      this.storeChunks(job.chunks, job.hashes, job.packed, false);
+      job.packed = job.chunks.length;
+      job.unpackedBytes = 0;
+    }
     if (job.exhausted && job.pendingBytes === 0) this.finishCheckpoint(job, now);
   }
 
@@ -538,6 +556,7 @@ export class ExecCore {
         job.chunks.push(prev.chunks[i]!);
         job.hashes.push(prev.hashes[i]!);
         job.appBytes += prev.chunks[i]!.length;
+        job.unpackedBytes += prev.chunks[i]!.length;
         job.reused++;
       } else {
         this.addChunk(job, page);
@@ -549,17 +568,19 @@ export class ExecCore {
   /** A freshly serialised chunk: hashed and kept (written with the others when the checkpoint ends). */
   private addChunk(job: CheckpointJob, chunk: Uint8Array): void {
     job.appBytes += chunk.length;
+    job.unpackedBytes += chunk.length;
     job.hashes.push(this.keys.digest(chunk));
     job.chunks.push(chunk);
   }
 
   /**
-   * Writes, as one pack, the chunks of a checkpoint that no pack holds yet; with `compact`, also
-   * the ones it shares with a pack whose chunks still named by this checkpoint fill less than
-   * half of it, so that pack can go once older checkpoints do (disk use stays within about
-   * twice the state). Stored chunks become views into the pack: one copy in memory.
+   * Writes the chunks from index `from` on that no pack holds yet, in packs of at most
+   * packBytesMax. With `compact`, also (up to relocateBytesMax) the chunks of this checkpoint
+   * stored in a pack of which this checkpoint names less than half, so that pack can go once
+   * older checkpoints do (disk use stays within about twice the state). Stored chunks become
+   * views into their pack: one copy in memory.
    */
-  private storeChunks(chunks: Uint8Array[], hashes: readonly Uint8Array[], compact: boolean): void {
+  private storeChunks(chunks: Uint8Array[], hashes: readonly Uint8Array[], from: number, compact: boolean): void {
     const sparse = new Set<number>();
     if (compact) {
       const live = new Map<number, number>();
@@ -575,20 +596,38 @@ export class ExecCore {
     }
     const add: { hash: Uint8Array; bytes: Uint8Array }[] = [];
     const adding = new Set<string>();
+    let relocated = 0;
     hashes.forEach((d, i) => {
       const h = hex(d);
+      if (adding.has(h)) return;
       const at = this.chunkPack.get(h);
-      if (adding.has(h) || (at !== undefined && !sparse.has(at))) return;
+      if (at === undefined ? i < from : !sparse.has(at) || relocated >= relocateBytesMax) return;
+      if (at !== undefined) relocated += chunks[i]!.length;
       adding.add(h);
       add.push({ hash: d, bytes: chunks[i]! });
     });
-    if (add.length === 0) return;
+    const views = new Map<string, Uint8Array>();
+    for (let k = 0; k < add.length; ) {
+      let end = k + 1;
+      let size = add[k]!.bytes.length;
+      while (end < add.length && size + add[end]!.bytes.length <= packBytesMax) size += add[end++]!.bytes.length;
+      this.writePack(add.slice(k, end), views);
+      k = end;
+    }
+    if (views.size === 0) return;
+    hashes.forEach((d, i) => {
+      const v = views.get(hex(d));
+      if (v !== undefined) chunks[i] = v;
+    });
+  }
+
+  /** Writes one pack and records where its chunks are; `views` gets each chunk's view into it. */
+  private writePack(add: readonly { hash: Uint8Array; bytes: Uint8Array }[], views: Map<string, Uint8Array>): void {
     const id = this.nextPackId++;
     const { pack, offsets } = encodePack(add);
     this.out.writeLazy(packKey(id), pack);
     const names = add.map((c) => hex(c.hash));
     let bytes = 0;
-    const views = new Map<string, Uint8Array>();
     add.forEach((c, k) => {
       const name = names[k]!;
       const off = offsets[k]!;
@@ -597,10 +636,6 @@ export class ExecCore {
       views.set(name, pack.subarray(off, off + c.bytes.length));
     });
     this.packs.set(id, { hashes: names, bytes });
-    hashes.forEach((d, i) => {
-      const v = views.get(hex(d));
-      if (v !== undefined) chunks[i] = v;
-    });
   }
 
   /**
@@ -637,7 +672,7 @@ export class ExecCore {
     };
     const manifestBytes = encodeWith(execManifestCodec, manifest);
     const token = this.keys.digest(manifestBytes);
-    this.storeChunks(job.chunks, job.hashes, true);
+    this.storeChunks(job.chunks, job.hashes, job.packed, true);
     if ('paged' in job.source) this.lastPages = { seq: job.seq, chunks: job.chunks, hashes: job.hashes };
     this.lastCheckpointChunks = { fresh: job.chunks.length - job.reused, reused: job.reused };
     const deletes = this.hold(job.seq, { token, manifestBytes, manifest, chunks: job.chunks });
@@ -823,7 +858,7 @@ export class ExecCore {
     if (l.manifest !== undefined && l.received === l.manifest.chunks.length) {
       const chunks = l.chunks as Uint8Array[];
       // The chunks this node lacked go to disk as one pack, before the manifest naming them.
-      this.storeChunks(chunks, l.manifest.chunks, false);
+      this.storeChunks(chunks, l.manifest.chunks, 0, false);
       const held: Held = { token: l.token, manifestBytes: l.manifestBytes!, manifest: l.manifest, chunks };
       this.loading = undefined;
       this.out.writeLazy(manifestKey(seq), held.manifestBytes);

@@ -212,6 +212,8 @@ export class OrderCore {
   // ---- primary state ----
   /** Requests waiting to be ordered, per client. */
   private readonly candidates = new Map<number, Candidate>();
+  /** The request timer: the waiting request it runs for, and since when (requestTimerExpired). */
+  private requestTimer: { client: number; reqId: number; since: number } | undefined;
   /** Last time RETRANSMIT was sent per client (rate limit). */
   private readonly retransmitAt = new Map<number, number>();
 
@@ -390,6 +392,7 @@ export class OrderCore {
       this.startViewChange(this.view + 1, now, 'restarted');
     }
     for (const c of this.candidates.values()) if (c.readySince !== undefined) c.readySince = now;
+    this.requestTimer = undefined;
   }
 
   private onTick(now: number): void {
@@ -420,17 +423,12 @@ export class OrderCore {
     // checkpoint, so no primary could order more until execution's tokens make a newer one
     // stable. Waiting requests are not the primary's fault then: their timers restart.
     const interlocked = this.committedSeq >= this.stableSeq + 2 * this.cpInt;
-    for (const [client, c] of this.candidates) {
-      if (c.readySince === undefined) continue;
-      if (interlocked) {
-        c.readySince = now;
-        continue;
-      }
-      if (c.reqId <= (this.lastOrdered.get(client) ?? 0)) continue;
-      if (now - c.readySince >= timeout) {
-        this.startViewChange(this.view + 1, now, 'request_timeout');
-        return;
-      }
+    if (interlocked) {
+      for (const c of this.candidates.values()) if (c.readySince !== undefined) c.readySince = now;
+      this.requestTimer = undefined;
+    } else if (this.requestTimerExpired(now, timeout)) {
+      this.startViewChange(this.view + 1, now, 'request_timeout');
+      return;
     }
     let suspicion = this.suspicion;
     this.suspicion = undefined;
@@ -460,6 +458,36 @@ export class OrderCore {
    */
   private vcTimeout(target: number): number {
     return this.cluster.config.viewChangeTimeoutMs * 2 ** Math.min(Math.max(0, target - this.lastProgressView - 1), 10);
+  }
+
+  /**
+   * The request timer (PBFT §4.5.2): it runs for one waiting request, the oldest ready one not
+   * yet ordered, from when that became ready. When the timed request is ordered and another
+   * waits, the timer restarts, for the then oldest, from that moment. So a correct primary must
+   * order one waiting request per timeout, not every waiting request within one timeout: under
+   * load a request queues behind one batch per client ahead of it, and with small batches and
+   * pipeline that alone outlasted the timeout, so every primary was replaced (seed 62113, u=1
+   * r=2). A primary that starves one request still fails: the starved request becomes the oldest
+   * and is timed in its turn.
+   */
+  private requestTimerExpired(now: number, timeout: number): boolean {
+    let restartAt: number | undefined;
+    const t = this.requestTimer;
+    if (t !== undefined) {
+      const c = this.candidates.get(t.client);
+      if (c !== undefined && c.reqId === t.reqId && c.readySince !== undefined && t.reqId > (this.lastOrdered.get(t.client) ?? 0)) return now - t.since >= timeout;
+      this.requestTimer = undefined;
+      restartAt = now;
+    }
+    let oldest: { client: number; c: Candidate } | undefined;
+    for (const [client, c] of this.candidates) {
+      if (c.readySince === undefined || c.reqId <= (this.lastOrdered.get(client) ?? 0)) continue;
+      if (oldest === undefined || c.readySince < oldest.c.readySince! || (c.readySince === oldest.c.readySince && client < oldest.client)) oldest = { client, c };
+    }
+    if (oldest === undefined) return false;
+    const since = Math.max(oldest.c.readySince!, restartAt ?? -Infinity);
+    this.requestTimer = { client: oldest.client, reqId: oldest.c.reqId, since };
+    return now - since >= timeout;
   }
 
   private isPrimary(): boolean {
@@ -1207,6 +1235,7 @@ export class OrderCore {
       if (c.readySince !== undefined) c.readySince = now;
       c.passedOver = 0;
     }
+    this.requestTimer = undefined;
     this.monitor.enterView(now);
     for (const [k] of this.vcBodies) this.vcBodies.delete(k);
     this.out.note({ type: 'viewEntered', view: this.view, primary: primaryOf(this.cluster, this.view) });
