@@ -547,7 +547,6 @@ void test('(g) encoding an out-of-range value throws RangeError (a programming e
       encodeMessage({
         kind: 'viewChange',
         signed: { body: { view: 1, sender: 256, lowWater: 0, checkpoints: [], prepared: [], prePrepared: [] }, signature: new Uint8Array(64) },
-        batches: [],
       })],
   ];
   for (const [what, f] of cases) assert.throws(f, RangeError, what);

@@ -102,6 +102,9 @@ export type ViewChangeBody = Infer<typeof viewChangeBodyCodec>;
 export const signedViewChangeCodec = struct({ body: viewChangeBodyCodec, signature });
 export type SignedViewChange = Infer<typeof signedViewChangeCodec>;
 
+/** Batch digests per FETCH-BATCHES, and bodies per BATCH-BODIES. */
+export const fetchBatchesMax = 16;
+
 /** Tag byte of each message kind. Values are part of the wire format; never reuse one. */
 export const MsgKind = {
   request: 1,
@@ -127,6 +130,8 @@ export const MsgKind = {
   viewHint: 21,
   relayReply: 22,
   forward: 23,
+  fetchBatches: 24,
+  batchBodies: 25,
 } as const;
 export type MsgKindName = keyof typeof MsgKind;
 
@@ -151,10 +156,13 @@ export const messageSchemas = {
   commit: struct({ view: uint, seq: uint, digest }),
   /** CHECKPOINT (order -> order): digest of the order checkpoint at `seq`. */
   checkpoint: struct({ seq: uint, digest }),
-  /** VIEW-CHANGE (order -> order): signed body, plus the batches its P entries name. */
-  viewChange: struct({ signed: signedViewChangeCodec, batches: array(batchCodec, batchesPerMessageMax) }),
-  /** NEW-VIEW (new primary -> order): the view changes it decided from, and the batches chosen. */
-  newView: struct({ view: uint, viewChanges: array(signedViewChangeCodec, 64), batches: array(batchCodec, batchesPerMessageMax) }),
+  /**
+   * VIEW-CHANGE (order -> order): the signed body only (digests, no batches: a replica fetches
+   * the bodies it lacks with FETCH-BATCHES, so a view change costs the same whatever the batches).
+   */
+  viewChange: struct({ signed: signedViewChangeCodec }),
+  /** NEW-VIEW (new primary -> order): the view changes it decided from (backups recompute the decision). */
+  newView: struct({ view: uint, viewChanges: array(signedViewChangeCodec, 64) }),
   /** STATUS (order -> order): gossip for catch-up and view synchronisation. */
   status: struct({ view: uint, normal: bool, committed: uint, stable: uint }),
   /** Catch-up answer (order -> order): a checkpoint and/or committed batches. */
@@ -197,6 +205,10 @@ export const messageSchemas = {
    * replicas.
    */
   forward: struct({ view: uint, request: proposedRequestCodec }),
+  /** FETCH-BATCHES (order -> order): batch bodies a view change needs, by digest. */
+  fetchBatches: struct({ digests: array(digest, fetchBatchesMax) }),
+  /** BATCH-BODIES (order -> order): bodies asked for; the receiver checks each against its digest. */
+  batchBodies: struct({ batches: array(batchCodec, fetchBatchesMax) }),
 } as const satisfies Record<MsgKindName, Codec<unknown>>;
 
 type Schemas = typeof messageSchemas;

@@ -221,7 +221,7 @@ export class ReplicaAdversary {
   private spamViewChange(view: number): MsgOf<'viewChange'> {
     const body = { view, sender: this.nodeId, lowWater: 0, checkpoints: [], prepared: [], prePrepared: [] };
     const signature = this.keys.sign(encodeWith(viewChangeBodyCodec, body));
-    return { kind: 'viewChange', signed: { body, signature }, batches: [] };
+    return { kind: 'viewChange', signed: { body, signature } };
   }
 
   /** Principal of a node (for tests). */

@@ -38,6 +38,8 @@ export const destinationOf: Readonly<Record<MsgKindName, StageName | 'client'>> 
   viewHint: 'auth',
   relayReply: 'exec',
   forward: 'order',
+  fetchBatches: 'order',
+  batchBodies: 'order',
 };
 
 /** Dependencies of a node. */

@@ -39,6 +39,7 @@ import type { KeyRing, Principal } from '../../crypto/provider.ts';
 import { bytesEqual, nodePrincipal } from '../../crypto/provider.ts';
 import {
   encodeBatch,
+  fetchBatchesMax,
   orderCheckpointCodec,
   viewChangeBodyCodec,
   type Batch,
@@ -51,6 +52,9 @@ import {
 } from '../../codec/messages.ts';
 import { encodeWith } from '../../codec/schema.ts';
 import { batchesPerMessageMax } from '../../codec/limits.ts';
+
+/** Largest BATCH-BODIES message (a batch of up to 16 MiB still fits one, within a frame). */
+const batchBodiesBytesMax = 32 << 20;
 import type { Canaries, Effect, RandomSource, StageEvent } from '../types.ts';
 import { hex, membersOf, Outbox, requestCoreBytes, u64Bytes } from '../common.ts';
 import { decideNewView } from './decide.ts';
@@ -173,7 +177,7 @@ export class OrderCore {
    */
   private vcTimerArmed = false;
   /** Latest VIEW-CHANGE per sender (any view). */
-  private readonly viewChanges = new Map<number, { signed: SignedViewChange; batches: Batch[] }>();
+  private readonly viewChanges = new Map<number, { signed: SignedViewChange }>();
   /** My VIEW-CHANGE for the current view, for retransmission. */
   private myViewChange: MsgOf<'viewChange'> | undefined;
   /** Per peer: its committed seq when catch-up was last sent to it, and when. */
@@ -183,8 +187,15 @@ export class OrderCore {
   private vcResendEveryMs = 0;
   /** NEW-VIEW of the current view (primary only), for retransmission. */
   private myNewView: MsgOf<'newView'> | undefined;
-  /** Batch bodies carried by view-change messages, by digest hex. */
+  /** Batch bodies fetched for the view change in progress, by digest hex. */
   private readonly vcBodies = new Map<string, Batch>();
+  /** Bodies the view change in progress needs and this replica lacks: digest hex -> digest. */
+  private readonly fetching = new Map<string, Uint8Array>();
+  /** A NEW-VIEW received whose batches are still being fetched (backups). */
+  private pendingNewView: MsgOf<'newView'> | undefined;
+  /** Replicas to ask for the missing bodies, and when to ask again. */
+  private fetchFrom = new Set<number>();
+  private fetchAgainAt = 0;
 
   // ---- log state ----
   private readonly slots = new Map<number, Slot>();
@@ -342,6 +353,8 @@ export class OrderCore {
       case 'status':
       case 'catchUp':
       case 'forward':
+      case 'fetchBatches':
+      case 'batchBodies':
         if (!isOrder || sender === this.nodeId) return this.reject('order_msg_from_non_order', from);
         switch (msg.kind) {
           case 'forward':
@@ -362,6 +375,10 @@ export class OrderCore {
             return this.onStatus(sender, msg, now);
           case 'catchUp':
             return this.onCatchUp(sender, msg);
+          case 'fetchBatches':
+            return this.onFetchBatches(from, msg.digests);
+          case 'batchBodies':
+            return this.onBatchBodies(msg.batches, now);
         }
       // falls through (unreachable: inner switch returns on every case)
       default:
@@ -401,21 +418,15 @@ export class OrderCore {
       this.broadcastStatus();
       if (!this.normal && this.myViewChange !== undefined && now >= this.vcResendAt) {
         // Keep every peer informed until the view starts: the new primary needs n-u of them,
-        // and each replica's timer arms only when it has seen n-u. Only the new primary needs
-        // the batches (it decides; the others get them in NEW-VIEW), so the others get the
-        // signed body alone; and the interval doubles, because a view change under load can
-        // carry many batches.
-        const vc = this.myViewChange;
-        const primary = primaryOf(this.cluster, vc.signed.body.view);
-        const others = this.peers.filter((p) => p.id !== primary);
-        if (primary !== this.nodeId) this.out.send([nodePrincipal(primary)], vc);
-        this.out.send(others, { ...vc, batches: [] });
+        // and each replica's timer arms only when it has seen n-u. The interval doubles.
+        this.out.send(this.peers, this.myViewChange);
         this.vcResendEveryMs = Math.min(2 * this.vcResendEveryMs, Math.max(this.cluster.config.statusIntervalMs, this.cluster.config.viewChangeTimeoutMs));
         this.vcResendAt = now + this.vcResendEveryMs;
       }
     }
     if (!this.normal) {
       if (this.vcTimerArmed && now >= this.vcDeadline) this.startViewChange(this.view + 1, now, 'new_view_timeout');
+      else if (this.fetching.size > 0 && now >= this.fetchAgainAt) this.requestBodies(now, true);
       return;
     }
     const timeout = this.cluster.config.viewChangeTimeoutMs;
@@ -1030,6 +1041,8 @@ export class OrderCore {
     this.normal = false;
     this.vcTimerArmed = false;
     this.myNewView = undefined;
+    this.pendingNewView = undefined;
+    this.fetching.clear();
     // A suspicion of the old primary found while applying batches is moot now.
     this.suspicion = undefined;
     for (const slot of this.slots.values()) {
@@ -1062,15 +1075,10 @@ export class OrderCore {
   private sendViewChange(): void {
     const prepared: ViewChangeBody['prepared'] = [];
     const prePrepared: ViewChangeBody['prePrepared'] = [];
-    const batches: Batch[] = [];
     const seqs = [...this.slots.keys()].sort((a, b) => a - b);
     for (const seq of seqs) {
       const slot = this.slots.get(seq)!;
-      if (slot.prepared !== undefined) {
-        prepared.push({ seq, view: slot.prepared.view, digest: slot.prepared.digest });
-        const body = slot.bodies.get(hex(slot.prepared.digest));
-        if (body !== undefined && batches.length < batchesPerMessageMax) batches.push(body);
-      }
+      if (slot.prepared !== undefined) prepared.push({ seq, view: slot.prepared.view, digest: slot.prepared.digest });
       for (const q of slot.q) prePrepared.push({ seq, view: q.view, digest: q.digest });
     }
     const checkpoints = [{ seq: this.stableSeq, digest: this.stable.digest }];
@@ -1079,12 +1087,11 @@ export class OrderCore {
     }
     const body: ViewChangeBody = { view: this.view, sender: this.nodeId, lowWater: this.stableSeq, checkpoints, prepared, prePrepared };
     const signature = this.keys.sign(encodeWith(viewChangeBodyCodec, body));
-    const msg: MsgOf<'viewChange'> = { kind: 'viewChange', signed: { body, signature }, batches };
+    const msg: MsgOf<'viewChange'> = { kind: 'viewChange', signed: { body, signature } };
     this.myViewChange = msg;
     this.vcResendEveryMs = this.cluster.config.statusIntervalMs;
     this.vcResendAt = 0;
-    this.viewChanges.set(this.nodeId, { signed: msg.signed, batches });
-    for (const b of batches) this.vcBodies.set(hex(this.batchDigest(b)), b);
+    this.viewChanges.set(this.nodeId, { signed: msg.signed });
     this.out.send(this.peers, msg);
   }
 
@@ -1107,11 +1114,7 @@ export class OrderCore {
       return;
     }
     if (body.view < this.view) return;
-    this.viewChanges.set(sender, { signed: msg.signed, batches: msg.batches });
-    for (const b of msg.batches) {
-      const d = this.batchDigest(b);
-      if (body.prepared.some((e) => bytesEqual(e.digest, d))) this.vcBodies.set(hex(d), b);
-    }
+    this.viewChanges.set(sender, { signed: msg.signed });
     this.armViewChangeTimer(now);
     this.maybeJoinViewChange(now);
     this.maybeDecideNewView(now);
@@ -1133,27 +1136,88 @@ export class OrderCore {
     if (this.normal || primaryOf(this.cluster, this.view) !== this.nodeId || !this.mayVote()) return;
     const vcs = [...this.viewChanges.values()].filter((v) => v.signed.body.view === this.view);
     if (vcs.length < this.medium) return;
-    const decision = this.decide(vcs.map((v) => v.signed.body), undefined);
+    const bodies = vcs.map((v) => v.signed.body);
+    const decision = this.decide(bodies);
     if (decision === undefined) return;
-    const batches: Batch[] = [];
-    const seen = new Set<string>();
-    for (const d of decision.choices) {
-      const dh = hex(d);
-      if (bytesEqual(d, this.nullDigest) || seen.has(dh)) continue;
-      seen.add(dh);
-      const b = this.bodyFor(dh, undefined);
-      assert(b !== undefined, 'decided batches are available (A3)');
-      batches.push(b);
-    }
-    const nv: MsgOf<'newView'> = { kind: 'newView', view: this.view, viewChanges: vcs.map((v) => v.signed), batches };
-    this.installNewView(nv, decision, new Map(), now);
+    // A3: every chosen batch at hand before the NEW-VIEW goes out. A2 put at least one correct
+    // replica among those that pre-prepared it, so asking them finds it.
+    if (this.needBodies(decision, bodies, now)) return;
+    const nv: MsgOf<'newView'> = { kind: 'newView', view: this.view, viewChanges: vcs.map((v) => v.signed) };
+    this.installNewView(nv, decision, now);
     this.myNewView = nv;
     this.out.send(this.peers, nv);
   }
 
-  private bodyFor(dh: string, extra: ReadonlyMap<string, Batch> | undefined): Batch | undefined {
-    const fromExtra = extra?.get(dh);
-    if (fromExtra !== undefined) return fromExtra;
+  /**
+   * Whether some batch the decision chose is missing here; if so, asks for it: the primary of
+   * the view (it had every body before sending NEW-VIEW) and the replicas whose view changes
+   * name the digest.
+   */
+  private needBodies(decision: NonNullable<ReturnType<typeof decideNewView>>, bodies: readonly ViewChangeBody[], now: number): boolean {
+    this.fetching.clear();
+    for (const d of decision.choices) {
+      if (bytesEqual(d, this.nullDigest)) continue;
+      const dh = hex(d);
+      if (this.bodyFor(dh) === undefined) this.fetching.set(dh, d);
+    }
+    if (this.fetching.size === 0) return false;
+    this.fetchFrom = new Set([primaryOf(this.cluster, this.view)]);
+    for (const b of bodies) {
+      const names = (e: { digest: Uint8Array }): boolean => this.fetching.has(hex(e.digest));
+      if (b.prepared.some(names) || b.prePrepared.some(names)) this.fetchFrom.add(b.sender);
+    }
+    this.fetchFrom.delete(this.nodeId);
+    this.requestBodies(now, false);
+    return true;
+  }
+
+  /** Asks for the missing bodies: first the view's primary only (if that is not us), then everyone who named them. */
+  private requestBodies(now: number, widely: boolean): void {
+    const digests = [...this.fetching.values()];
+    const primary = primaryOf(this.cluster, this.view);
+    const to = [...this.fetchFrom].filter((id) => widely || id === primary || primary === this.nodeId).map((id) => nodePrincipal(id));
+    for (let i = 0; i < digests.length; i += fetchBatchesMax) this.out.send(to, { kind: 'fetchBatches', digests: digests.slice(i, i + fetchBatchesMax) });
+    this.fetchAgainAt = now + this.cluster.config.statusIntervalMs;
+  }
+
+  /** FETCH-BATCHES: answers with the bodies held, in messages of at most batchBodiesBytesMax. */
+  private onFetchBatches(from: Principal, digests: readonly Uint8Array[]): void {
+    let batches: Batch[] = [];
+    let bytes = 0;
+    for (const d of digests) {
+      const b = this.bodyFor(hex(d));
+      if (b === undefined) continue;
+      const size = encodeBatch(b).length;
+      if (batches.length > 0 && bytes + size > batchBodiesBytesMax) {
+        this.out.send([from], { kind: 'batchBodies', batches });
+        batches = [];
+        bytes = 0;
+      }
+      batches.push(b);
+      bytes += size;
+    }
+    if (batches.length > 0) this.out.send([from], { kind: 'batchBodies', batches });
+  }
+
+  /** BATCH-BODIES: keeps the bodies this replica is fetching (checked by digest), then retries the view change. */
+  private onBatchBodies(batches: readonly Batch[], now: number): void {
+    let got = false;
+    for (const b of batches) {
+      const dh = hex(this.batchDigest(b));
+      if (!this.fetching.has(dh)) continue;
+      this.fetching.delete(dh);
+      this.vcBodies.set(dh, b);
+      got = true;
+    }
+    if (!got || this.fetching.size > 0 || this.normal) return;
+    const pending = this.pendingNewView;
+    if (pending !== undefined) {
+      this.pendingNewView = undefined;
+      this.onNewView(primaryOf(this.cluster, pending.view), pending, now);
+    } else this.maybeDecideNewView(now);
+  }
+
+  private bodyFor(dh: string): Batch | undefined {
     const fromVc = this.vcBodies.get(dh);
     if (fromVc !== undefined) return fromVc;
     for (const s of this.slots.values()) {
@@ -1163,13 +1227,17 @@ export class OrderCore {
     return undefined;
   }
 
-  private decide(bodies: ViewChangeBody[], extra: ReadonlyMap<string, Batch> | undefined): ReturnType<typeof decideNewView> {
+  /**
+   * The new-view decision from view-change bodies alone (A3, having the batches, is settled
+   * afterwards by fetching them), so the primary and every backup compute the same one.
+   */
+  private decide(bodies: ViewChangeBody[]): ReturnType<typeof decideNewView> {
     return decideNewView(bodies, {
       medium: this.medium,
       small: this.small,
       windowMax: 2 * this.cpInt,
       nullDigest: this.nullDigest,
-      hasBatch: (d) => bytesEqual(d, this.nullDigest) || this.bodyFor(hex(d), extra) !== undefined,
+      hasBatch: () => true,
       ignorePrepared: this.canaries.has('viewChangeIgnoresPrepared'),
     });
   }
@@ -1186,14 +1254,17 @@ export class OrderCore {
       senders.add(vc.body.sender);
     }
     if (senders.size < this.medium) return this.reject('newview_too_few_viewchanges', from);
-    const extra = new Map<string, Batch>();
-    for (const b of msg.batches) extra.set(hex(this.batchDigest(b)), b);
-    const decision = this.decide(msg.viewChanges.map((v) => v.body), extra);
+    const bodies = msg.viewChanges.map((v) => v.body);
+    const decision = this.decide(bodies);
     if (decision === undefined) return this.reject('newview_undecidable', from);
-    this.installNewView(msg, decision, extra, now);
+    if (this.needBodies(decision, bodies, now)) {
+      this.pendingNewView = msg;
+      return;
+    }
+    this.installNewView(msg, decision, now);
   }
 
-  private installNewView(nv: MsgOf<'newView'>, decision: NonNullable<ReturnType<typeof decideNewView>>, extra: ReadonlyMap<string, Batch>, now: number): void {
+  private installNewView(nv: MsgOf<'newView'>, decision: NonNullable<ReturnType<typeof decideNewView>>, now: number): void {
     if (nv.view > this.view || this.normal) {
       // Entering a view we had not started changing to: reset the per-view slot state.
       for (const slot of this.slots.values()) {
@@ -1220,7 +1291,7 @@ export class OrderCore {
       if (seq <= this.stableSeq) return;
       const slot = this.slotFor(seq);
       if (slot === undefined) return;
-      const batch = bytesEqual(digest, this.nullDigest) ? nullBatch : this.bodyFor(hex(digest), extra);
+      const batch = bytesEqual(digest, this.nullDigest) ? nullBatch : this.bodyFor(hex(digest));
       assert(batch !== undefined, 'new-view batches are available');
       if (slot.committed !== undefined && !bytesEqual(slot.committed.digest, digest)) {
         this.out.note({ type: 'safetyAlarm', detail: `new view ${this.view} assigns a different batch to committed seq ${seq}` });
@@ -1237,7 +1308,9 @@ export class OrderCore {
     }
     this.requestTimer = undefined;
     this.monitor.enterView(now);
-    for (const [k] of this.vcBodies) this.vcBodies.delete(k);
+    this.vcBodies.clear();
+    this.fetching.clear();
+    this.pendingNewView = undefined;
     this.out.note({ type: 'viewEntered', view: this.view, primary: primaryOf(this.cluster, this.view) });
     this.out.send(this.authPeers, { kind: 'viewHint', view: this.view });
     for (const slot of this.slots.values()) this.checkSlot(slot);
