@@ -121,3 +121,23 @@ test('storage damage: a replica restarted with its checkpoints gone, or with an 
     assert.deepEqual(h.problems(), []);
   }
 });
+
+test('a new primary that never saw the batches fetches them by digest (FETCH-BATCHES) and the view change completes', () => {
+  // Node 1, the primary of view 1, hears nothing from node 0, the primary of view 0: no
+  // pre-prepare, no batch. Then node 0 stops. The view changes name the batches by digest only,
+  // so node 1 must fetch the ones prepared by the others before its NEW-VIEW.
+  const h = new Harness({ u: 1, r: 1, tunables: { checkpointInterval: 64 } });
+  let fetches = 0;
+  let bodies = 0;
+  h.world.onDelivery((_from, to, msg) => {
+    if (msg.kind === 'fetchBatches' && to.kind === 'node') fetches++;
+    if (msg.kind === 'batchBodies' && to.kind === 'node' && to.id === 1) bodies++;
+  });
+  h.world.block(nodePrincipal(0), nodePrincipal(1));
+  assert.equal(h.runOps(30), 30);
+  h.world.pause(nodePrincipal(0));
+  assert.equal(h.runOps(30), 30, 'operations complete after the view change');
+  assert.ok((h.viewOf(1) ?? 0) >= 1);
+  assert.ok(fetches > 0 && bodies > 0, `node 1 fetched batch bodies (${fetches} requests, ${bodies} answers)`);
+  assert.deepEqual(h.problems(), []);
+});
