@@ -172,8 +172,15 @@ const packBytesMax = 4 << 20;
 /** Live chunks of sparse packs rewritten per checkpoint at most (the rest waits for the next). */
 const relocateBytesMax = 4 * packBytesMax;
 
-/** Parts of a checkpoint in flight per peer during a transfer. */
-const partsInFlightPerPeer = 2;
+/**
+ * Parts of a checkpoint in flight per peer during a transfer: at least 2, and as many as make
+ * about 1 MiB (small pages would otherwise make a transfer a long series of round trips), at most 32.
+ */
+function partsInFlight(m: ExecManifest | undefined): number {
+  if (m === undefined || m.chunks.length === 0) return 2;
+  const average = Math.max(1, m.appBytes / m.chunks.length);
+  return Math.max(2, Math.min(32, Math.floor((1 << 20) / average)));
+}
 
 const zeroDigest = new Uint8Array(32);
 /** How long replies to a retransmitting client bypass its home node. */
@@ -228,6 +235,8 @@ interface Loading {
   received: number;
   /** Part -> (peer asked, deadline). Part 0 is the manifest, part i+1 chunk i. */
   readonly outstanding: Map<number, { peer: number; deadline: number }>;
+  /** Every chunk below this index is in (chunks only fill during a transfer), so scans start here. */
+  cursor: number;
   /** Peers skipped for the rest of this transfer (sent a bad part or timed out). */
   readonly skipped: Set<number>;
   /** Rotation position over the peers. */
@@ -725,7 +734,7 @@ export class ExecCore {
       return;
     }
     if (this.loading !== undefined) this.abandonLoad();
-    this.loading = { seq, token, manifestBytes: undefined, manifest: undefined, chunks: [], received: 0, outstanding: new Map(), skipped: new Set(), turn: this.index };
+    this.loading = { seq, token, manifestBytes: undefined, manifest: undefined, chunks: [], received: 0, outstanding: new Map(), cursor: 0, skipped: new Set(), turn: this.index };
     this.requestParts(now);
   }
 
@@ -778,10 +787,12 @@ export class ExecCore {
     const busy = new Map<number, number>();
     for (const { peer } of l.outstanding.values()) busy.set(peer, (busy.get(peer) ?? 0) + 1);
     const missing: number[] = [];
+    const window = partsInFlight(l.manifest);
     if (l.manifest === undefined) {
       if (!l.outstanding.has(0)) missing.push(0);
     } else {
-      for (let i = 0; i < l.chunks.length && missing.length < seeders.length * partsInFlightPerPeer; i++) {
+      while (l.cursor < l.chunks.length && l.chunks[l.cursor] !== undefined) l.cursor++;
+      for (let i = l.cursor; i < l.chunks.length && missing.length < seeders.length * window; i++) {
         if (l.chunks[i] === undefined && !l.outstanding.has(i + 1)) missing.push(i + 1);
       }
     }
@@ -792,7 +803,7 @@ export class ExecCore {
       let placed = false;
       for (let tries = 0; tries < seeders.length && !placed; tries++) {
         const peer = seeders[k++ % seeders.length]!;
-        if ((busy.get(peer) ?? 0) >= partsInFlightPerPeer) continue;
+        if ((busy.get(peer) ?? 0) >= window) continue;
         busy.set(peer, (busy.get(peer) ?? 0) + 1);
         l.outstanding.set(part, { peer, deadline: now + wait });
         this.out.send([nodePrincipal(peer)], { kind: 'fetchCheckpoint', seq: l.seq, part });
