@@ -220,7 +220,7 @@ interface CheckpointJob {
   reused: number;
   /** Chunks before this index are stored (in packs written while serialising). */
   packed: number;
-  /** Bytes of the chunks from `packed` on. */
+  /** Bytes of the fresh chunks from `packed` on (reused ones are stored already). */
   unpackedBytes: number;
   appBytes: number;
 }
@@ -565,7 +565,6 @@ export class ExecCore {
         job.chunks.push(prev.chunks[i]!);
         job.hashes.push(prev.hashes[i]!);
         job.appBytes += prev.chunks[i]!.length;
-        job.unpackedBytes += prev.chunks[i]!.length;
         job.reused++;
       } else {
         this.addChunk(job, page);
@@ -606,15 +605,19 @@ export class ExecCore {
     const add: { hash: Uint8Array; bytes: Uint8Array }[] = [];
     const adding = new Set<string>();
     let relocated = 0;
-    hashes.forEach((d, i) => {
+    // Only chunks from `from` on can be new; earlier ones matter only when compacting. (Scanning
+    // every chunk at each pack written mid-serialisation was quadratic in the page count.)
+    const start = sparse.size > 0 ? 0 : from;
+    for (let i = start; i < hashes.length; i++) {
+      const d = hashes[i]!;
       const h = hex(d);
-      if (adding.has(h)) return;
+      if (adding.has(h)) continue;
       const at = this.chunkPack.get(h);
-      if (at === undefined ? i < from : !sparse.has(at) || relocated >= relocateBytesMax) return;
+      if (at === undefined ? i < from : !sparse.has(at) || relocated >= relocateBytesMax) continue;
       if (at !== undefined) relocated += chunks[i]!.length;
       adding.add(h);
       add.push({ hash: d, bytes: chunks[i]! });
-    });
+    }
     const views = new Map<string, Uint8Array>();
     for (let k = 0; k < add.length; ) {
       let end = k + 1;
@@ -624,10 +627,10 @@ export class ExecCore {
       k = end;
     }
     if (views.size === 0) return;
-    hashes.forEach((d, i) => {
-      const v = views.get(hex(d));
+    for (let i = start; i < hashes.length; i++) {
+      const v = views.get(hex(hashes[i]!));
       if (v !== undefined) chunks[i] = v;
-    });
+    }
   }
 
   /** Writes one pack and records where its chunks are; `views` gets each chunk's view into it. */
