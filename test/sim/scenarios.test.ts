@@ -141,3 +141,23 @@ test('a new primary that never saw the batches fetches them by digest (FETCH-BAT
   assert.ok(fetches > 0 && bodies > 0, `node 1 fetched batch bodies (${fetches} requests, ${bodies} answers)`);
   assert.deepEqual(h.problems(), []);
 });
+
+test('FETCH-BATCHES repeated by a peer within a status interval gets each body once', () => {
+  const h = new Harness({ u: 1, r: 1, tunables: { checkpointInterval: 64 } });
+  assert.equal(h.runOps(20), 20);
+  const order1 = h.world.replica(1)?.order;
+  assert.ok(order1 !== undefined);
+  // A digest node 1 holds: the batch it committed last.
+  let digest: Uint8Array | undefined;
+  h.world.onDelivery((_from, to, msg) => {
+    if (to.kind === 'node' && to.id === 1 && msg.kind === 'prepare') digest = msg.digest;
+  });
+  assert.equal(h.runOps(5), 5);
+  assert.ok(digest !== undefined);
+  const bodies = (now: number): number =>
+    order1.step({ kind: 'message', from: nodePrincipal(2), msg: { kind: 'fetchBatches', digests: [digest!] }, now }).filter((e) => e.kind === 'send' && e.msg.kind === 'batchBodies').length;
+  const t = h.world.now / 1000;
+  assert.equal(bodies(t), 1, 'first request answered');
+  assert.equal(bodies(t + 1), 0, 'a repeat right away is not');
+  assert.equal(bodies(t + 60), 1, 'after the status interval (50 ms here) it is again');
+});

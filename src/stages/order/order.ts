@@ -193,6 +193,8 @@ export class OrderCore {
   private readonly fetching = new Map<string, Uint8Array>();
   /** A NEW-VIEW received whose batches are still being fetched (backups). */
   private pendingNewView: MsgOf<'newView'> | undefined;
+  /** When a batch body last went to a peer ("peer:digest" -> time), to answer each at most once per status interval. */
+  private readonly bodiesSent = new Map<string, number>();
   /** Replicas to ask for the missing bodies, and when to ask again. */
   private fetchFrom = new Set<number>();
   private fetchAgainAt = 0;
@@ -376,7 +378,7 @@ export class OrderCore {
           case 'catchUp':
             return this.onCatchUp(sender, msg);
           case 'fetchBatches':
-            return this.onFetchBatches(from, msg.digests);
+            return this.onFetchBatches(from, msg.digests, now);
           case 'batchBodies':
             return this.onBatchBodies(msg.batches, now);
         }
@@ -1180,13 +1182,24 @@ export class OrderCore {
     this.fetchAgainAt = now + this.cluster.config.statusIntervalMs;
   }
 
-  /** FETCH-BATCHES: answers with the bodies held, in messages of at most batchBodiesBytesMax. */
-  private onFetchBatches(from: Principal, digests: readonly Uint8Array[]): void {
+  /**
+   * FETCH-BATCHES: answers with the bodies held, in messages of at most batchBodiesBytesMax. A
+   * body goes to the same peer at most once per status interval (a correct replica asks again
+   * only that often), so a faulty one cannot turn small requests into a stream of large answers.
+   */
+  private onFetchBatches(from: Principal, digests: readonly Uint8Array[], now: number): void {
     let batches: Batch[] = [];
     let bytes = 0;
+    const every = this.cluster.config.statusIntervalMs;
+    if (this.bodiesSent.size > 4096) for (const [k, at] of this.bodiesSent) if (now - at >= every) this.bodiesSent.delete(k);
     for (const d of digests) {
-      const b = this.bodyFor(hex(d));
+      const dh = hex(d);
+      const key = `${from.id}:${dh}`;
+      const last = this.bodiesSent.get(key);
+      if (last !== undefined && now - last < every) continue; // sent lately: a repeat (or a flood) gets nothing
+      const b = this.bodyFor(dh);
       if (b === undefined) continue;
+      this.bodiesSent.set(key, now);
       const size = encodeBatch(b).length;
       if (batches.length > 0 && bytes + size > batchBodiesBytesMax) {
         this.out.send([from], { kind: 'batchBodies', batches });
