@@ -1326,6 +1326,11 @@ export class OrderCore {
     this.pendingNewView = undefined;
     this.out.note({ type: 'viewEntered', view: this.view, primary: primaryOf(this.cluster, this.view) });
     this.out.send(this.authPeers, { kind: 'viewHint', view: this.view });
+    // A backup tells its peers at once that it is in the view: a PRE-PREPARE or PREPARE of this
+    // view that reached it before the NEW-VIEW was dropped, and the STATUS makes the primary and
+    // the others resend them now rather than at the next status round (with one silent
+    // replica, one backup leaving a view for want of them stalled it: seed 62113's views 15-16).
+    if (!this.isPrimary()) this.out.send(this.peers, { kind: 'status', view: this.view, normal: true, committed: this.committedSeq, stable: this.stableSeq });
     for (const slot of this.slots.values()) this.checkSlot(slot);
     this.maybePropose(now);
   }
