@@ -216,6 +216,8 @@ interface CheckpointJob {
   exhausted: boolean;
   readonly chunks: Uint8Array[];
   readonly hashes: Uint8Array[];
+  /** `hashes` in hex, the key packs are indexed by (converted once per chunk). */
+  readonly names: string[];
   /** Chunks taken over unchanged from the previous checkpoint (status). */
   reused: number;
   /** Chunks before this index are stored (in packs written while serialising). */
@@ -270,10 +272,10 @@ export class ExecCore {
   /** Checkpoints frozen and not yet serialised, oldest first. */
   private jobs: CheckpointJob[] = [];
   /**
-   * The pages of the last paged checkpoint serialised, which the next one's unchanged pages
-   * are taken from; cleared when the app's state is replaced.
+   * The last paged checkpoint serialised (held: it is the newest), which the next one's
+   * unchanged pages are taken from; cleared when the app's state is replaced.
    */
-  private lastPages: { readonly seq: number; readonly chunks: readonly Uint8Array[]; readonly hashes: readonly Uint8Array[] } | undefined;
+  private lastPages: { readonly seq: number; readonly names: readonly string[] } | undefined;
   /** Packs on disk: id -> the chunks (hash hex) written in it and their bytes in total. */
   private readonly packs = new Map<number, { readonly hashes: readonly string[]; readonly bytes: number }>();
   /** Where a stored chunk is read from: hash hex -> pack id (its newest copy). */
@@ -503,6 +505,7 @@ export class ExecCore {
       exhausted: false,
       chunks: [],
       hashes: [],
+      names: [],
       reused: 0,
       packed: 0,
       unpackedBytes: 0,
@@ -524,7 +527,7 @@ export class ExecCore {
     if ('paged' in job.source) this.slicePages(job, job.source.paged);
     else this.sliceWhole(job, job.source.whole);
     if (job.unpackedBytes >= packBytesMax) {
-      this.storeChunks(job.chunks, job.hashes, job.packed, false);
+      this.storeChunks(job.chunks, job.hashes, job.names, job.packed, false);
       job.packed = job.chunks.length;
       job.unpackedBytes = 0;
     }
@@ -560,10 +563,11 @@ export class ExecCore {
         paged.close();
       } else if (page === null) {
         const i = job.chunks.length;
-        const prev = this.lastPages;
-        assert(prev !== undefined && prev.seq < job.seq && i < prev.chunks.length, 'the app reports an unchanged page only when the previous checkpoint has it');
+        const prev = this.lastPages === undefined ? undefined : this.checkpoints.get(this.lastPages.seq);
+        assert(prev !== undefined && this.lastPages!.seq < job.seq && i < prev.chunks.length, 'the app reports an unchanged page only when the previous checkpoint has it');
         job.chunks.push(prev.chunks[i]!);
-        job.hashes.push(prev.hashes[i]!);
+        job.hashes.push(prev.manifest.chunks[i]!);
+        job.names.push(this.lastPages!.names[i]!);
         job.appBytes += prev.chunks[i]!.length;
         job.reused++;
       } else {
@@ -575,9 +579,11 @@ export class ExecCore {
 
   /** A freshly serialised chunk: hashed and kept (written with the others when the checkpoint ends). */
   private addChunk(job: CheckpointJob, chunk: Uint8Array): void {
+    const hash = this.keys.digest(chunk);
     job.appBytes += chunk.length;
     job.unpackedBytes += chunk.length;
-    job.hashes.push(this.keys.digest(chunk));
+    job.hashes.push(hash);
+    job.names.push(hex(hash));
     job.chunks.push(chunk);
   }
 
@@ -588,13 +594,12 @@ export class ExecCore {
    * older checkpoints do (disk use stays within about twice the state). Stored chunks become
    * views into their pack: one copy in memory.
    */
-  private storeChunks(chunks: Uint8Array[], hashes: readonly Uint8Array[], from: number, compact: boolean): void {
+  private storeChunks(chunks: Uint8Array[], hashes: readonly Uint8Array[], names: readonly string[], from: number, compact: boolean): void {
     const sparse = new Set<number>();
     if (compact) {
       const live = new Map<number, number>();
       const seen = new Set<string>();
-      hashes.forEach((d, i) => {
-        const h = hex(d);
+      names.forEach((h, i) => {
         const at = this.chunkPack.get(h);
         if (at === undefined || seen.has(h)) return;
         seen.add(h);
@@ -602,21 +607,20 @@ export class ExecCore {
       });
       for (const [id, pk] of this.packs) if ((live.get(id) ?? 0) < packLiveShareMin * pk.bytes) sparse.add(id);
     }
-    const add: { hash: Uint8Array; bytes: Uint8Array }[] = [];
+    const add: { hash: Uint8Array; name: string; bytes: Uint8Array }[] = [];
     const adding = new Set<string>();
     let relocated = 0;
     // Only chunks from `from` on can be new; earlier ones matter only when compacting. (Scanning
     // every chunk at each pack written mid-serialisation was quadratic in the page count.)
     const start = sparse.size > 0 ? 0 : from;
-    for (let i = start; i < hashes.length; i++) {
-      const d = hashes[i]!;
-      const h = hex(d);
+    for (let i = start; i < names.length; i++) {
+      const h = names[i]!;
       if (adding.has(h)) continue;
       const at = this.chunkPack.get(h);
       if (at === undefined ? i < from : !sparse.has(at) || relocated >= relocateBytesMax) continue;
       if (at !== undefined) relocated += chunks[i]!.length;
       adding.add(h);
-      add.push({ hash: d, bytes: chunks[i]! });
+      add.push({ hash: hashes[i]!, name: h, bytes: chunks[i]! });
     }
     const views = new Map<string, Uint8Array>();
     for (let k = 0; k < add.length; ) {
@@ -627,27 +631,25 @@ export class ExecCore {
       k = end;
     }
     if (views.size === 0) return;
-    for (let i = start; i < hashes.length; i++) {
-      const v = views.get(hex(hashes[i]!));
+    for (let i = start; i < names.length; i++) {
+      const v = views.get(names[i]!);
       if (v !== undefined) chunks[i] = v;
     }
   }
 
   /** Writes one pack and records where its chunks are; `views` gets each chunk's view into it. */
-  private writePack(add: readonly { hash: Uint8Array; bytes: Uint8Array }[], views: Map<string, Uint8Array>): void {
+  private writePack(add: readonly { hash: Uint8Array; name: string; bytes: Uint8Array }[], views: Map<string, Uint8Array>): void {
     const id = this.nextPackId++;
     const { pack, offsets } = encodePack(add);
     this.out.writeLazy(packKey(id), pack);
-    const names = add.map((c) => hex(c.hash));
     let bytes = 0;
     add.forEach((c, k) => {
-      const name = names[k]!;
       const off = offsets[k]!;
       bytes += c.bytes.length;
-      this.chunkPack.set(name, id);
-      views.set(name, pack.subarray(off, off + c.bytes.length));
+      this.chunkPack.set(c.name, id);
+      views.set(c.name, pack.subarray(off, off + c.bytes.length));
     });
-    this.packs.set(id, { hashes: names, bytes });
+    this.packs.set(id, { hashes: add.map((c) => c.name), bytes });
   }
 
   /**
@@ -684,8 +686,8 @@ export class ExecCore {
     };
     const manifestBytes = encodeWith(execManifestCodec, manifest);
     const token = this.keys.digest(manifestBytes);
-    this.storeChunks(job.chunks, job.hashes, job.packed, true);
-    if ('paged' in job.source) this.lastPages = { seq: job.seq, chunks: job.chunks, hashes: job.hashes };
+    this.storeChunks(job.chunks, job.hashes, job.names, job.packed, true);
+    if ('paged' in job.source) this.lastPages = { seq: job.seq, names: job.names };
     this.lastCheckpointChunks = { fresh: job.chunks.length - job.reused, reused: job.reused };
     const deletes = this.hold(job.seq, { token, manifestBytes, manifest, chunks: job.chunks });
     this.out.note({ type: 'checkpointTaken', seq: job.seq, token });
@@ -872,7 +874,7 @@ export class ExecCore {
     if (l.manifest !== undefined && l.received === l.manifest.chunks.length) {
       const chunks = l.chunks as Uint8Array[];
       // The chunks this node lacked go to disk as one pack, before the manifest naming them.
-      this.storeChunks(chunks, l.manifest.chunks, 0, false);
+      this.storeChunks(chunks, l.manifest.chunks, l.manifest.chunks.map(hex), 0, false);
       const held: Held = { token: l.token, manifestBytes: l.manifestBytes!, manifest: l.manifest, chunks };
       this.loading = undefined;
       this.out.writeLazy(manifestKey(seq), held.manifestBytes);
