@@ -373,18 +373,24 @@ export class KvStore implements ReplicatedApp {
   }
 
   /**
-   * The page count for the live state, and the expired entries still stored (which every
-   * replica may hold differently, so they never count).
+   * One pass over the deadlines: the page count for the live state, the expired entries still
+   * stored (which every replica may hold differently, so they never count), and whether a live
+   * key has a deadline (then the checkpoint header carries the agreed time: reads after a
+   * restore need it; without deadlines an unchanged state checkpoints the same bytes).
    */
-  private sizePages(): { pages: number; expired: string[] } {
+  private sizePages(): { pages: number; expired: string[]; timed: boolean } {
     const expired: string[] = [];
     let expiredBytes = 0;
+    let timed = false;
     for (const [k, d] of this.deadlines) {
-      if (d > this.now) continue;
+      if (d > this.now) {
+        timed = true;
+        continue;
+      }
       expired.push(k);
       expiredBytes += entryWeight(k, this.data.get(k)!);
     }
-    return { pages: pageCountFor(this.bytes - expiredBytes, this.pageBytes), expired };
+    return { pages: pageCountFor(this.bytes - expiredBytes, this.pageBytes), expired, timed };
   }
 
   checkpoint(): Uint8Array {
@@ -397,10 +403,10 @@ export class KvStore implements ReplicatedApp {
 
   /** A full snapshot: every page, read in pieces. It leaves the pages' change tracking alone. */
   snapshot(): AppSnapshot {
-    const { pages } = this.sizePages();
+    const { pages, timed } = this.sizePages();
     const lists: string[][] = Array.from({ length: pages }, () => []);
     for (const k of this.data.keys()) lists[pageOf(k, pages)]!.push(k);
-    const paged = this.freeze(pages, lists);
+    const paged = this.freeze(pages, timed, lists);
     let done = false;
     const close = (): void => {
       done = true;
@@ -435,7 +441,7 @@ export class KvStore implements ReplicatedApp {
    * the first after the page count changed, has every page.
    */
   pagedSnapshot(): AppPagedSnapshot {
-    const { pages, expired } = this.sizePages();
+    const { pages, expired, timed } = this.sizePages();
     if (pages !== this.pages) {
       this.pages = pages;
       this.members = Array.from({ length: pages }, () => new Set<string>());
@@ -447,19 +453,15 @@ export class KvStore implements ReplicatedApp {
     for (let p = 0; p < pages; p++) if (this.allDirty || this.dirty.has(p)) lists[p] = [...this.members[p]!];
     this.dirty.clear();
     this.allDirty = false;
-    return this.freeze(pages, lists);
+    return this.freeze(pages, timed, lists);
   }
 
   /**
    * Freezes the state: the header, then page p from `lists[p]` (the keys stored in it now; a
    * missing list makes the page null). Values come from pre-images for keys changed later.
    */
-  private freeze(pages: number, lists: readonly (string[] | undefined)[]): AppPagedSnapshot {
+  private freeze(pages: number, timed: boolean, lists: readonly (string[] | undefined)[]): AppPagedSnapshot {
     const now = this.now;
-    // The header carries the agreed time only when a live key has a deadline (reads after a
-    // restore need it then), so an unchanged state without deadlines checkpoints the same.
-    let timed = false;
-    for (const d of this.deadlines.values()) if (d > now) timed = true;
     const pre = new Map<string, PreImage>();
     this.frozen.add(pre);
     let next = -1; // -1: the header is still to come
