@@ -1156,6 +1156,7 @@ export class OrderCore {
    * name the digest.
    */
   private needBodies(decision: NonNullable<ReturnType<typeof decideNewView>>, bodies: readonly ViewChangeBody[], now: number): boolean {
+    const asked = new Set(this.fetching.keys());
     this.fetching.clear();
     for (const d of decision.choices) {
       if (bytesEqual(d, this.nullDigest)) continue;
@@ -1169,7 +1170,9 @@ export class OrderCore {
       if (b.prepared.some(names) || b.prePrepared.some(names)) this.fetchFrom.add(b.sender);
     }
     this.fetchFrom.delete(this.nodeId);
-    this.requestBodies(now, false);
+    // Every VIEW-CHANGE that arrives re-runs the decision: ask only when something new is missing
+    // (the periodic resend in onTick covers the rest).
+    if ([...this.fetching.keys()].some((h) => !asked.has(h))) this.requestBodies(now, false);
     return true;
   }
 
@@ -1200,7 +1203,7 @@ export class OrderCore {
       const b = this.bodyFor(dh);
       if (b === undefined) continue;
       this.bodiesSent.set(key, now);
-      const size = encodeBatch(b).length;
+      const size = encodeBatch(b).length; // exact: rows can make a batch much larger than its ops (only during view changes)
       if (batches.length > 0 && bytes + size > batchBodiesBytesMax) {
         this.out.send([from], { kind: 'batchBodies', batches });
         batches = [];
@@ -1330,7 +1333,7 @@ export class OrderCore {
     // view that reached it before the NEW-VIEW was dropped, and the STATUS makes the primary and
     // the others resend them now rather than at the next status round (with one silent
     // replica, one backup leaving a view for want of them stalled it: seed 62113's views 15-16).
-    if (!this.isPrimary()) this.out.send(this.peers, { kind: 'status', view: this.view, normal: true, committed: this.committedSeq, stable: this.stableSeq });
+    if (!this.isPrimary()) this.sendStatus();
     for (const slot of this.slots.values()) this.checkSlot(slot);
     this.maybePropose(now);
   }
@@ -1340,8 +1343,12 @@ export class OrderCore {
   // =========================================================================================
 
   private broadcastStatus(): void {
-    this.out.send(this.peers, { kind: 'status', view: this.view, normal: this.normal, committed: this.committedSeq, stable: this.stableSeq });
+    this.sendStatus();
     if (this.normal) this.out.send(this.authPeers, { kind: 'viewHint', view: this.view });
+  }
+
+  private sendStatus(): void {
+    this.out.send(this.peers, { kind: 'status', view: this.view, normal: this.normal, committed: this.committedSeq, stable: this.stableSeq });
   }
 
   private onStatus(sender: number, msg: MsgOf<'status'>, now: number): void {
