@@ -103,10 +103,9 @@ export interface Tunables {
  *   its peers like a node with a lost disk (it counts as faulty until then). For measurement;
  * - `sync`: every persist is its own write and fdatasync (no group commit);
  * - `batch`: group commit; a replica's pre-prepare is durable before it votes PREPARE;
- * - `parallel` (default): group commit, and a replica votes PREPARE while its pre-prepare is
- *   still being written; only COMMIT waits for the durable prepared record, so the log write
- *   overlaps the agreement round. A replica that restarts votes in no view it may have voted in
- *   before the crash (its durable view), so forgotten PREPAREs can never be contradicted.
+ * - `parallel` (default): group commit, and the pre-prepare record holds back only the vote it
+ *   backs (a scoped barrier): execution, replies and other slots' votes go on while it is
+ *   written. Every vote is still durable before it leaves; COMMIT waits for the prepared record.
  */
 export type DurabilityMode = 'none' | 'sync' | 'batch' | 'parallel';
 

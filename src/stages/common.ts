@@ -100,11 +100,20 @@ export class Outbox {
   private effects: Effect[] = [];
   private readonly writes = new Map<string, Uint8Array | undefined>();
   private readonly lazyWrites = new Map<string, Uint8Array | undefined>();
-  private scoped: PersistEffect[] = [];
+  /**
+   * Scoped writes of this step, emitted last. A key written again later in the step (by any
+   * kind of write) takes the newer value here too: the scoped persist reaches the store after
+   * the step's other writes, so it must never carry an older value than they do.
+   */
+  private scoped: { writes: Map<string, Uint8Array | undefined>; then: readonly ScopedEffect[] }[] = [];
   /** Buffers a durable put; emitted at drain(), ahead of the step's other effects. */
   write(key: string, value: Uint8Array): void {
     this.carryLazy();
     this.writes.set(key, value);
+    this.refreshScoped(key, value);
+  }
+  private refreshScoped(key: string, value: Uint8Array | undefined): void {
+    for (const s of this.scoped) if (s.writes.has(key)) s.writes.set(key, value);
   }
   /**
    * A barrier write carries every lazy write buffered before it in this step: a record written
@@ -123,23 +132,30 @@ export class Outbox {
   writeLazy(key: string, value: Uint8Array): void {
     if (this.writes.has(key)) this.writes.set(key, value);
     else this.lazyWrites.set(key, value);
+    this.refreshScoped(key, value);
   }
   /** A delete that goes with lazy writes (same persist, so they land together or not at all). */
   removeLazy(key: string): void {
     if (this.writes.has(key)) this.writes.set(key, undefined);
     else this.lazyWrites.set(key, undefined);
+    this.refreshScoped(key, undefined);
   }
   /** Buffers a durable delete (carrying earlier lazy writes, as write does). */
   remove(key: string): void {
     this.carryLazy();
     this.writes.set(key, undefined);
+    this.refreshScoped(key, undefined);
   }
   /**
    * A write with a scoped barrier: `then` runs once it is durable, nothing else waits for it.
    * Emitted after the step's lazy writes, so it reaches the store after them.
    */
   persistThen(puts: PersistEffect['puts'], deletes: readonly string[], then: readonly ScopedEffect[]): void {
-    this.scoped.push({ kind: 'persist', puts, deletes, barrier: false, then });
+    const writes = new Map<string, Uint8Array | undefined>();
+    for (const k of deletes) writes.set(k, undefined);
+    for (const [k, v] of puts) writes.set(k, v);
+    for (const [k, v] of writes) this.refreshScoped(k, v);
+    this.scoped.push({ writes, then });
   }
   send(to: readonly Principal[], msg: Message): void {
     if (to.length > 0) this.effects.push({ kind: 'send', to, msg });
@@ -176,10 +192,16 @@ export class Outbox {
       out.push({ kind: 'persist', puts, deletes, barrier: false });
       this.lazyWrites.clear();
     }
-    if (this.scoped.length > 0) {
-      out.push(...this.scoped);
-      this.scoped = [];
+    for (const s of this.scoped) {
+      const puts: [string, Uint8Array][] = [];
+      const deletes: string[] = [];
+      for (const [k, v] of s.writes) {
+        if (v === undefined) deletes.push(k);
+        else puts.push([k, v]);
+      }
+      out.push({ kind: 'persist', puts, deletes, barrier: false, then: s.then });
     }
+    this.scoped = [];
     return out;
   }
 }

@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EffectRunner, type DurableWriter } from '../../src/runtime/effects.ts';
 import type { Effect } from '../../src/stages/types.ts';
+import { Outbox } from '../../src/stages/common.ts';
 import { nodePrincipal } from '../../src/crypto/provider.ts';
 
 /** A store that records the order of writes and completes them only when told. */
@@ -63,4 +64,28 @@ test('a scoped persist holds back only its own effects: later effects run at onc
   assert.deepEqual(ran, ['reply'], 'the effect behind it did not wait; its own did');
   await store.completeAll();
   assert.deepEqual(ran, ['reply', 'token']);
+});
+
+test('Outbox: a scoped write is emitted last and carries the newest value of a key written again later in the step', () => {
+  const out = new Outbox();
+  const v = (b: number): Uint8Array => new Uint8Array([b]);
+  out.persistThen([['o/s/5', v(1)]], [], [note('prepare')]);
+  out.write('o/s/5', v(2));
+  out.writeLazy('o/b/5', v(3));
+  out.persistThen([['o/b/5', v(4)]], [], []);
+  out.removeLazy('o/b/5');
+  const effects = out.drain();
+  const persists = effects.filter((e) => e.kind === 'persist');
+  assert.equal(persists.length, 4, 'barrier, lazy, and two scoped persists');
+  const last = (key: string): Uint8Array | undefined | 'deleted' => {
+    let found: Uint8Array | undefined | 'deleted';
+    for (const p of persists) {
+      for (const [k, b] of p.puts) if (k === key) found = b;
+      if (p.deletes.includes(key)) found = 'deleted';
+    }
+    return found;
+  };
+  assert.deepEqual(last('o/s/5'), v(2), 'the later barrier value wins in the store, not the older scoped one');
+  assert.equal(last('o/b/5'), 'deleted', 'a later delete reaches the scoped persist too');
+  assert.deepEqual(persists[2]!.then?.length, 1, 'the first scoped persist keeps its effect');
 });

@@ -19,6 +19,7 @@ const seeds: { seed: number; u: number; r: number; found: string; storageFaults?
   { seed: 338, u: 1, r: 2, found: 'a view-change timer that waited for n-u requests for exactly its view never started' },
   { seed: 191, u: 1, r: 1, storageFaults: true, found: 'after a whole-cluster crash every executor was behind at once and they agreed on a stale read' },
   { seed: 62113, u: 1, r: 2, storageFaults: true, found: 'a per-request timer shorter than the queue of one batch per client replaced every correct primary' },
+  { seed: 96278, u: 1, r: 2, storageFaults: true, found: 'PREPAREs sent before their pre-prepare was durable: after a whole-cluster crash too few replicas vouched for a prepared batch and no new view was decidable' },
 ];
 
 for (const s of seeds) {

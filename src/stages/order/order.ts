@@ -55,7 +55,7 @@ import { batchesPerMessageMax } from '../../codec/limits.ts';
 
 /** Largest BATCH-BODIES message (a batch of up to 16 MiB still fits one, within a frame). */
 const batchBodiesBytesMax = 32 << 20;
-import type { Canaries, Effect, RandomSource, StageEvent } from '../types.ts';
+import type { Canaries, Effect, RandomSource, ScopedEffect, StageEvent } from '../types.ts';
 import { hex, membersOf, Outbox, requestCoreBytes, u64Bytes } from '../common.ts';
 import { decideNewView } from './decide.ts';
 import { VoteTable } from '../votes.ts';
@@ -238,17 +238,12 @@ export class OrderCore {
   private readonly cpClaims = new Map<string, { senders: Set<number>; content: OrderCheckpoint }>();
 
   private started = false;
-  /** Durability `parallel`: a pre-prepare is written while this replica votes PREPARE. */
-  private readonly lazyPrePrepare: boolean;
   /**
-   * This replica casts no vote, makes no proposal and sends no NEW-VIEW in any view up to this
-   * one. Set after a restart in `parallel` mode to the durable view: it may have voted in that
-   * view (or earlier ones) with PREPAREs that never reached its disk, and must not contradict
-   * them. -1: no restriction.
+   * Durability `parallel`: the pre-prepare record is a scoped barrier. The PRE-PREPARE or
+   * PREPARE it backs waits for it; nothing else does (execution, replies and other slots' votes
+   * go on while it is written). In the other modes it is a barrier for the whole step.
    */
-  private abstainThrough = -1;
-  /** `o/meta` was durable at construction (this replica ran before). */
-  private readonly restarted: boolean;
+  private readonly scopedPrePrepare: boolean;
   /** Time of the event being handled. */
   private lastNow = 0;
   /** Judges the primary (heartbeat, throughput); see monitor.ts. */
@@ -280,19 +275,10 @@ export class OrderCore {
     this.nullDigest = this.batchDigest(nullBatch);
     const genesis: OrderCheckpoint = { seq: 0, history: zeroDigest, time: 0, execToken: zeroDigest, lastOrdered: [] };
     this.stable = { content: genesis, digest: this.cpDigest(genesis) };
-    this.lazyPrePrepare = cluster.durability === 'parallel';
-    this.restarted = durable.has('o/meta');
+    this.scopedPrePrepare = cluster.durability === 'parallel';
     this.monitor = new PrimaryMonitor({ heartbeatMs: cluster.config.heartbeatMs, throughputGraceMs: cluster.config.throughputGraceMs, viewsRemembered: this.n });
     this.recover(durable);
-    // The durable view bounds every view this replica voted in: o/meta is written with a
-    // barrier when a view is entered, before any vote in it (and at the very first start).
-    if (this.lazyPrePrepare && this.restarted) this.abstainThrough = this.view;
     this.checkInvariants();
-  }
-
-  /** Whether this replica may vote or propose in its current view. */
-  private mayVote(): boolean {
-    return this.view > this.abstainThrough;
   }
 
   // =========================================================================================
@@ -300,14 +286,13 @@ export class OrderCore {
   // =========================================================================================
 
   /** Current view and whether it is active. */
-  get status(): { view: number; normal: boolean; primary: number; committedSeq: number; stableSeq: number; abstaining: boolean; waiting: number; candidates: number } {
+  get status(): { view: number; normal: boolean; primary: number; committedSeq: number; stableSeq: number; waiting: number; candidates: number } {
     return {
       view: this.view,
       normal: this.normal,
       primary: primaryOf(this.cluster, this.view),
       committedSeq: this.committedSeq,
       stableSeq: this.stableSeq,
-      abstaining: !this.mayVote(),
       waiting: this.waitingCandidates().length,
       candidates: this.candidates.size,
     };
@@ -395,20 +380,12 @@ export class OrderCore {
   private onStart(now: number): void {
     this.nextStatusAt = now;
     this.monitor.enterView(now);
-    // First start ever: record the view before any vote, so a restart knows it may have voted.
-    if (this.lazyPrePrepare && !this.restarted) this.out.write('o/meta', encodeWith(metaCodec, { view: this.view, normal: this.normal }));
     if (!this.normal) {
       // Recovered in the middle of a view change: resume it; the timer arms once n-u view
       // changes for this view are known again.
       this.vcTimerArmed = false;
       this.sendViewChange();
       this.armViewChangeTimer(now);
-    } else if (!this.mayVote()) {
-      // Restarted in `parallel` mode: this replica may not vote in its view again, so ask for
-      // the next one at once. Alone it waits there (others join only when min(u,r)+1 ask);
-      // after a whole-cluster restart every replica abstains and asks, and the view changes
-      // without waiting for requests to time out.
-      this.startViewChange(this.view + 1, now, 'restarted');
     }
     for (const c of this.candidates.values()) if (c.readySince !== undefined) c.readySince = now;
     this.requestTimer = undefined;
@@ -667,7 +644,7 @@ export class OrderCore {
   }
 
   private maybePropose(now: number): void {
-    if (!this.normal || !this.isPrimary() || !this.mayVote()) return;
+    if (!this.normal || !this.isPrimary()) return;
     const cfg = this.cluster.config;
     for (;;) {
       const seq = this.highestProposed() + 1;
@@ -715,8 +692,12 @@ export class OrderCore {
     assert(slot !== undefined, 'proposal within the window');
     assert(slot.pp === undefined, 'one pre-prepare per (view, seq)');
     const digest = this.batchDigest(batch);
-    this.acceptPrePrepare(slot, digest, batch, msg, this.lazyPrePrepare);
-    this.out.send(this.peers, msg);
+    const send: ScopedEffect = { kind: 'send', to: this.peers, msg };
+    if (this.scopedPrePrepare) this.acceptPrePrepare(slot, digest, batch, msg, [send]);
+    else {
+      this.acceptPrePrepare(slot, digest, batch, msg);
+      this.out.push(send);
+    }
   }
 
   // =========================================================================================
@@ -746,13 +727,15 @@ export class OrderCore {
       }
       return;
     }
-    this.acceptPrePrepare(slot, digest, batch, undefined, this.lazyPrePrepare);
+    const prepare: ScopedEffect = { kind: 'send', to: this.peers, msg: { kind: 'prepare', view: this.view, seq: msg.seq, digest } };
+    if (this.scopedPrePrepare) this.acceptPrePrepare(slot, digest, batch, undefined, [prepare]);
+    else {
+      this.acceptPrePrepare(slot, digest, batch, undefined);
+      this.out.push(prepare);
+    }
+    slot.prepares.set(this.nodeId, hex(digest));
     this.monitor.onPrePrepare(now);
     this.checkFairness(msg.seq, batch, now);
-    if (this.mayVote()) {
-      this.out.send(this.peers, { kind: 'prepare', view: this.view, seq: msg.seq, digest });
-      slot.prepares.set(this.nodeId, hex(digest));
-    }
     this.checkSlot(slot);
   }
 
@@ -794,11 +777,11 @@ export class OrderCore {
   }
 
   /**
-   * Records a pre-prepare. `lazy` (durability parallel): the write is not a barrier, so the
-   * PREPARE (or, at the primary, the PRE-PREPARE) leaves while it is in flight; the prepared
-   * record, written with a barrier before COMMIT, carries it to disk at the latest.
+   * Records a pre-prepare. With `then` (durability parallel) the record is a scoped barrier:
+   * only `then` (the PREPARE, or at the primary the PRE-PREPARE) waits for it to be durable.
+   * Without, it is a barrier for every later effect of the step.
    */
-  private acceptPrePrepare(slot: Slot, digest: Uint8Array, batch: Batch, msg: MsgOf<'prePrepare'> | undefined, lazy = false): void {
+  private acceptPrePrepare(slot: Slot, digest: Uint8Array, batch: Batch, msg: MsgOf<'prePrepare'> | undefined, then?: readonly ScopedEffect[]): void {
     slot.pp = msg === undefined ? { view: this.view, digest, batch } : { view: this.view, digest, batch, msg };
     if (slot.seq > this.highestPP) this.highestPP = slot.seq;
     slot.bodies.set(hex(digest), batch);
@@ -811,7 +794,7 @@ export class OrderCore {
         slot.q.length = 8;
       }
     }
-    this.saveSlot(slot, lazy);
+    this.saveSlot(slot, then ?? 'barrier');
   }
 
   private onPrepare(sender: number, view: number, seq: number, digest: Uint8Array): void {
@@ -861,7 +844,7 @@ export class OrderCore {
     // change the others may need its COMMIT to reach the quorum.
     const d = hex(pp.digest);
     const primary = primaryOf(this.cluster, this.view);
-    if (!slot.sentCommit && this.mayVote()) {
+    if (!slot.sentCommit) {
       let prepares = 0;
       for (const [sender, dh] of slot.prepares) if (sender !== primary && dh === d) prepares++;
       if (prepares + 1 < this.quorumMedium()) return;
@@ -880,7 +863,7 @@ export class OrderCore {
     slot.bodies.set(hex(digest), batch);
     // Lazy: nothing sent depends on it; after a crash the prepared record and the peers
     // (catch-up, view change) re-establish the commit.
-    this.saveSlot(slot, true);
+    this.saveSlot(slot, 'lazy');
     this.out.note({ type: 'committed', seq: slot.seq, view: this.view, digest });
     this.applyCommitted();
   }
@@ -1135,7 +1118,7 @@ export class OrderCore {
   }
 
   private maybeDecideNewView(now: number): void {
-    if (this.normal || primaryOf(this.cluster, this.view) !== this.nodeId || !this.mayVote()) return;
+    if (this.normal || primaryOf(this.cluster, this.view) !== this.nodeId) return;
     const vcs = [...this.viewChanges.values()].filter((v) => v.signed.body.view === this.view);
     if (vcs.length < this.medium) return;
     const bodies = vcs.map((v) => v.signed.body);
@@ -1313,7 +1296,7 @@ export class OrderCore {
         this.out.note({ type: 'safetyAlarm', detail: `new view ${this.view} assigns a different batch to committed seq ${seq}` });
       }
       this.acceptPrePrepare(slot, digest, batch, undefined);
-      if (!primary && this.mayVote()) {
+      if (!primary) {
         slot.prepares.set(this.nodeId, hex(digest));
         this.out.send(this.peers, { kind: 'prepare', view: this.view, seq, digest });
       }
@@ -1524,9 +1507,16 @@ export class OrderCore {
     return this.keys.digest(encodeWith(orderCheckpointCodec, c));
   }
 
-  private saveSlot(slot: Slot, lazy = false): void {
+  /**
+   * Writes a slot's record and the bodies it names: `barrier` holds back every later effect of
+   * the step, `lazy` nothing, a list of effects (a scoped barrier) only those.
+   */
+  private saveSlot(slot: Slot, how: 'barrier' | 'lazy' | readonly ScopedEffect[] = 'barrier'): void {
+    const lazy = how === 'lazy';
+    const scoped = typeof how === 'object' ? { puts: [] as [string, Uint8Array][], deletes: [] as string[] } : undefined;
     const put = (k: string, v: Uint8Array): void => {
-      if (lazy) this.out.writeLazy(k, v);
+      if (scoped !== undefined) scoped.puts.push([k, v]);
+      else if (lazy) this.out.writeLazy(k, v);
       else this.out.write(k, v);
     };
     const needed = new Set<string>();
@@ -1540,7 +1530,8 @@ export class OrderCore {
       if (!needed.has(dh)) {
         slot.bodies.delete(dh);
         this.persistedBodies.delete(`${slot.seq}/${dh}`);
-        if (lazy) this.out.removeLazy(key);
+        if (scoped !== undefined) scoped.deletes.push(key);
+        else if (lazy) this.out.removeLazy(key);
         else this.out.remove(key);
       } else if (!this.persistedBodies.has(`${slot.seq}/${dh}`)) {
         this.persistedBodies.add(`${slot.seq}/${dh}`);
@@ -1555,6 +1546,7 @@ export class OrderCore {
       committed: slot.committed?.digest,
     };
     put(`o/s/${slot.seq}`, encodeWith(slotCodec, rec));
+    if (scoped !== undefined && typeof how === 'object') this.out.persistThen(scoped.puts, scoped.deletes, how);
   }
   /** Bodies already written, "seq/digesthex". */
   private readonly persistedBodies = new Set<string>();
