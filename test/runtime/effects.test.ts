@@ -69,7 +69,7 @@ test('a scoped persist holds back only its own effects: later effects run at onc
 test('Outbox: a scoped write is emitted last and carries the newest value of a key written again later in the step', () => {
   const out = new Outbox();
   const v = (b: number): Uint8Array => new Uint8Array([b]);
-  out.persistThen([['o/s/5', v(1)]], [], [note('prepare')]);
+  out.persistThen([['o/s/5', v(1)]], [], [{ kind: 'note', note: { type: 'safetyAlarm', detail: 'prepare' } }]);
   out.write('o/s/5', v(2));
   out.writeLazy('o/b/5', v(3));
   out.persistThen([['o/b/5', v(4)]], [], []);
