@@ -3,7 +3,7 @@
  * twice for determinism), or one canary (seeds until the planted bug is caught).
  */
 import { canaryCatalogue, type CanaryName } from '../stages/types.ts';
-import { defaultFaultModels, runSeed, runSeedTwice, type AttackName, type SeedResult } from './run.ts';
+import { defaultFaultModels, runSeedGuarded, type AttackName, type SeedResult } from './run.ts';
 
 /** A unit of simulator work. */
 export type SimJob =
@@ -35,12 +35,12 @@ export function modelForSeed(seed: number, models: readonly (readonly [number, n
 export function runJob(job: SimJob): SimJobResult {
   if (job.kind === 'seed') {
     const o = { seed: job.seed, u: job.u, r: job.r, keepHistory: job.keepHistory, storageFaults: job.storageFaults === true, ...(job.attack !== undefined ? { attack: job.attack } : {}) };
-    return { kind: 'seed', result: job.determinism ? runSeedTwice(o) : runSeed(o) };
+    return { kind: 'seed', result: runSeedGuarded(o, job.determinism) };
   }
   const canaries = new Set<CanaryName>([job.name]);
   for (let seed = 1; seed <= job.seedsMax; seed++) {
     const [u, r] = modelForSeed(seed, job.models);
-    const res = runSeed({ seed, u, r, canaries, storageFaults: job.storageFaults === true || seed % 2 === 0 });
+    const res = runSeedGuarded({ seed, u, r, canaries, storageFaults: job.storageFaults === true || seed % 2 === 0 });
     if (!res.passed) {
       return { kind: 'canary', result: { name: job.name, caught: true, seeds: seed, seed, u, r, failure: res.failures[0] ?? '' } };
     }

@@ -545,6 +545,20 @@ function replayCheck(world: World, agreement: AgreementChecker, correct: Readonl
   return out.slice(0, 5);
 }
 
+/**
+ * Runs a seed (twice when `twice`, see runSeedTwice) and turns an exception thrown by the code
+ * under test into a failed result naming it, so one seed's crash never hides the others' results
+ * or its own seed number.
+ */
+export function runSeedGuarded(o: SeedOptions, twice = false): SeedResult {
+  try {
+    return twice ? runSeedTwice(o) : runSeed(o);
+  } catch (e) {
+    const what = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+    return { seed: o.seed, u: o.u, r: o.r, passed: false, failures: [`exception: ${what}`], ops: 0, checked: 0, ackedLost: 0, faults: 0, byzantine: 0, traceHash: '', virtualMs: 0, scenario: 'threw', events: 0 };
+  }
+}
+
 /** Runs a seed twice and adds a failure when the trace hashes differ. */
 export function runSeedTwice(o: SeedOptions): SeedResult {
   const a = runSeed(o);

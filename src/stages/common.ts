@@ -109,8 +109,17 @@ export class Outbox {
   /** Buffers a durable put; emitted at drain(), ahead of the step's other effects. */
   write(key: string, value: Uint8Array): void {
     this.carryLazy();
+    this.carryScoped(this.writes);
     this.writes.set(key, value);
     this.refreshScoped(key, value);
+  }
+  /**
+   * A write of any kind carries every scoped write buffered before it in this step into its own
+   * persist: scoped persists are emitted last, and a record written after a body must never
+   * reach the disk before it. The scoped persist keeps its copy (and its `then`).
+   */
+  private carryScoped(into: Map<string, Uint8Array | undefined>): void {
+    for (const s of this.scoped) for (const [k, v] of s.writes) into.set(k, v);
   }
   private refreshScoped(key: string, value: Uint8Array | undefined): void {
     for (const s of this.scoped) if (s.writes.has(key)) s.writes.set(key, value);
@@ -130,19 +139,22 @@ export class Outbox {
    * non-barrier persist (unless the key also has a barrier write this step, which then carries it).
    */
   writeLazy(key: string, value: Uint8Array): void {
-    if (this.writes.has(key)) this.writes.set(key, value);
-    else this.lazyWrites.set(key, value);
+    const into = this.writes.has(key) ? this.writes : this.lazyWrites;
+    this.carryScoped(into);
+    into.set(key, value);
     this.refreshScoped(key, value);
   }
   /** A delete that goes with lazy writes (same persist, so they land together or not at all). */
   removeLazy(key: string): void {
-    if (this.writes.has(key)) this.writes.set(key, undefined);
-    else this.lazyWrites.set(key, undefined);
+    const into = this.writes.has(key) ? this.writes : this.lazyWrites;
+    this.carryScoped(into);
+    into.set(key, undefined);
     this.refreshScoped(key, undefined);
   }
-  /** Buffers a durable delete (carrying earlier lazy writes, as write does). */
+  /** Buffers a durable delete (carrying earlier lazy and scoped writes, as write does). */
   remove(key: string): void {
     this.carryLazy();
+    this.carryScoped(this.writes);
     this.writes.set(key, undefined);
     this.refreshScoped(key, undefined);
   }

@@ -89,3 +89,18 @@ test('Outbox: a scoped write is emitted last and carries the newest value of a k
   assert.equal(last('o/b/5'), 'deleted', 'a later delete reaches the scoped persist too');
   assert.deepEqual(persists[2]!.then?.length, 1, 'the first scoped persist keeps its effect');
 });
+
+test('Outbox: a write after a scoped write carries it, so no record reaches the store before a body it names', () => {
+  const v = (b: number): Uint8Array => new Uint8Array([b]);
+  for (const later of ['barrier', 'lazy'] as const) {
+    const out = new Outbox();
+    out.persistThen([['o/b/5/d', v(1)], ['o/s/5', v(2)]], [], []);
+    if (later === 'barrier') out.write('o/s/5', v(3));
+    else out.writeLazy('o/s/5', v(3));
+    const persists = out.drain().filter((e) => e.kind === 'persist');
+    const firstWithRecord = persists.findIndex((p) => p.puts.some(([k, b]) => k === 'o/s/5' && b[0] === 3));
+    const firstWithBody = persists.findIndex((p) => p.puts.some(([k]) => k === 'o/b/5/d'));
+    assert.ok(firstWithRecord >= 0 && firstWithBody >= 0);
+    assert.ok(firstWithBody <= firstWithRecord, `${later}: the body is in the same or an earlier persist than the record naming it`);
+  }
+});
