@@ -145,6 +145,8 @@ export class OrderCore {
   private readonly cpInt: number;
   private readonly index: number;
   private readonly peers: Principal[];
+  /** This replica's own node (its COMMIT comes back to it, see scopedVotes). */
+  private readonly self: Principal;
   private readonly execPeers: Principal[];
   /**
    * Executors that learn committed batches from this replica's NEXT-BATCH in the normal case:
@@ -239,11 +241,14 @@ export class OrderCore {
 
   private started = false;
   /**
-   * Durability `parallel`: the pre-prepare record is a scoped barrier. The PRE-PREPARE or
-   * PREPARE it backs waits for it; nothing else does (execution, replies and other slots' votes
-   * go on while it is written). In the other modes it is a barrier for the whole step.
+   * Durability `parallel`: the pre-prepare and prepared records are scoped barriers. The vote
+   * each backs (PRE-PREPARE, PREPARE, COMMIT) waits for it; nothing else does (execution,
+   * replies and other slots' votes go on while it is written). This replica's own COMMIT counts
+   * towards its commit certificate only when it comes back from the in-memory hop, that is once
+   * its prepared record is durable, so a certificate never holds a vote that a crash could
+   * erase. In the other modes each record is a barrier for every later effect of its step.
    */
-  private readonly scopedPrePrepare: boolean;
+  private readonly scopedVotes: boolean;
   /** Time of the event being handled. */
   private lastNow = 0;
   /** Judges the primary (heartbeat, throughput); see monitor.ts. */
@@ -269,13 +274,14 @@ export class OrderCore {
     this.joinQuorum = Math.min(cluster.u, cluster.r) + 1;
     this.cpInt = cluster.config.checkpointInterval;
     this.peers = membersOf(cluster.order).filter((p) => p.kind === 'node' && p.id !== nodeId);
+    this.self = nodePrincipal(nodeId);
     this.execPeers = membersOf(cluster.exec);
     this.batchPeers = this.execPeers.filter((p) => p.id === nodeId || !cluster.order.indexOf.has(p.id));
     this.authPeers = membersOf(cluster.auth);
     this.nullDigest = this.batchDigest(nullBatch);
     const genesis: OrderCheckpoint = { seq: 0, history: zeroDigest, time: 0, execToken: zeroDigest, lastOrdered: [] };
     this.stable = { content: genesis, digest: this.cpDigest(genesis) };
-    this.scopedPrePrepare = cluster.durability === 'parallel';
+    this.scopedVotes = cluster.durability === 'parallel';
     this.monitor = new PrimaryMonitor({ heartbeatMs: cluster.config.heartbeatMs, throughputGraceMs: cluster.config.throughputGraceMs, viewsRemembered: this.n });
     this.recover(durable);
     this.checkInvariants();
@@ -342,7 +348,9 @@ export class OrderCore {
       case 'forward':
       case 'fetchBatches':
       case 'batchBodies':
-        if (!isOrder || sender === this.nodeId) return this.reject('order_msg_from_non_order', from);
+        // A replica's own COMMIT comes back to it through the in-memory hop once its prepared
+        // record is durable (durability parallel, see checkSlot); nothing else may come from itself.
+        if (!isOrder || (sender === this.nodeId && msg.kind !== 'commit')) return this.reject('order_msg_from_non_order', from);
         switch (msg.kind) {
           case 'forward':
             return this.onForward(sender, msg, now);
@@ -693,7 +701,7 @@ export class OrderCore {
     assert(slot.pp === undefined, 'one pre-prepare per (view, seq)');
     const digest = this.batchDigest(batch);
     const send: ScopedEffect = { kind: 'send', to: this.peers, msg };
-    if (this.scopedPrePrepare) this.acceptPrePrepare(slot, digest, batch, msg, [send]);
+    if (this.scopedVotes) this.acceptPrePrepare(slot, digest, batch, msg, [send]);
     else {
       this.acceptPrePrepare(slot, digest, batch, msg);
       this.out.push(send);
@@ -728,7 +736,7 @@ export class OrderCore {
       return;
     }
     const prepare: ScopedEffect = { kind: 'send', to: this.peers, msg: { kind: 'prepare', view: this.view, seq: msg.seq, digest } };
-    if (this.scopedPrePrepare) this.acceptPrePrepare(slot, digest, batch, undefined, [prepare]);
+    if (this.scopedVotes) this.acceptPrePrepare(slot, digest, batch, undefined, [prepare]);
     else {
       this.acceptPrePrepare(slot, digest, batch, undefined);
       this.out.push(prepare);
@@ -850,9 +858,13 @@ export class OrderCore {
       if (prepares + 1 < this.quorumMedium()) return;
       slot.sentCommit = true;
       slot.prepared = { view: this.view, digest: pp.digest };
-      this.saveSlot(slot);
-      slot.commitVotes.set(this.nodeId, `${this.view}:${d}`);
-      this.out.send(this.peers, { kind: 'commit', view: this.view, seq: slot.seq, digest: pp.digest });
+      const commit: MsgOf<'commit'> = { kind: 'commit', view: this.view, seq: slot.seq, digest: pp.digest };
+      if (this.scopedVotes) this.saveSlot(slot, [{ kind: 'send', to: [...this.peers, this.self], msg: commit }]);
+      else {
+        this.saveSlot(slot);
+        slot.commitVotes.set(this.nodeId, `${this.view}:${d}`);
+        this.out.send(this.peers, commit);
+      }
     }
     this.checkCommitCertificate(slot);
   }
