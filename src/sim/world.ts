@@ -332,6 +332,16 @@ export class World {
     this.blocked.delete(`${principalKey(a)}>${principalKey(b)}`);
   }
 
+  /**
+   * Drops every network message (not in-memory hops between co-located stages) for which
+   * `drop` returns true, faults active or not; undefined removes the filter. For scenario
+   * tests that need one kind of message to go missing.
+   */
+  dropWhere(drop: ((from: Principal, to: Principal, msg: Message) => boolean) | undefined): void {
+    this.dropFilter = drop;
+  }
+  private dropFilter: ((from: Principal, to: Principal, msg: Message) => boolean) | undefined;
+
   /** Heals the network and every crashed or paused principal. */
   heal(): void {
     this.faultsActive = false;
@@ -545,6 +555,10 @@ export class World {
     if (same) {
       // Co-located stages: an in-memory hop, never faulty.
       this.heap.push(this.now + extraDelayUs, { t: 'deliver', to, from, bytes, mac });
+      return;
+    }
+    if (this.dropFilter?.(from, to, msg) === true) {
+      this.stats.messagesDropped += 1;
       return;
     }
     if (this.faultsActive && this.blocked.has(`${principalKey(from)}>${principalKey(to)}`)) {

@@ -348,9 +348,10 @@ export class OrderCore {
       case 'forward':
       case 'fetchBatches':
       case 'batchBodies':
-        // A replica's own COMMIT comes back to it through the in-memory hop once its prepared
-        // record is durable (durability parallel, see checkSlot); nothing else may come from itself.
-        if (!isOrder || (sender === this.nodeId && msg.kind !== 'commit')) return this.reject('order_msg_from_non_order', from);
+        // A replica's own PREPARE and COMMIT come back to it through the in-memory hop once the
+        // record behind each is durable (durability parallel, see scopedVotes); nothing else
+        // may come from itself.
+        if (!isOrder || (sender === this.nodeId && msg.kind !== 'commit' && msg.kind !== 'prepare')) return this.reject('order_msg_from_non_order', from);
         switch (msg.kind) {
           case 'forward':
             return this.onForward(sender, msg, now);
@@ -700,12 +701,23 @@ export class OrderCore {
     assert(slot !== undefined, 'proposal within the window');
     assert(slot.pp === undefined, 'one pre-prepare per (view, seq)');
     const digest = this.batchDigest(batch);
-    const send: ScopedEffect = { kind: 'send', to: this.peers, msg };
-    if (this.scopedVotes) this.acceptPrePrepare(slot, digest, batch, msg, [send]);
-    else {
+    if (this.scopedVotes) {
+      // The PRE-PREPARE leaves at once and the backups write their records while this one is
+      // written; the primary's vote is the PREPARE that follows its durable record.
+      this.acceptPrePrepare(slot, digest, batch, msg, [this.prepareVote(seq, digest)]);
+      this.out.send(this.peers, msg);
+    } else {
       this.acceptPrePrepare(slot, digest, batch, msg);
-      this.out.push(send);
+      this.out.send(this.peers, msg);
     }
+  }
+
+  /**
+   * This replica's PREPARE in `parallel` mode: to its peers and, through the in-memory hop, to
+   * itself, so its own vote counts (and is resent) only once the record behind it is durable.
+   */
+  private prepareVote(seq: number, digest: Uint8Array): ScopedEffect {
+    return { kind: 'send', to: [...this.peers, this.self], msg: { kind: 'prepare', view: this.view, seq, digest } };
   }
 
   // =========================================================================================
@@ -735,13 +747,12 @@ export class OrderCore {
       }
       return;
     }
-    const prepare: ScopedEffect = { kind: 'send', to: this.peers, msg: { kind: 'prepare', view: this.view, seq: msg.seq, digest } };
-    if (this.scopedVotes) this.acceptPrePrepare(slot, digest, batch, undefined, [prepare]);
+    if (this.scopedVotes) this.acceptPrePrepare(slot, digest, batch, undefined, [this.prepareVote(msg.seq, digest)]);
     else {
       this.acceptPrePrepare(slot, digest, batch, undefined);
-      this.out.push(prepare);
+      this.out.send(this.peers, { kind: 'prepare', view: this.view, seq: msg.seq, digest });
+      slot.prepares.set(this.nodeId, hex(digest));
     }
-    slot.prepares.set(this.nodeId, hex(digest));
     this.monitor.onPrePrepare(now);
     this.checkFairness(msg.seq, batch, now);
     this.checkSlot(slot);
@@ -807,7 +818,7 @@ export class OrderCore {
 
   private onPrepare(sender: number, view: number, seq: number, digest: Uint8Array): void {
     if (view !== this.view || !this.normal) return;
-    if (sender === primaryOf(this.cluster, view)) return this.reject('prepare_from_primary', nodePrincipal(sender));
+    if (!this.scopedVotes && sender === primaryOf(this.cluster, view)) return this.reject('prepare_from_primary', nodePrincipal(sender));
     const slot = this.slotFor(seq);
     if (slot === undefined) return;
     if (!slot.prepares.has(sender)) slot.prepares.set(sender, hex(digest));
@@ -853,9 +864,13 @@ export class OrderCore {
     const d = hex(pp.digest);
     const primary = primaryOf(this.cluster, this.view);
     if (!slot.sentCommit) {
+      // Prepared: n-u replicas vouch for (view, seq, digest). In `batch` and `sync` the
+      // PRE-PREPARE is the primary's durable vote and n-u-1 backups' PREPAREs complete it; in
+      // `parallel` the PRE-PREPARE leaves before the primary's record is durable, so n-u
+      // PREPAREs are needed, the primary's counting like any other.
       let prepares = 0;
-      for (const [sender, dh] of slot.prepares) if (sender !== primary && dh === d) prepares++;
-      if (prepares + 1 < this.quorumMedium()) return;
+      for (const [sender, dh] of slot.prepares) if ((this.scopedVotes || sender !== primary) && dh === d) prepares++;
+      if (prepares + (this.scopedVotes ? 0 : 1) < this.quorumMedium()) return;
       slot.sentCommit = true;
       slot.prepared = { view: this.view, digest: pp.digest };
       const commit: MsgOf<'commit'> = { kind: 'commit', view: this.view, seq: slot.seq, digest: pp.digest };
@@ -1308,7 +1323,8 @@ export class OrderCore {
         this.out.note({ type: 'safetyAlarm', detail: `new view ${this.view} assigns a different batch to committed seq ${seq}` });
       }
       this.acceptPrePrepare(slot, digest, batch, undefined);
-      if (!primary) {
+      if (this.scopedVotes) this.out.push(this.prepareVote(seq, digest));
+      else if (!primary) {
         slot.prepares.set(this.nodeId, hex(digest));
         this.out.send(this.peers, { kind: 'prepare', view: this.view, seq, digest });
       }
@@ -1376,7 +1392,7 @@ export class OrderCore {
     for (const slot of this.slots.values()) {
       if (slot.seq <= peerCommitted || slot.pp === undefined) continue;
       if (primary && slot.pp.msg !== undefined) this.out.send(to, slot.pp.msg);
-      if (!primary && slot.prepares.has(this.nodeId)) this.out.send(to, { kind: 'prepare', view: this.view, seq: slot.seq, digest: slot.pp.digest });
+      if ((this.scopedVotes || !primary) && slot.prepares.has(this.nodeId)) this.out.send(to, { kind: 'prepare', view: this.view, seq: slot.seq, digest: slot.pp.digest });
     }
   }
 
@@ -1614,7 +1630,7 @@ export class OrderCore {
         slot.sentCommit = true;
         slot.commitVotes.set(this.nodeId, `${this.view}:${hex(slot.pp.digest)}`);
       }
-      if (slot.pp !== undefined && primaryOf(this.cluster, this.view) !== this.nodeId) slot.prepares.set(this.nodeId, hex(slot.pp.digest));
+      if (slot.pp !== undefined && (this.scopedVotes || primaryOf(this.cluster, this.view) !== this.nodeId)) slot.prepares.set(this.nodeId, hex(slot.pp.digest));
     }
     // Replay committed batches above the checkpoint to rebuild the order state.
     for (;;) {
