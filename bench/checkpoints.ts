@@ -1,8 +1,8 @@
 /**
  * The checkpoint-disturbance and recovery figures of docs/benchmarks.md (issue 4).
  *
- *   npx tsx bench/checkpoints.ts disturbance [--mb 100] [--runs 3] [--duration 60] [--interval 256]
- *   npx tsx bench/checkpoints.ts recovery    [--mb 100] [--runs 3] [--duration 60] [--interval 256]
+ *   npx tsx bench/checkpoints.ts disturbance [--mb 100] [--runs 3] [--duration 60] [--interval 256] [--modes coordinated,sequential]
+ *   npx tsx bench/checkpoints.ts recovery    [--mb 100] [--runs 3] [--duration 60] [--interval 256] [--modes single,collaborative]
  *
  * disturbance: per run, one temporary 4-node u=r=1 cluster per checkpoint mode (coordinated,
  * then sequential), the state preloaded, 16 clients writing 4 KiB values; prints each run's
@@ -28,7 +28,10 @@ const duration = arg('duration', 60);
 const interval = arg('interval', 256);
 if (what !== 'disturbance' && what !== 'recovery') throw new Error('usage: checkpoints.ts disturbance|recovery [--mb M] [--runs N] [--duration S] [--interval P]');
 
-const modes = what === 'disturbance' ? (['coordinated', 'sequential'] as const) : (['single', 'collaborative'] as const);
+const allModes = what === 'disturbance' ? (['coordinated', 'sequential'] as const) : (['single', 'collaborative'] as const);
+const only = rest.includes('--modes') ? (rest[rest.indexOf('--modes') + 1] ?? '').split(',') : undefined;
+const modes = allModes.filter((m) => only === undefined || only.includes(m));
+if (modes.length === 0) throw new Error(`--modes: pick from ${allModes.join(', ')}`);
 const results = new Map<string, BenchResult[]>();
 for (let run = 1; run <= runs; run++) {
   for (const mode of modes) {
