@@ -149,8 +149,8 @@ export async function waitServing(cf: ClusterFile, ids: readonly number[], timeo
 export async function upCommand(o: { dir: string; u?: number; r?: number; nodes?: number; durability?: DurabilityMode; clientSignatures?: boolean }, print: (s: string) => void = console.log): Promise<ClusterFile> {
   const p = clusterPaths(o.dir);
   if (!existsSync(p.file)) initCommand({ dir: o.dir, u: o.u ?? 1, r: o.r ?? 1, ...(o.nodes === undefined ? {} : { nodes: o.nodes }), ...(o.durability === undefined ? {} : { durability: o.durability }), ...(o.clientSignatures === true ? { clientSignatures: true } : {}) }, print);
-  // Switching durability on an existing cluster is not safe (a parallel-mode replica may have
-  // voted without a durable record), so the cluster file's setting stands.
+  // An existing cluster keeps its settings: u and r fix the replica sets and keys, and a node
+  // of a `none` cluster has nothing on disk to come back with.
   else if (o.u !== undefined || o.r !== undefined || o.durability !== undefined || o.clientSignatures === true) print(`using the existing cluster in ${o.dir} (its u, r and durability win; remove the directory to change them)`);
   const cf = loadClusterFile(p.file);
   for (const n of cf.nodes) {
