@@ -1,7 +1,7 @@
 /**
  * The checkpoint-disturbance and recovery figures of docs/benchmarks.md (issue 4).
  *
- *   npx tsx bench/checkpoints.ts disturbance [--mb 100] [--runs 3] [--duration 60] [--interval 256] [--modes coordinated,sequential]
+ *   npx tsx bench/checkpoints.ts disturbance [--mb 100] [--runs 3] [--duration 60] [--interval 256] [--modes coordinated,sequential] [--monitor off]
  *   npx tsx bench/checkpoints.ts recovery    [--mb 100] [--runs 3] [--duration 60] [--interval 256] [--modes single,collaborative]
  *
  * disturbance: per run, one temporary 4-node u=r=1 cluster per checkpoint mode (coordinated,
@@ -26,6 +26,9 @@ const mb = arg('mb', 100);
 const runs = arg('runs', 3);
 const duration = arg('duration', 60);
 const interval = arg('interval', 256);
+// --monitor off: no throughput monitor (throughputGraceMs 0), to tell the checkpoints' own cost
+// from the dips of the primary replacements the monitor makes.
+const monitorOff = rest.includes('--monitor') && rest[rest.indexOf('--monitor') + 1] === 'off';
 if (what !== 'disturbance' && what !== 'recovery') throw new Error('usage: checkpoints.ts disturbance|recovery [--mb M] [--runs N] [--duration S] [--interval P]');
 
 const allModes = what === 'disturbance' ? (['coordinated', 'sequential'] as const) : (['single', 'collaborative'] as const);
@@ -46,6 +49,7 @@ for (let run = 1; run <= runs; run++) {
         r: 1,
         preloadMb: mb,
         checkpointInterval: interval,
+        ...(monitorOff ? { tunables: { throughputGraceMs: 0 } } : {}),
         timeline: true,
         progress: false,
         ...(what === 'disturbance' ? { checkpoints: mode as 'coordinated' | 'sequential' } : { stateTransfer: mode as 'single' | 'collaborative', scenario: 'recovery' as const }),

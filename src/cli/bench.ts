@@ -67,6 +67,8 @@ export interface BenchOptions {
   readonly stateTransfer?: StateTransferMode;
   /** With spawn: batches between checkpoints. */
   readonly checkpointInterval?: number;
+  /** Further tunables of a `--spawn` cluster (programs such as bench/checkpoints.ts; not a CLI flag). */
+  readonly tunables?: Partial<Tunables>;
   /** With spawn: clients sign their ordered requests (default off). */
   readonly clientSignatures?: boolean;
   /** MiB of state written before the measured run. */
@@ -472,7 +474,7 @@ export async function benchCommand(o: BenchOptions, print: (s: string) => void =
   if (o.attack !== undefined && o.spawn !== true) throw new BulwarkError('usage', '--attack needs --spawn (it turns a node of the cluster into an attacker)');
   if (o.attack !== undefined && o.scenario !== undefined) throw new BulwarkError('usage', '--attack and --scenario do not combine');
   if (o.spawn === true) {
-    const tunables: Partial<Tunables> = o.checkpointInterval === undefined ? {} : { checkpointInterval: o.checkpointInterval };
+    const tunables: Partial<Tunables> = { ...o.tunables, ...(o.checkpointInterval === undefined ? {} : { checkpointInterval: o.checkpointInterval }) };
     spawned = await spawnTemporaryCluster(
       o.u ?? 1,
       o.r ?? 1,
