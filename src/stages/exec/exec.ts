@@ -198,6 +198,8 @@ interface Held {
   readonly manifestBytes: Uint8Array;
   readonly manifest: ExecManifest;
   readonly chunks: readonly Uint8Array[];
+  /** Hex of each chunk's hash (manifest.chunks), computed once: pack bookkeeping keys on it. */
+  readonly names: readonly string[];
 }
 
 /** A checkpoint being serialised from a frozen state. */
@@ -658,8 +660,8 @@ export class ExecCore {
    */
   private collectPacks(): string[] {
     const live = new Set<string>();
-    for (const h of this.checkpoints.values()) for (const d of h.manifest.chunks) live.add(hex(d));
-    for (const job of this.jobs) for (const d of job.hashes) live.add(hex(d));
+    for (const h of this.checkpoints.values()) for (const name of h.names) live.add(name);
+    for (const job of this.jobs) for (const name of job.names) live.add(name);
     const l = this.loading;
     if (l?.manifest !== undefined) l.chunks.forEach((c, i) => c !== undefined && live.add(hex(l.manifest!.chunks[i]!)));
     const gone: string[] = [];
@@ -689,7 +691,7 @@ export class ExecCore {
     this.storeChunks(job.chunks, job.hashes, job.names, job.packed, true);
     if ('paged' in job.source) this.lastPages = { seq: job.seq, names: job.names };
     this.lastCheckpointChunks = { fresh: job.chunks.length - job.reused, reused: job.reused };
-    const deletes = this.hold(job.seq, { token, manifestBytes, manifest, chunks: job.chunks });
+    const deletes = this.hold(job.seq, { token, manifestBytes, manifest, chunks: job.chunks, names: job.names });
     this.out.note({ type: 'checkpointTaken', seq: job.seq, token });
     // The manifest lands after its chunks (the store keeps order) and CP-TOKEN leaves once it
     // is durable; nothing else of this node waits for the checkpoint.
@@ -760,7 +762,7 @@ export class ExecCore {
   /** Fills the chunks of a new transfer that this replica already has (stash or own checkpoints). */
   private reuseChunks(l: Loading, m: ExecManifest): void {
     const known = new Map(this.stash);
-    for (const h of this.checkpoints.values()) h.manifest.chunks.forEach((d, i) => known.set(hex(d), h.chunks[i]!));
+    for (const h of this.checkpoints.values()) h.names.forEach((name, i) => known.set(name, h.chunks[i]!));
     m.chunks.forEach((d, i) => {
       const c = known.get(hex(d));
       if (c === undefined || c.length !== chunkLength(m, i)) return;
@@ -874,8 +876,9 @@ export class ExecCore {
     if (l.manifest !== undefined && l.received === l.manifest.chunks.length) {
       const chunks = l.chunks as Uint8Array[];
       // The chunks this node lacked go to disk as one pack, before the manifest naming them.
-      this.storeChunks(chunks, l.manifest.chunks, l.manifest.chunks.map(hex), 0, false);
-      const held: Held = { token: l.token, manifestBytes: l.manifestBytes!, manifest: l.manifest, chunks };
+      const names = l.manifest.chunks.map(hex);
+      this.storeChunks(chunks, l.manifest.chunks, names, 0, false);
+      const held: Held = { token: l.token, manifestBytes: l.manifestBytes!, manifest: l.manifest, chunks, names };
       this.loading = undefined;
       this.out.writeLazy(manifestKey(seq), held.manifestBytes);
       for (const k of this.hold(seq, held)) this.out.removeLazy(k);
@@ -1088,12 +1091,15 @@ export class ExecCore {
     if (!res.ok || !manifestIsSane(res.value, seq)) return undefined;
     const m = res.value;
     const list: Uint8Array[] = [];
+    const names: string[] = [];
     for (let i = 0; i < m.chunks.length; i++) {
-      const c = chunks.get(hex(m.chunks[i]!));
+      const name = hex(m.chunks[i]!);
+      const c = chunks.get(name);
       if (c === undefined || c.length !== chunkLength(m, i) || !bytesEqual(this.keys.digest(c), m.chunks[i]!)) return undefined;
       list.push(c);
+      names.push(name);
     }
-    return { token: this.keys.digest(manifestBytes), manifestBytes, manifest: m, chunks: list };
+    return { token: this.keys.digest(manifestBytes), manifestBytes, manifest: m, chunks: list, names };
   }
 }
 
