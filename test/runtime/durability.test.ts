@@ -121,7 +121,10 @@ test('whole-cluster SIGKILL, a damaged log and a damaged checkpoint: nothing ack
     renameSync(data(badLogNode), `${data(badLogNode)}.damaged`);
     cluster.restart(badLogNode);
     await cluster.waitServing([badLogNode]);
-    assert.ok((await w.progressOver(2000)) > 0);
+    // Not a fixed window: after a whole-cluster restart the proposals that were in flight wait
+    // for a view change (a recovered primary cannot resend a PRE-PREPARE), and under CI load
+    // that view change can fall into this step.
+    await eventually('the workload goes on after the repaired node rejoins', async () => (await w.progressOver(500)) > 0, 60_000);
     await w.stop();
 
     await eventually('all executors at the same seq with the same state digest', async () => {
