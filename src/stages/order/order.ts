@@ -395,6 +395,12 @@ export class OrderCore {
       this.vcTimerArmed = false;
       this.sendViewChange();
       this.armViewChangeTimer(now);
+    } else if (this.isPrimary() && [...this.slots.values()].some((sl) => sl.pp !== undefined && sl.pp.msg === undefined && sl.committed === undefined && sl.pp.view === this.view)) {
+      // Restarted as the primary with proposals in flight: their PRE-PREPAREs are gone (the
+      // authenticator rows are not stored), so a backup that missed one can never prepare it.
+      // Hand the view on at once; the backups join when their primary asks (maybeJoinViewChange)
+      // instead of waiting for their timers with a full pipeline.
+      this.startViewChange(this.view + 1, now, 'restarted');
     }
     for (const c of this.candidates.values()) if (c.readySince !== undefined) c.readySince = now;
     this.requestTimer = undefined;
@@ -1132,8 +1138,19 @@ export class OrderCore {
     this.maybeDecideNewView(now);
   }
 
-  /** Joins a view change once joinQuorum replicas ask for views above ours (PBFT liveness rule). */
+  /**
+   * Joins a view change once joinQuorum replicas ask for views above ours (PBFT liveness rule),
+   * or at once when the primary of our active view asks for the next one: it will propose no
+   * more in this view, and a faulty primary can stall its view anyway. Only the next view: a
+   * faulty primary must not make everyone skip to a view it leads again.
+   */
   private maybeJoinViewChange(now: number): void {
+    const primary = primaryOf(this.cluster, this.view);
+    const fromPrimary = primary !== this.nodeId ? this.viewChanges.get(primary)?.signed.body.view : undefined;
+    if (this.normal && fromPrimary === this.view + 1) {
+      this.startViewChange(fromPrimary, now, 'primary_left');
+      return;
+    }
     const higher: number[] = [];
     for (const [sender, vc] of this.viewChanges) {
       if (sender !== this.nodeId && vc.signed.body.view > this.view) higher.push(vc.signed.body.view);
