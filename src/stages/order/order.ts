@@ -52,15 +52,15 @@ import {
 } from '../../codec/messages.ts';
 import { encodeWith } from '../../codec/schema.ts';
 import { batchesPerMessageMax } from '../../codec/limits.ts';
-
-/** Largest BATCH-BODIES message (a batch of up to 16 MiB still fits one, within a frame). */
-const batchBodiesBytesMax = 32 << 20;
 import type { Canaries, Effect, RandomSource, ScopedEffect, StageEvent } from '../types.ts';
 import { hex, membersOf, Outbox, requestCoreBytes, u64Bytes } from '../common.ts';
 import { decideNewView } from './decide.ts';
 import { VoteTable } from '../votes.ts';
 import { PrimaryMonitor, type SuspicionReason } from './monitor.ts';
 import { cpRecordCodec, decodeBatchRecord, decodeRecord, metaCodec, slotCodec, type SlotRecord } from './records.ts';
+
+/** Largest BATCH-BODIES message (a batch of up to 16 MiB still fits one, within a frame). */
+const batchBodiesBytesMax = 32 << 20;
 
 const zeroDigest = new Uint8Array(32);
 /** The null batch: fills a sequence number nobody prepared, delivers nothing. */
@@ -145,8 +145,8 @@ export class OrderCore {
   private readonly cpInt: number;
   private readonly index: number;
   private readonly peers: Principal[];
-  /** This replica's own node (its COMMIT comes back to it, see scopedVotes). */
-  private readonly self: Principal;
+  /** The peers and this replica's own node: where its votes go in `parallel` mode (see scopedVotes). */
+  private readonly peersAndSelf: Principal[];
   private readonly execPeers: Principal[];
   /**
    * Executors that learn committed batches from this replica's NEXT-BATCH in the normal case:
@@ -274,7 +274,7 @@ export class OrderCore {
     this.joinQuorum = Math.min(cluster.u, cluster.r) + 1;
     this.cpInt = cluster.config.checkpointInterval;
     this.peers = membersOf(cluster.order).filter((p) => p.kind === 'node' && p.id !== nodeId);
-    this.self = nodePrincipal(nodeId);
+    this.peersAndSelf = [...this.peers, nodePrincipal(nodeId)];
     this.execPeers = membersOf(cluster.exec);
     this.batchPeers = this.execPeers.filter((p) => p.id === nodeId || !cluster.order.indexOf.has(p.id));
     this.authPeers = membersOf(cluster.auth);
@@ -707,15 +707,11 @@ export class OrderCore {
     assert(slot !== undefined, 'proposal within the window');
     assert(slot.pp === undefined, 'one pre-prepare per (view, seq)');
     const digest = this.batchDigest(batch);
-    if (this.scopedVotes) {
-      // The PRE-PREPARE leaves at once and the backups write their records while this one is
-      // written; the primary's vote is the PREPARE that follows its durable record.
-      this.acceptPrePrepare(slot, digest, batch, msg, [this.prepareVote(seq, digest)]);
-      this.out.send(this.peers, msg);
-    } else {
-      this.acceptPrePrepare(slot, digest, batch, msg);
-      this.out.send(this.peers, msg);
-    }
+    // In `parallel` the PRE-PREPARE leaves at once (backups write their records while this one
+    // is written) and the primary's vote is the PREPARE behind its durable record; otherwise the
+    // record is a barrier for the PRE-PREPARE itself.
+    this.acceptPrePrepare(slot, digest, batch, msg, this.scopedVotes ? [this.prepareVote(seq, digest)] : undefined);
+    this.out.send(this.peers, msg);
   }
 
   /**
@@ -723,7 +719,7 @@ export class OrderCore {
    * itself, so its own vote counts (and is resent) only once the record behind it is durable.
    */
   private prepareVote(seq: number, digest: Uint8Array): ScopedEffect {
-    return { kind: 'send', to: [...this.peers, this.self], msg: { kind: 'prepare', view: this.view, seq, digest } };
+    return { kind: 'send', to: this.peersAndSelf, msg: { kind: 'prepare', view: this.view, seq, digest } };
   }
 
   // =========================================================================================
@@ -880,7 +876,7 @@ export class OrderCore {
       slot.sentCommit = true;
       slot.prepared = { view: this.view, digest: pp.digest };
       const commit: MsgOf<'commit'> = { kind: 'commit', view: this.view, seq: slot.seq, digest: pp.digest };
-      if (this.scopedVotes) this.saveSlot(slot, [{ kind: 'send', to: [...this.peers, this.self], msg: commit }]);
+      if (this.scopedVotes) this.saveSlot(slot, [{ kind: 'send', to: this.peersAndSelf, msg: commit }]);
       else {
         this.saveSlot(slot);
         slot.commitVotes.set(this.nodeId, `${this.view}:${d}`);
@@ -1558,7 +1554,8 @@ export class OrderCore {
    */
   private saveSlot(slot: Slot, how: 'barrier' | 'lazy' | readonly ScopedEffect[] = 'barrier'): void {
     const lazy = how === 'lazy';
-    const scoped = typeof how === 'object' ? { puts: [] as [string, Uint8Array][], deletes: [] as string[] } : undefined;
+    const then = typeof how === 'object' ? how : undefined;
+    const scoped = then === undefined ? undefined : { puts: [] as [string, Uint8Array][], deletes: [] as string[] };
     const put = (k: string, v: Uint8Array): void => {
       if (scoped !== undefined) scoped.puts.push([k, v]);
       else if (lazy) this.out.writeLazy(k, v);
@@ -1591,7 +1588,7 @@ export class OrderCore {
       committed: slot.committed?.digest,
     };
     put(`o/s/${slot.seq}`, encodeWith(slotCodec, rec));
-    if (scoped !== undefined && typeof how === 'object') this.out.persistThen(scoped.puts, scoped.deletes, how);
+    if (scoped !== undefined && then !== undefined) this.out.persistThen(scoped.puts, scoped.deletes, then);
   }
   /** Bodies already written, "seq/digesthex". */
   private readonly persistedBodies = new Set<string>();
