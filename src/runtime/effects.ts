@@ -11,7 +11,8 @@ import type { Effect } from '../stages/types.ts';
 
 /** Where persist effects go. */
 export interface DurableWriter {
-  write(puts: readonly (readonly [string, Uint8Array])[], deletes: readonly string[]): Promise<void>;
+  /** `lazy`: nothing waits for this write, so the store may hold it for a later one. */
+  write(puts: readonly (readonly [string, Uint8Array])[], deletes: readonly string[], lazy?: boolean): Promise<void>;
 }
 
 /** Ordered effect execution with persist barriers. */
@@ -64,7 +65,8 @@ export class EffectRunner {
 
   private submit(e: Extract<Effect, { kind: 'persist' }>): void {
     this.submitted.add(e);
-    const done = this.store.write(e.puts, e.deletes);
+    const lazy = e.barrier === false && (e.then === undefined || e.then.length === 0);
+    const done = this.store.write(e.puts, e.deletes, lazy);
     done.then(
       () => {
         if (e.barrier === false) return;

@@ -65,6 +65,12 @@ export interface FileStoreOptions extends WalOptions {
   readonly ownFile?: (key: string) => boolean;
   /** Group concurrent writes into one frame and one sync (default true; false: durability `sync`). */
   readonly groupCommit?: boolean;
+  /**
+   * Lazy writes (ones nothing waits for) are held up to this long for a write that must be
+   * durable, and ride in its frame instead of costing a sync of their own (default 0: written at
+   * once). Only with group commit.
+   */
+  readonly deferLazyMs?: number;
 }
 
 interface PendingWrite {
@@ -72,6 +78,8 @@ interface PendingWrite {
   readonly deletes: readonly string[];
   readonly resolve: () => void;
   readonly reject: (e: Error) => void;
+  /** Nothing waits for it: it may wait for the next write that is waited for. */
+  readonly lazy: boolean;
 }
 
 /** A durable value: inline bytes or the name of its blob file. */
@@ -193,6 +201,9 @@ export class FileStore {
   private readonly compactBytes: number;
   private readonly ownFile: (key: string) => boolean;
   private readonly groupCommit: boolean;
+  private readonly deferLazyMs: number;
+  /** Set while only lazy writes are queued: writes them when it fires. */
+  private lazyTimer: NodeJS.Timeout | undefined;
   /** Group commits, writes, compactions, and bytes zeroed at a torn tail during recovery. */
   readonly stats = { syncs: 0, writes: 0, compactions: 0, tornTailBytes: 0 };
 
@@ -204,6 +215,7 @@ export class FileStore {
     this.compactBytes = opts.compactBytes ?? 16 << 20;
     this.ownFile = opts.ownFile ?? (() => false);
     this.groupCommit = opts.groupCommit ?? true;
+    this.deferLazyMs = this.groupCommit ? (opts.deferLazyMs ?? 0) : 0;
   }
 
   /** Opens (creating if needed) the store in `dir` and recovers its contents. */
@@ -281,22 +293,39 @@ export class FileStore {
     }
   }
 
-  /** Makes `puts` and `deletes` durable (group-committed with concurrent writes). */
-  write(puts: readonly (readonly [string, Uint8Array])[], deletes: readonly string[]): Promise<void> {
+  /**
+   * Makes `puts` and `deletes` durable (group-committed with concurrent writes). A `lazy` write
+   * (one the caller does not wait for) may be held up to `deferLazyMs` for the next write that is
+   * waited for; writes still reach the log in call order.
+   */
+  write(puts: readonly (readonly [string, Uint8Array])[], deletes: readonly string[], lazy = false): Promise<void> {
     if (this.failed !== undefined) return Promise.reject(this.failed);
     if (this.closed) return Promise.reject(new StorageFailedError('write', 'store is closed'));
     for (const [k, v] of puts) this.map.set(k, v);
     for (const k of deletes) this.map.delete(k);
     return new Promise((resolve, reject) => {
-      this.queue.push({ puts, deletes, resolve, reject });
+      this.queue.push({ puts, deletes, resolve, reject, lazy });
       if (!this.flushing) this.flush();
     });
   }
 
-  private flush(): void {
+  /** Starts the next group commit, unless only deferrable lazy writes wait (then arms the timer). */
+  private flush(force = false): void {
     if (this.queue.length === 0 || this.failed !== undefined) {
       this.flushing = false;
       return;
+    }
+    if (!force && this.deferLazyMs > 0 && this.queue.every((w) => w.lazy)) {
+      this.flushing = false;
+      this.lazyTimer ??= setTimeout(() => {
+        this.lazyTimer = undefined;
+        if (!this.flushing) this.flush(true);
+      }, this.deferLazyMs);
+      return;
+    }
+    if (this.lazyTimer !== undefined) {
+      clearTimeout(this.lazyTimer);
+      this.lazyTimer = undefined;
     }
     this.flushing = true;
     const group = this.queue.splice(0, this.groupCommit ? this.queue.length : 1);
@@ -435,6 +464,8 @@ export class FileStore {
 
   /** Closes the log once pending writes complete; later writes are rejected. */
   async close(): Promise<void> {
+    // Held lazy writes go out first.
+    if (!this.flushing && this.queue.length > 0) this.flush(true);
     while (this.flushing) await new Promise((r) => setTimeout(r, 1));
     await this.compacting;
     if (this.closed) return;
@@ -458,7 +489,7 @@ export class VolatileStore {
   readonly segments = 0;
 
   /** Applies the writes in memory and resolves at once. */
-  write(puts: readonly (readonly [string, Uint8Array])[], deletes: readonly string[]): Promise<void> {
+  write(puts: readonly (readonly [string, Uint8Array])[], deletes: readonly string[], _lazy = false): Promise<void> {
     for (const [k, v] of puts) this.map.set(k, v);
     for (const k of deletes) this.map.delete(k);
     this.stats.writes += 1;
@@ -478,7 +509,7 @@ interface StorePart {
   readonly stats: { readonly syncs: number; readonly writes: number; readonly compactions: number; readonly tornTailBytes: number };
   readonly logSize: number;
   readonly segments: number;
-  write(puts: readonly (readonly [string, Uint8Array])[], deletes: readonly string[]): Promise<void>;
+  write(puts: readonly (readonly [string, Uint8Array])[], deletes: readonly string[], lazy?: boolean): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -524,7 +555,7 @@ export class SplitStore {
   }
 
   /** Routes each put and delete to its store. */
-  write(puts: readonly (readonly [string, Uint8Array])[], deletes: readonly string[]): Promise<void> {
+  write(puts: readonly (readonly [string, Uint8Array])[], deletes: readonly string[], lazy = false): Promise<void> {
     const sidePuts = puts.filter(([k]) => this.isSide(k));
     const sideDeletes = deletes.filter((k) => this.isSide(k));
     const mainPuts = sidePuts.length === 0 ? puts : puts.filter(([k]) => !this.isSide(k));
@@ -532,8 +563,8 @@ export class SplitStore {
     for (const [k, v] of puts) this.map.set(k, v);
     for (const k of deletes) this.map.delete(k);
     const parts: Promise<void>[] = [];
-    if (mainPuts.length > 0 || mainDeletes.length > 0) parts.push(this.main.write(mainPuts, mainDeletes));
-    if (sidePuts.length > 0 || sideDeletes.length > 0) parts.push(this.side.write(sidePuts, sideDeletes));
+    if (mainPuts.length > 0 || mainDeletes.length > 0) parts.push(this.main.write(mainPuts, mainDeletes, lazy));
+    if (sidePuts.length > 0 || sideDeletes.length > 0) parts.push(this.side.write(sidePuts, sideDeletes, lazy));
     if (parts.length === 1) return parts[0]!;
     return Promise.all(parts).then(() => undefined);
   }

@@ -14,8 +14,11 @@ import { nodePrincipal } from '../../src/crypto/provider.ts';
 class HeldStore implements DurableWriter {
   readonly order: string[] = [];
   private readonly pending: (() => void)[] = [];
-  write(puts: readonly (readonly [string, Uint8Array])[]): Promise<void> {
+  /** Keys of the writes handed over as lazy (nothing waits for them). */
+  readonly lazy: string[] = [];
+  write(puts: readonly (readonly [string, Uint8Array])[], _deletes: readonly string[], lazy = false): Promise<void> {
     this.order.push(puts.map(([k]) => k).join(','));
+    if (lazy) this.lazy.push(puts.map(([k]) => k).join(','));
     return new Promise((resolve) => this.pending.push(resolve));
   }
   /** Completes every write handed over so far. */
@@ -103,4 +106,13 @@ test('Outbox: a write after a scoped write carries it, so no record reaches the 
     assert.ok(firstWithRecord >= 0 && firstWithBody >= 0);
     assert.ok(firstWithBody <= firstWithRecord, `${later}: the body is in the same or an earlier persist than the record naming it`);
   }
+});
+
+test('the store learns which writes are lazy: barrier false and no effects behind it', async () => {
+  const store = new HeldStore();
+  const { runner } = recordingRunner(store);
+  runner.run([persist('barrier'), persist('lazy', false), { kind: 'persist', puts: [['scoped', new Uint8Array([1])]], deletes: [], barrier: false, then: [note('after scoped')] }]);
+  assert.deepEqual(store.order, ['barrier', 'lazy', 'scoped']);
+  assert.deepEqual(store.lazy, ['lazy'], 'a scoped write is waited for by its own effects, so it is not lazy');
+  await store.completeAll();
 });

@@ -276,3 +276,48 @@ test('SplitStore: checkpoint keys go to their own store, the rest to the main on
   await r.close();
   rmSync(dir, { recursive: true, force: true });
 });
+
+test('deferLazyMs: a lazy write waits for the next waited-for write and shares its frame; alone, the timer or close writes it', async () => {
+  const settle = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+  // Held: no sync until a write that is waited for comes; then one frame carries both, in order.
+  const dir = tempDir();
+  const s = FileStore.open(dir, { deferLazyMs: 60_000 });
+  let lazyDone = false;
+  void s.write([['k', bytes(3, 1)]], [], true).then(() => {
+    lazyDone = true;
+  });
+  await settle(50);
+  assert.equal(s.stats.syncs, 0, 'the lazy write is held');
+  assert.equal(lazyDone, false);
+  await s.write([['k', bytes(3, 2)], ['m', bytes(1, 9)]], []);
+  assert.equal(s.stats.syncs, 1, 'one frame for both');
+  await settle(0);
+  assert.equal(lazyDone, true, 'the lazy write is durable with it');
+  // Alone, close writes it before closing.
+  void s.write([['z', bytes(2, 7)]], [], true);
+  await s.close();
+  const r = FileStore.open(dir);
+  assert.deepEqual([...r.map.keys()].sort(), ['k', 'm', 'z']);
+  assert.equal(r.map.get('k')![0], 2, 'the later write wins');
+  await r.close();
+  rmSync(dir, { recursive: true, force: true });
+
+  // Alone, the timer writes it.
+  const dir2 = tempDir();
+  const t = FileStore.open(dir2, { deferLazyMs: 20 });
+  await t.write([['a', bytes(1, 1)]], [], true);
+  assert.equal(t.stats.syncs, 1);
+  await t.close();
+  rmSync(dir2, { recursive: true, force: true });
+
+  // Without the option a lazy write is synced at once; so is every write with durability `sync`.
+  for (const opts of [{}, { deferLazyMs: 60_000, groupCommit: false }]) {
+    const dir3 = tempDir();
+    const u = FileStore.open(dir3, opts);
+    void u.write([['b', bytes(1, 1)]], [], true);
+    await settle(50);
+    assert.equal(u.stats.syncs, 1, JSON.stringify(opts));
+    await u.close();
+    rmSync(dir3, { recursive: true, force: true });
+  }
+});
