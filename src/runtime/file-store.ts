@@ -489,7 +489,7 @@ export class VolatileStore {
   readonly segments = 0;
 
   /** Applies the writes in memory and resolves at once. */
-  write(puts: readonly (readonly [string, Uint8Array])[], deletes: readonly string[], _lazy = false): Promise<void> {
+  write(puts: readonly (readonly [string, Uint8Array])[], deletes: readonly string[]): Promise<void> {
     for (const [k, v] of puts) this.map.set(k, v);
     for (const k of deletes) this.map.delete(k);
     this.stats.writes += 1;
