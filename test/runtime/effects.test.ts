@@ -111,7 +111,7 @@ test('Outbox: a write after a scoped write carries it, so no record reaches the 
 test('the store learns which writes are lazy: barrier false and no effects behind it', async () => {
   const store = new HeldStore();
   const { runner } = recordingRunner(store);
-  runner.run([persist('barrier'), persist('lazy', false), { kind: 'persist', puts: [['scoped', new Uint8Array([1])]], deletes: [], barrier: false, then: [note('after scoped')] }]);
+  runner.run([persist('barrier'), persist('lazy', false), { kind: 'persist', puts: [['scoped', new Uint8Array([1])]], deletes: [], barrier: false, then: [{ kind: 'note', note: { type: 'safetyAlarm', detail: 'after scoped' } }] }]);
   assert.deepEqual(store.order, ['barrier', 'lazy', 'scoped']);
   assert.deepEqual(store.lazy, ['lazy'], 'a scoped write is waited for by its own effects, so it is not lazy');
   await store.completeAll();
