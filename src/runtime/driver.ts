@@ -28,6 +28,7 @@ import type { Effect, Note } from '../stages/types.ts';
 import type { AppFactory } from '../app/contract.ts';
 import type { Message } from '../codec/messages.ts';
 import { hex } from '../stages/common.ts';
+import { ConfigError } from '../core/errors.ts';
 import { FileStore, SplitStore, VolatileStore } from './file-store.ts';
 import { EffectRunner } from './effects.ts';
 import { Transport } from './transport.ts';
@@ -119,6 +120,15 @@ const drainBatch = 256;
  */
 const lazyHoldMs = 20;
 
+/** `lazyHoldMs`, or the BULWARK_LAZY_HOLD_MS environment variable (for A/B measurements). */
+export function lazyHoldFromEnv(): number {
+  const raw = process.env['BULWARK_LAZY_HOLD_MS'];
+  if (raw === undefined || raw === '') return lazyHoldMs;
+  const ms = Number(raw);
+  if (!Number.isFinite(ms) || ms < 0 || ms > 1000) throw new ConfigError([{ path: 'env.BULWARK_LAZY_HOLD_MS', message: `expected milliseconds from 0 to 1000, got "${raw}"` }]);
+  return ms;
+}
+
 /** A running node. */
 export class NodeDriver {
   readonly cluster: Cluster;
@@ -158,7 +168,7 @@ export class NodeDriver {
       durability === 'none'
         ? new VolatileStore()
         : new SplitStore(
-            FileStore.open(o.dataDir, { groupCommit: durability !== 'sync', deferLazyMs: Number(process.env['BULWARK_LAZY_HOLD_MS'] ?? lazyHoldMs) }),
+            FileStore.open(o.dataDir, { groupCommit: durability !== 'sync', deferLazyMs: lazyHoldFromEnv() }),
             FileStore.open(join(o.dataDir, 'checkpoints'), { repairable: isExecCheckpointKey, ownFile: isExecCheckpointKey }),
             isExecCheckpointKey,
           );

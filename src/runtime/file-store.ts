@@ -464,9 +464,12 @@ export class FileStore {
 
   /** Closes the log once pending writes complete; later writes are rejected. */
   async close(): Promise<void> {
-    // Held lazy writes go out first.
-    if (!this.flushing && this.queue.length > 0) this.flush(true);
-    while (this.flushing) await new Promise((r) => setTimeout(r, 1));
+    // Every queued write goes out first, held lazy ones included (a group finishing meanwhile
+    // may leave only lazy writes queued, and would hold them).
+    while (this.flushing || (this.queue.length > 0 && this.failed === undefined)) {
+      if (!this.flushing) this.flush(true);
+      await new Promise((r) => setTimeout(r, 1));
+    }
     await this.compacting;
     if (this.closed) return;
     this.closed = true;

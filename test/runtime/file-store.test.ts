@@ -302,6 +302,18 @@ test('deferLazyMs: a lazy write waits for the next waited-for write and shares i
   await r.close();
   rmSync(dir, { recursive: true, force: true });
 
+  // Queued behind a group in flight when close is called: still written.
+  const dir1 = tempDir();
+  const q = FileStore.open(dir1, { deferLazyMs: 60_000 });
+  const first = q.write([['a', bytes(1, 1)]], []);
+  void q.write([['b', bytes(1, 2)]], [], true);
+  await q.close();
+  await first;
+  const q2 = FileStore.open(dir1);
+  assert.deepEqual([...q2.map.keys()].sort(), ['a', 'b']);
+  await q2.close();
+  rmSync(dir1, { recursive: true, force: true });
+
   // Alone, the timer writes it.
   const dir2 = tempDir();
   const t = FileStore.open(dir2, { deferLazyMs: 20 });
