@@ -2,7 +2,7 @@
  * `bulwark bench`: closed-loop clients against a cluster, with a progress bar; ends with
  * exactly one line
  *   bench: ops_per_s=<X> p50_ms=<Y> p99_ms=<Z> clients=<C> size=<B> nodes=<N> u=<U> r=<R> durability=<D>
- *     [client_signatures=on]
+ *     [client_signatures=on] [...] slow_ops=<operations that took 500 ms or more>
  * Against the cluster in --dir (default: the one `bulwark up` made), or with --spawn a
  * temporary local cluster that is stopped and removed afterwards.
  *
@@ -88,6 +88,21 @@ export interface BenchOptions {
   readonly progress?: boolean;
 }
 
+/** Latency from which an operation counts in `slow_ops` (ms). */
+export const slowOpMs = 500;
+
+/** Index of the first element of sorted `xs` that is at least `x`. */
+function lowerBound(xs: readonly number[], x: number): number {
+  let lo = 0;
+  let hi = xs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (xs[mid]! < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 /** Figures of one bench run. */
 export interface BenchResult {
   readonly opsPerS: number;
@@ -105,6 +120,11 @@ export interface BenchResult {
   readonly errors: number;
   /** Completions per 1-second window of the measured run. */
   readonly perSecond: readonly number[];
+  /**
+   * Operations that took `slowOpMs` or longer: about what one client retransmission costs
+   * (clientRetryMs is 500 by default), so mostly requests that were stuck somewhere.
+   */
+  readonly slowOps?: number;
   /** Checkpoint mode of the cluster. */
   readonly checkpoints: CheckpointMode;
   /** State transfer mode of the cluster. */
@@ -171,6 +191,7 @@ export function benchLine(b: BenchResult): string {
     if (a.victimMeanMs !== undefined && a.othersMeanMs !== undefined) line += ` victim_mean_ms=${a.victimMeanMs.toFixed(2)} others_mean_ms=${a.othersMeanMs.toFixed(2)}`;
     line += ` views=${a.viewBefore ?? '?'}->${a.viewAfter ?? '?'}`;
   }
+  if (b.slowOps !== undefined) line += ` slow_ops=${b.slowOps}`;
   return line;
 }
 
@@ -260,6 +281,7 @@ export async function runLoad(
     opsPerS: latencies.length / o.durationS,
     p50Ms: percentile(latencies, 50),
     p99Ms: percentile(latencies, 99),
+    slowOps: latencies.length - lowerBound(latencies, slowOpMs),
     clients: o.clients,
     size: o.size,
     nodes: cf.nodes.length,
