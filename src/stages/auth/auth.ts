@@ -30,7 +30,8 @@
  * (r+1)-th highest view reported, so r lying order replicas cannot misdirect it; a wrong guess
  * only costs the client one retransmission. When that view advances, the requests forwarded
  * to the old primary alone within the last clientRetryMaxMs go to the new one at once, so a
- * view change does not leave them waiting for their clients' retransmissions.
+ * view change does not leave them waiting for the old primary's FORWARD or their clients'
+ * retransmissions.
  *
  * Auth replicas never talk to each other and may diverge (§6.4). Bodies are ordered inline
  * (no FETCH/COMMAND round), so this stage keeps no durable state: after a restart it simply
@@ -121,11 +122,12 @@ export class AuthCore {
   }
 
   /**
-   * The new primary never saw a request first sent to the old one alone, and will not until its
-   * client retransmits (after clientRetryMs or more). So pass the recent ones on now: each
-   * pending request forwarded to one primary only within the last clientRetryMaxMs (older ones
-   * were answered, or their clients have retransmitted to every replica). A request already
-   * ordered is dropped by the order stage as a duplicate.
+   * The new primary never saw a request first sent to the old one alone. It gets it when the
+   * old primary, now a backup, FORWARDs what waits there (once its heartbeat timer expires,
+   * heartbeatMs or later), or when the client retransmits (clientRetryMs or later). Pass the
+   * recent ones on now instead: each pending request forwarded to one primary only within the
+   * last clientRetryMaxMs (older ones were answered, or their clients have retransmitted to
+   * every replica). A request already ordered is dropped by the order stage as a duplicate.
    */
   private reforward(now: number): void {
     const to = [this.primary()];
