@@ -134,21 +134,3 @@ test('signed client requests off: a signature, even a broken one, is ignored', (
   const a = auth();
   assert.deepEqual(rejected(a.step(request(1, 1, [5], { sig: new Uint8Array(64) }))), []);
 });
-
-test('when r+1 order replicas report a new view, recent requests sent to the old primary alone go to the new one', () => {
-  const { cluster: c, ring: rg } = testCluster(1, 1, 4, { clientRetryMaxMs: 4000 });
-  const a = new AuthCore(c, 2, rg(nodePrincipal(2)));
-  const hint = (from: number, view: number, now: number) => ({ kind: 'message' as const, from: nodePrincipal(from), msg: { kind: 'viewHint' as const, view }, now });
-  a.step({ ...request(1, 1, [5]), now: 0 }); // old: forwarded at 0
-  a.step({ ...request(2, 1, [6]), now: 5000 }); // recent
-  a.step({ ...request(3, 1, [7]), now: 5000 });
-  a.step({ ...request(3, 1, [7]), now: 5010 }); // retransmitted: already at every order replica
-  assert.deepEqual(sends(a.step(hint(0, 1, 6000))), [], 'one hint is not r+1');
-  const out = sends(a.step(hint(1, 1, 6000)));
-  assert.deepEqual(
-    out.map((s) => [s.to, s.msg.kind === 'authReq' ? s.msg.client : -1]),
-    [[nodePrincipal(1), 2]],
-    'only the recent primary-only request, to the primary of view 1',
-  );
-  assert.deepEqual(sends(a.step(hint(3, 1, 6000))), [], 'the same view again: nothing');
-});

@@ -28,10 +28,7 @@
  * First sends go to the order primary only; retransmissions to every order replica (§6.2.3).
  * The auth replica learns the view from VIEW-HINT messages of order replicas and follows the
  * (r+1)-th highest view reported, so r lying order replicas cannot misdirect it; a wrong guess
- * only costs the client one retransmission. When that view advances, the requests forwarded
- * to the old primary alone within the last clientRetryMaxMs go to the new one at once, so a
- * view change does not leave them waiting for the old primary's FORWARD or their clients'
- * retransmissions.
+ * only costs the client one retransmission.
  *
  * Auth replicas never talk to each other and may diverge (§6.4). Bodies are ordered inline
  * (no FETCH/COMMAND round), so this stage keeps no durable state: after a restart it simply
@@ -109,36 +106,17 @@ export class AuthCore {
     return this.orderPeers[this.view % this.orderPeers.length]!;
   }
 
-  private onViewHint(from: Principal, view: number, now: number): void {
+  private onViewHint(from: Principal, view: number): void {
     if (from.kind !== 'node' || !this.cluster.order.indexOf.has(from.id)) return this.reject('viewhint_from_non_order', from);
     if (view <= (this.hints.get(from.id) ?? -1)) return;
     this.hints.set(from.id, view);
     const views = [...this.hints.values()].sort((a, b) => b - a);
     const v = views[this.cluster.r];
-    if (v !== undefined && v > this.view) {
-      this.view = v;
-      this.reforward(now);
-    }
-  }
-
-  /**
-   * The new primary never saw a request first sent to the old one alone. It gets it when the
-   * old primary, now a backup, FORWARDs what waits there (once its heartbeat timer expires,
-   * heartbeatMs or later), or when the client retransmits (clientRetryMs or later). Pass the
-   * recent ones on now instead: each pending request forwarded to one primary only within the
-   * last clientRetryMaxMs (older ones were answered, or their clients have retransmitted to
-   * every replica). A request already ordered is dropped by the order stage as a duplicate.
-   */
-  private reforward(now: number): void {
-    const to = [this.primary()];
-    for (const p of this.pending.values()) {
-      if (p.toAll || now - p.forwardedAt > this.cluster.config.clientRetryMaxMs) continue;
-      this.out.send(to, p.authReq);
-    }
+    if (v !== undefined && v > this.view) this.view = v;
   }
 
   private onMessage(from: Principal, msg: Message, now: number): void {
-    if (msg.kind === 'viewHint') return this.onViewHint(from, msg.view, now);
+    if (msg.kind === 'viewHint') return this.onViewHint(from, msg.view);
     if (msg.kind !== 'request') {
       this.reject('unexpected_kind', from);
       return;
