@@ -448,6 +448,8 @@ export class FileStore {
   private fail(e: Error, group: readonly PendingWrite[]): void {
     this.failed ??= e;
     this.flushing = false;
+    if (this.lazyTimer !== undefined) clearTimeout(this.lazyTimer);
+    this.lazyTimer = undefined;
     for (const w of group) w.reject(this.failed);
     for (const w of this.queue.splice(0)) w.reject(this.failed);
   }
@@ -465,12 +467,18 @@ export class FileStore {
   /** Closes the log once pending writes complete; later writes are rejected. */
   async close(): Promise<void> {
     // Every queued write goes out first, held lazy ones included (a group finishing meanwhile
-    // may leave only lazy writes queued, and would hold them).
-    while (this.flushing || (this.queue.length > 0 && this.failed === undefined)) {
-      if (!this.flushing) this.flush(true);
-      await new Promise((r) => setTimeout(r, 1));
+    // may leave only lazy writes queued, and would hold them); a write accepted while a
+    // compaction is awaited goes out too: nothing is accepted and then dropped.
+    for (;;) {
+      while (this.flushing || (this.queue.length > 0 && this.failed === undefined)) {
+        if (!this.flushing) this.flush(true);
+        await new Promise((r) => setTimeout(r, 1));
+      }
+      if (this.compacting === undefined) break;
+      await this.compacting;
     }
-    await this.compacting;
+    if (this.lazyTimer !== undefined) clearTimeout(this.lazyTimer);
+    this.lazyTimer = undefined;
     if (this.closed) return;
     this.closed = true;
     await this.wal.close();

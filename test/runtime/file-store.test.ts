@@ -314,6 +314,18 @@ test('deferLazyMs: a lazy write waits for the next waited-for write and shares i
   await q2.close();
   rmSync(dir1, { recursive: true, force: true });
 
+  // Accepted while close() awaits a compaction: written too.
+  const dirC = tempDir();
+  const w = FileStore.open(dirC, { deferLazyMs: 60_000, compactBytes: 1 });
+  await w.write([['a', bytes(64, 1)]], []); // its frame starts a compaction
+  const closing = w.close();
+  void w.write([['late', bytes(1, 3)]], [], true);
+  await closing;
+  const w2 = FileStore.open(dirC);
+  assert.deepEqual([...w2.map.keys()].sort(), ['a', 'late']);
+  await w2.close();
+  rmSync(dirC, { recursive: true, force: true });
+
   // Alone, the timer writes it.
   const dir2 = tempDir();
   const t = FileStore.open(dir2, { deferLazyMs: 20 });
