@@ -43,6 +43,7 @@ proto.onMessage = function (from, msg, bytes) {
   }
   onMessage.call(this, from, msg, bytes);
 };
+// eslint-disable-next-line @typescript-eslint/unbound-method -- the original, called with .call(this) below
 const write = FileStore.prototype.write;
 FileStore.prototype.write = function (this: FileStore, puts, deletes, lazy = false) {
   const start = performance.now();
