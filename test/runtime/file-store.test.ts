@@ -277,6 +277,15 @@ test('SplitStore: checkpoint keys go to their own store, the rest to the main on
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** The keys a store in `dir` recovers, sorted; the directory is removed afterwards. */
+async function keysAfterReopen(dir: string): Promise<string[]> {
+  const s = FileStore.open(dir);
+  const keys = [...s.map.keys()].sort();
+  await s.close();
+  rmSync(dir, { recursive: true, force: true });
+  return keys;
+}
+
 test('deferLazyMs: a lazy write waits for the next waited-for write and shares its frame; alone, the timer or close writes it', async () => {
   const settle = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
   // Held: no sync until a write that is waited for comes; then one frame carries both, in order.
@@ -309,10 +318,7 @@ test('deferLazyMs: a lazy write waits for the next waited-for write and shares i
   void q.write([['b', bytes(1, 2)]], [], true);
   await q.close();
   await first;
-  const q2 = FileStore.open(dir1);
-  assert.deepEqual([...q2.map.keys()].sort(), ['a', 'b']);
-  await q2.close();
-  rmSync(dir1, { recursive: true, force: true });
+  assert.deepEqual(await keysAfterReopen(dir1), ['a', 'b']);
 
   // Accepted while close() awaits a compaction: written too.
   const dirC = tempDir();
@@ -321,10 +327,7 @@ test('deferLazyMs: a lazy write waits for the next waited-for write and shares i
   const closing = w.close();
   void w.write([['late', bytes(1, 3)]], [], true);
   await closing;
-  const w2 = FileStore.open(dirC);
-  assert.deepEqual([...w2.map.keys()].sort(), ['a', 'late']);
-  await w2.close();
-  rmSync(dirC, { recursive: true, force: true });
+  assert.deepEqual(await keysAfterReopen(dirC), ['a', 'late']);
 
   // Alone, the timer writes it.
   const dir2 = tempDir();
