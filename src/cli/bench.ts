@@ -91,18 +91,6 @@ export interface BenchOptions {
 /** Latency from which an operation counts in `slow_ops` (ms). */
 export const slowOpMs = 500;
 
-/** Index of the first element of sorted `xs` that is at least `x`. */
-function lowerBound(xs: readonly number[], x: number): number {
-  let lo = 0;
-  let hi = xs.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (xs[mid]! < x) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
 /** Figures of one bench run. */
 export interface BenchResult {
   readonly opsPerS: number;
@@ -281,7 +269,7 @@ export async function runLoad(
     opsPerS: latencies.length / o.durationS,
     p50Ms: percentile(latencies, 50),
     p99Ms: percentile(latencies, 99),
-    slowOps: latencies.length - lowerBound(latencies, slowOpMs),
+    slowOps: latencies.filter((ms) => ms >= slowOpMs).length,
     clients: o.clients,
     size: o.size,
     nodes: cf.nodes.length,

@@ -235,6 +235,8 @@ interface Loading {
   readonly token: Uint8Array;
   manifestBytes: Uint8Array | undefined;
   manifest: ExecManifest | undefined;
+  /** Hex of each chunk's hash in `manifest`, computed once when it arrives. */
+  names: readonly string[];
   readonly chunks: (Uint8Array | undefined)[];
   received: number;
   /** Part -> (peer asked, deadline). Part 0 is the manifest, part i+1 chunk i. */
@@ -663,7 +665,7 @@ export class ExecCore {
     for (const h of this.checkpoints.values()) for (const name of h.names) live.add(name);
     for (const job of this.jobs) for (const name of job.names) live.add(name);
     const l = this.loading;
-    if (l?.manifest !== undefined) l.chunks.forEach((c, i) => c !== undefined && live.add(hex(l.manifest!.chunks[i]!)));
+    if (l !== undefined) l.chunks.forEach((c, i) => c !== undefined && live.add(l.names[i]!));
     const gone: string[] = [];
     for (const [id, pk] of this.packs) {
       if (pk.hashes.some((h) => this.chunkPack.get(h) === id && live.has(h))) continue;
@@ -741,7 +743,7 @@ export class ExecCore {
       return;
     }
     if (this.loading !== undefined) this.abandonLoad();
-    this.loading = { seq, token, manifestBytes: undefined, manifest: undefined, chunks: [], received: 0, outstanding: new Map(), cursor: 0, skipped: new Set(), turn: this.index };
+    this.loading = { seq, token, manifestBytes: undefined, manifest: undefined, names: [], chunks: [], received: 0, outstanding: new Map(), cursor: 0, skipped: new Set(), turn: this.index };
     this.requestParts(now);
   }
 
@@ -763,8 +765,8 @@ export class ExecCore {
   private reuseChunks(l: Loading, m: ExecManifest): void {
     const known = new Map(this.stash);
     for (const h of this.checkpoints.values()) h.names.forEach((name, i) => known.set(name, h.chunks[i]!));
-    m.chunks.forEach((d, i) => {
-      const c = known.get(hex(d));
+    l.names.forEach((name, i) => {
+      const c = known.get(name);
       if (c === undefined || c.length !== chunkLength(m, i)) return;
       l.chunks[i] = c;
       l.received++;
@@ -859,6 +861,7 @@ export class ExecCore {
         l.outstanding.delete(0);
         l.manifestBytes = data;
         l.manifest = res.value;
+        l.names = res.value.chunks.map(hex);
         l.chunks.length = res.value.chunks.length;
         this.reuseChunks(l, res.value);
       }
@@ -876,9 +879,8 @@ export class ExecCore {
     if (l.manifest !== undefined && l.received === l.manifest.chunks.length) {
       const chunks = l.chunks as Uint8Array[];
       // The chunks this node lacked go to disk as one pack, before the manifest naming them.
-      const names = l.manifest.chunks.map(hex);
-      this.storeChunks(chunks, l.manifest.chunks, names, 0, false);
-      const held: Held = { token: l.token, manifestBytes: l.manifestBytes!, manifest: l.manifest, chunks, names };
+      this.storeChunks(chunks, l.manifest.chunks, l.names, 0, false);
+      const held: Held = { token: l.token, manifestBytes: l.manifestBytes!, manifest: l.manifest, chunks, names: l.names };
       this.loading = undefined;
       this.out.writeLazy(manifestKey(seq), held.manifestBytes);
       for (const k of this.hold(seq, held)) this.out.removeLazy(k);

@@ -1554,8 +1554,7 @@ export class OrderCore {
    */
   private saveSlot(slot: Slot, how: 'barrier' | 'lazy' | readonly ScopedEffect[] = 'barrier'): void {
     const lazy = how === 'lazy';
-    const then = typeof how === 'object' ? how : undefined;
-    const scoped = then === undefined ? undefined : { puts: [] as [string, Uint8Array][], deletes: [] as string[] };
+    const scoped = typeof how === 'object' ? { puts: [] as [string, Uint8Array][], deletes: [] as string[], then: how } : undefined;
     const put = (k: string, v: Uint8Array): void => {
       if (scoped !== undefined) scoped.puts.push([k, v]);
       else if (lazy) this.out.writeLazy(k, v);
@@ -1588,7 +1587,7 @@ export class OrderCore {
       committed: slot.committed?.digest,
     };
     put(`o/s/${slot.seq}`, encodeWith(slotCodec, rec));
-    if (scoped !== undefined && then !== undefined) this.out.persistThen(scoped.puts, scoped.deletes, then);
+    if (scoped !== undefined) this.out.persistThen(scoped.puts, scoped.deletes, scoped.then);
   }
   /** Bodies already written, "seq/digesthex". */
   private readonly persistedBodies = new Set<string>();
