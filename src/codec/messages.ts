@@ -132,6 +132,7 @@ export const MsgKind = {
   forward: 23,
   fetchBatches: 24,
   batchBodies: 25,
+  suspect: 26,
 } as const;
 export type MsgKindName = keyof typeof MsgKind;
 
@@ -209,6 +210,11 @@ export const messageSchemas = {
   fetchBatches: struct({ digests: array(digest, fetchBatchesMax) }),
   /** BATCH-BODIES (order -> order): bodies asked for; the receiver checks each against its digest. */
   batchBodies: struct({ batches: array(batchCodec, fetchBatchesMax) }),
+  /**
+   * SUSPECT (order -> order): the sender's throughput monitor finds the primary of `view` too
+   * slow; it stays in the view until enough replicas agree (order.ts, "Throughput suspicions").
+   */
+  suspect: struct({ view: uint }),
 } as const satisfies Record<MsgKindName, Codec<unknown>>;
 
 type Schemas = typeof messageSchemas;

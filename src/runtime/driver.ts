@@ -419,6 +419,9 @@ export class NodeDriver {
         this.metrics.viewChanges.inc({ reason: n.reason });
         log.info({ view: n.view, reason: n.reason }, 'view change started');
         return;
+      case 'primarySuspected':
+        log.info({ view: n.view, suspects: n.suspects, needed: n.needed }, 'suspected the primary; staying in the view until enough replicas agree');
+        return;
       case 'viewEntered':
         this.metrics.view.set(n.view);
         log.info({ view: n.view, primary: n.primary }, 'entered view');

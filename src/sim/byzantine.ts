@@ -132,6 +132,9 @@ export class ReplicaAdversary {
     }
     if (this.has('viewChangeSpam') && msg.kind === 'status' && this.rng.chance(1, 4)) {
       out.push(...to.map((p) => ({ to: p, msg: this.spamViewChange(msg.view + this.rng.int(1, 3)), badMac: false })));
+      // And a suspicion of the current primary, however well it does (the count of liars a
+      // throughput suspicion needs beside it is what this tests).
+      out.push(...to.map((p) => ({ to: p, msg: { kind: 'suspect' as const, view: msg.view }, badMac: false })));
     }
     return out;
   }

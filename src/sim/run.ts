@@ -589,7 +589,9 @@ export function describeNote(n: Note): string {
     case 'stable':
       return `stable seq=${n.seq}`;
     case 'viewChangeStarted':
-      return `viewChange -> ${n.view}`;
+      return `viewChange -> ${n.view} (${n.reason})`;
+    case 'primarySuspected':
+      return `suspected primary of view ${n.view} (${n.suspects} of ${n.needed} needed)`;
     case 'viewEntered':
       return `viewEntered ${n.view} primary=${n.primary}`;
     case 'rejected':

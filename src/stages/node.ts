@@ -40,6 +40,7 @@ export const destinationOf: Readonly<Record<MsgKindName, StageName | 'client'>> 
   forward: 'order',
   fetchBatches: 'order',
   batchBodies: 'order',
+  suspect: 'order',
 };
 
 /** Dependencies of a node. */

@@ -18,7 +18,17 @@
  * proposed or accepted, so ordering never runs more than two intervals ahead of execution.
  *
  * View change (decide.ts): on timeout of a waiting request, an invalid pre-prepare, or r+1
- * replicas asking for a higher view. VIEW-CHANGE messages are signed and carry P (prepared) and
+ * replicas asking for a higher view.
+ *
+ * Throughput suspicions (monitor.ts): a backup whose monitor finds the primary of view v too
+ * slow sends SUSPECT(v) and stays in v; a replica starts the view change to v+1 once
+ * min(u,r)+1 replicas (itself included, the primary of v not counted) have suspected v within
+ * suspectTtlMs, the same number of replicas whose VIEW-CHANGEs pull it along, so at least one
+ * correct replica suspects whenever u >= r. The monitor judges on noisy samples: a lone
+ * suspicion used to take a correct replica out of the view for as long as the others stayed in
+ * it (0.94 s measured), leaving every quorum to the rest. A slow primary is seen by every
+ * backup at the same committed sequence numbers, so their suspicions arrive together. The
+ * heartbeat, unfairness, invalid and equivocating pre-prepares still act alone. VIEW-CHANGE messages are signed and carry P (prepared) and
  * Q (pre-prepared) sets; the new primary decides and sends NEW-VIEW with the view changes;
  * backups verify signatures and recompute the decision.
  *
@@ -56,8 +66,11 @@ import type { Canaries, Effect, RandomSource, ScopedEffect, StageEvent } from '.
 import { hex, membersOf, Outbox, requestCoreBytes, u64Bytes } from '../common.ts';
 import { decideNewView } from './decide.ts';
 import { VoteTable } from '../votes.ts';
-import { PrimaryMonitor, type SuspicionReason } from './monitor.ts';
+import { PrimaryMonitor, sampleMaxMs, type SuspicionReason } from './monitor.ts';
 import { cpRecordCodec, decodeBatchRecord, decodeRecord, metaCodec, slotCodec, type SlotRecord } from './records.ts';
+
+/** How long a SUSPECT counts: two of the monitor's longest samples. */
+export const suspectTtlMs = 2 * sampleMaxMs;
 
 /** Largest BATCH-BODIES message (a batch of up to 16 MiB still fits one, within a frame). */
 const batchBodiesBytesMax = 32 << 20;
@@ -255,6 +268,8 @@ export class OrderCore {
   private readonly monitor: PrimaryMonitor;
   /** A reason found while applying batches, acted on at the next tick. */
   private suspicion: SuspicionReason | undefined;
+  /** Latest SUSPECT per replica (this one included): the view and when it was heard. */
+  private readonly suspects = new Map<number, { view: number; at: number }>();
 
   constructor(
     private readonly cluster: Cluster,
@@ -348,6 +363,7 @@ export class OrderCore {
       case 'forward':
       case 'fetchBatches':
       case 'batchBodies':
+      case 'suspect':
         // A replica's own PREPARE and COMMIT come back to it through the in-memory hop once the
         // record behind each is durable (durability parallel, see scopedVotes); nothing else
         // may come from itself.
@@ -375,6 +391,8 @@ export class OrderCore {
             return this.onFetchBatches(from, msg.digests, now);
           case 'batchBodies':
             return this.onBatchBodies(msg.batches, now);
+          case 'suspect':
+            return this.onSuspect(sender, msg.view, now);
         }
       // falls through (unreachable: inner switch returns on every case)
       default:
@@ -447,7 +465,10 @@ export class OrderCore {
           suspicion = 'heartbeat';
         }
       }
-      if (suspicion !== undefined) {
+      if (suspicion === 'throughput') {
+        this.suspectPrimary(now);
+        if (!this.normal) return;
+      } else if (suspicion !== undefined) {
         this.startViewChange(this.view + 1, now, suspicion);
         return;
       }
@@ -1049,6 +1070,35 @@ export class OrderCore {
   // View change
   // =========================================================================================
 
+  /**
+   * This backup's monitor finds the primary too slow: tell the others and count (see
+   * "Throughput suspicions" in the header). With a join quorum of one the suspicion acts alone.
+   */
+  private suspectPrimary(now: number): void {
+    this.suspects.set(this.nodeId, { view: this.view, at: now });
+    if (this.joinQuorum > 1) this.out.send(this.peers, { kind: 'suspect', view: this.view });
+    this.maybeSuspectQuorum(now, 'throughput');
+  }
+
+  private onSuspect(sender: number, view: number, now: number): void {
+    // Only the current, active view's primary can be suspected; a primary's word on itself
+    // does not count (it leaves with a VIEW-CHANGE if it wants to).
+    if (view !== this.view || !this.normal || sender === primaryOf(this.cluster, view)) return;
+    this.suspects.set(sender, { view, at: now });
+    this.maybeSuspectQuorum(now, 'suspected_by_peers');
+  }
+
+  /** Starts the view change once joinQuorum replicas suspect the current view's primary. */
+  private maybeSuspectQuorum(now: number, reason: string): void {
+    let count = 0;
+    for (const e of this.suspects.values()) if (e.view === this.view && now - e.at <= suspectTtlMs) count++;
+    if (count >= this.joinQuorum) {
+      this.startViewChange(this.view + 1, now, reason);
+      return;
+    }
+    if (reason === 'throughput') this.out.note({ type: 'primarySuspected', view: this.view, suspects: count, needed: this.joinQuorum });
+  }
+
   private startViewChange(view: number, now: number, reason: string = 'joined'): void {
     assert(view > this.view || (view === this.view && this.normal), 'view changes move forward');
     this.view = view;
@@ -1057,8 +1107,10 @@ export class OrderCore {
     this.myNewView = undefined;
     this.pendingNewView = undefined;
     this.fetching.clear();
-    // A suspicion of the old primary found while applying batches is moot now.
+    // A suspicion of the old primary found while applying batches is moot now, and so are the
+    // SUSPECTs of the old view.
     this.suspicion = undefined;
+    this.suspects.clear();
     for (const slot of this.slots.values()) {
       slot.pp = undefined;
       slot.prepares.clear();

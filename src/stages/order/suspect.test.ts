@@ -1,0 +1,67 @@
+/**
+ * Throughput suspicions (order.ts header): a SUSPECT alone keeps a backup in its view; min(u,r)+1
+ * current suspicions of the active view's primary start the view change; the primary's own word,
+ * other views and stale suspicions do not count.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { OrderCore, suspectTtlMs } from './order.ts';
+import { primaryOf } from '../../core/config.ts';
+import { Prng } from '../../core/prng.ts';
+import { nodePrincipal } from '../../crypto/provider.ts';
+import { testCluster } from '../testing.ts';
+import type { Effect } from '../types.ts';
+
+/** A started order replica of node `id` in a u=r=1 cluster (four nodes), view 0. */
+function replica(id: number): OrderCore {
+  const { cluster, ring } = testCluster(1, 1);
+  const core = new OrderCore(cluster, id, ring(nodePrincipal(id)), new Map(), new Prng(7));
+  core.step({ kind: 'tick', now: 0 });
+  return core;
+}
+
+const suspect = (core: OrderCore, from: number, view: number, now: number): Effect[] =>
+  core.step({ kind: 'message', from: nodePrincipal(from), msg: { kind: 'suspect', view }, now });
+
+const started = (effects: readonly Effect[]): string[] =>
+  effects.flatMap((e) => (e.kind === 'note' && e.note.type === 'viewChangeStarted' ? [e.note.reason] : []));
+
+const { cluster } = testCluster(1, 1);
+const primary = primaryOf(cluster, 0);
+const backups = cluster.order.nodes.filter((n) => n !== primary);
+const [me, b1, b2] = backups as [number, number, number];
+
+test('one SUSPECT keeps the backup in its view; a second replica suspecting starts the view change', () => {
+  const core = replica(me);
+  assert.deepEqual(started(suspect(core, b1, 0, 10)), []);
+  assert.equal(core.status.normal, true);
+  assert.equal(core.status.view, 0);
+  assert.deepEqual(started(suspect(core, b2, 0, 20)), ['suspected_by_peers']);
+  assert.equal(core.status.view, 1);
+  assert.equal(core.status.normal, false);
+});
+
+test("the primary's SUSPECT, a repeated sender and other views do not count", () => {
+  const core = replica(me);
+  assert.deepEqual(started(suspect(core, primary, 0, 10)), [], "the primary's word on itself");
+  assert.deepEqual(started(suspect(core, b1, 0, 20)), []);
+  assert.deepEqual(started(suspect(core, b1, 0, 30)), [], 'the same sender twice is one suspicion');
+  assert.deepEqual(started(suspect(core, b2, 1, 40)), [], 'a SUSPECT of another view');
+  assert.equal(core.status.normal, true);
+  assert.equal(core.status.view, 0);
+});
+
+test('a suspicion older than suspectTtlMs has lapsed', () => {
+  const core = replica(me);
+  assert.deepEqual(started(suspect(core, b1, 0, 10)), []);
+  assert.deepEqual(started(suspect(core, b2, 0, 10 + suspectTtlMs + 1)), [], 'the first one lapsed');
+  assert.equal(core.status.normal, true);
+  assert.deepEqual(started(suspect(core, b1, 0, 20 + suspectTtlMs)), ['suspected_by_peers'], 'renewed within the window of the second');
+});
+
+test('SUSPECT from outside the order stage is rejected', () => {
+  const core = replica(me);
+  const effects = core.step({ kind: 'message', from: { kind: 'client', id: 1 }, msg: { kind: 'suspect', view: 0 }, now: 5 });
+  assert.ok(effects.some((e) => e.kind === 'note' && e.note.type === 'rejected'));
+  assert.equal(core.status.normal, true);
+});
