@@ -27,9 +27,11 @@
  * frame of the last segment; `nextFrameNo` and `chain` describe that frame's successor. At most
  * one zero write is in flight, it starts at or after the end of the append in flight (so it
  * never covers a frame), and no append that would reach into it, and no roll, starts before it
- * completes (the append waits; a roll would close the descriptor under it). A failed zero write
- * fails the log like a failed append: both share the descriptor, so the fill's sync may be the
- * one that reports an error in an append's pages.
+ * completes (the append waits). Zero writes go through a descriptor of their own: Linux reports
+ * a write-back error once per open file, so a zero write's sync on the appends' descriptor could
+ * take the error of an append's pages and let that append report success. A zero write that
+ * fails for lack of space (or writes short) only stops the filling; any other failure fails the
+ * log, as the disk is failing.
  */
 import { closeSync, constants, existsSync, fstatSync, fsync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeSync, writev, write, close } from 'node:fs';
 import { join } from 'node:path';
@@ -115,6 +117,10 @@ export class Wal {
   private busyEnd = 0;
   /** An append waiting for the zero write in flight. */
   private waiting: (() => void) | undefined;
+  /** close() was called: no new zero write starts. */
+  private closing = false;
+  /** Filling stopped for good (no space left). */
+  private fillStopped = false;
   /** Appends, rolls, bytes written, preallocated segments used, and bytes zero-filled ahead. */
   readonly stats = { appends: 0, rolls: 0, bytes: 0, preallocatedUsed: 0, filledAhead: 0, appendsWaited: 0 };
 
@@ -316,17 +322,28 @@ export class Wal {
    * the fill-ahead distance is left, never below the end of the append in flight.
    */
   private fillAhead(): void {
-    if (this.fillAheadBytes === 0 || this.filling !== undefined || this.closed || this.failed !== undefined) return;
+    if (this.fillAheadBytes === 0 || this.fillStopped || this.filling !== undefined || this.closing || this.closed || this.failed !== undefined) return;
     const base = this.busy ? this.busyEnd : this.end;
     if (this.filled - base >= this.fillAheadBytes / 2) return;
     const from = Math.max(this.filled, base);
     const to = Math.min(this.segmentBytes, from + this.fillChunkBytes, base + this.fillAheadBytes);
     if (to <= from) return;
+    let fd: number;
+    try {
+      fd = openSync(join(this.dir, segName(this.segIndex)), constants.O_WRONLY | constants.O_DSYNC);
+    } catch {
+      this.fillStopped = true;
+      return;
+    }
     this.filling = { from, to };
-    write(this.fd, zeroChunk, 0, to - from, from, (err, written) => {
+    write(fd, zeroChunk, 0, to - from, from, (err, written) => {
+      close(fd, () => {});
       this.filling = undefined;
-      if (err !== null || written !== to - from) {
-        this.fail(new StorageFailedError('log fill ahead (O_DSYNC write)', err ?? `short write: ${written} of ${to - from} bytes`));
+      if (err !== null && err.code !== 'ENOSPC') {
+        this.fail(new StorageFailedError('log fill ahead (O_DSYNC write)', err));
+      } else if (err !== null || written !== to - from) {
+        // No room for more zeros: appends grow the file from here, as without the fill.
+        this.fillStopped = true;
       } else {
         this.stats.filledAhead += to - from;
         if (to > this.filled) this.filled = to;
@@ -386,6 +403,7 @@ export class Wal {
 
   /** Closes the log (after the append in flight, if any). */
   async close(): Promise<void> {
+    this.closing = true;
     while (this.busy || this.filling !== undefined) await new Promise((r) => setTimeout(r, 1));
     if (this.closed) return;
     this.closed = true;

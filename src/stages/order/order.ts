@@ -456,7 +456,7 @@ export class OrderCore {
     let suspicion = this.suspicion;
     this.suspicion = undefined;
     if (!this.isPrimary() && !interlocked) {
-      if (suspicion === undefined && this.monitor.heartbeatExpired(now, () => this.oldestWaiting(), () => this.inflight() >= this.cluster.config.pipelineMax)) {
+      if ((suspicion === undefined || suspicion === 'throughput') && this.monitor.heartbeatExpired(now, () => this.oldestWaiting(), () => this.inflight() >= this.cluster.config.pipelineMax)) {
         // First give the primary what waits here (Aardvark: a backup forwards a request once
         // per view); suspect it only when the heartbeat expires with nothing left to forward.
         if (this.forwardWaiting() > 0) this.monitor.rearm(now);
@@ -952,7 +952,8 @@ export class OrderCore {
     this.committedSeq = slot.seq;
     // Throughput monitor: samples only batches committed in normal operation as a backup.
     if (send && this.normal && !this.isPrimary()) {
-      if (this.monitor.onCommitted(slot.seq, c.batch.requests.length, this.cpInt, this.lastNow)) this.suspicion = 'throughput';
+      // A pending reason that acts alone (unfair) is not demoted to one that needs company.
+      if (this.monitor.onCommitted(slot.seq, c.batch.requests.length, this.cpInt, this.lastNow)) this.suspicion ??= 'throughput';
     }
     if (send) this.out.send(this.batchPeers, { kind: 'nextBatch', seq: slot.seq, history: this.history, batch: c.batch });
     if (slot.seq % this.cpInt === 0) {
@@ -1082,16 +1083,26 @@ export class OrderCore {
 
   private onSuspect(sender: number, view: number, now: number): void {
     // Only the current, active view's primary can be suspected; a primary's word on itself
-    // does not count (it leaves with a VIEW-CHANGE if it wants to).
-    if (view !== this.view || !this.normal || sender === primaryOf(this.cluster, view)) return;
+    // does not count (it leaves with a VIEW-CHANGE if it wants to). With a join quorum of one no
+    // correct replica sends SUSPECT, so none is heeded.
+    if (view !== this.view || !this.normal || sender === primaryOf(this.cluster, view) || this.joinQuorum <= 1) return;
     this.suspects.set(sender, { view, at: now });
     this.maybeSuspectQuorum(now, 'suspected_by_peers');
   }
 
-  /** Starts the view change once joinQuorum replicas suspect the current view's primary. */
+  /**
+   * Starts the view change once joinQuorum replicas want the current view's primary out: a
+   * SUSPECT of this view within suspectTtlMs, or a VIEW-CHANGE for a later view (a backup that
+   * left on its heartbeat and one that suspects the throughput add up, as two VIEW-CHANGEs
+   * would). The primary is not counted.
+   */
   private maybeSuspectQuorum(now: number, reason: string): void {
-    let count = 0;
-    for (const e of this.suspects.values()) if (e.view === this.view && now - e.at <= suspectTtlMs) count++;
+    if (!this.normal) return;
+    const primary = primaryOf(this.cluster, this.view);
+    const out = new Set<number>();
+    for (const [id, e] of this.suspects) if (e.view === this.view && now - e.at <= suspectTtlMs) out.add(id);
+    for (const [id, vc] of this.viewChanges) if (id !== primary && vc.signed.body.view > this.view) out.add(id);
+    const count = out.size;
     if (count >= this.joinQuorum) {
       this.startViewChange(this.view + 1, now, reason);
       return;
@@ -1183,6 +1194,8 @@ export class OrderCore {
     this.viewChanges.set(sender, { signed: msg.signed });
     this.armViewChangeTimer(now);
     this.maybeJoinViewChange(now);
+    // Still in the view: this VIEW-CHANGE may complete a count of suspicions.
+    if (this.normal && this.suspects.size > 0) this.maybeSuspectQuorum(now, 'suspected_by_peers');
     this.maybeDecideNewView(now);
   }
 

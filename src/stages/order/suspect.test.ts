@@ -1,7 +1,8 @@
 /**
  * Throughput suspicions (order.ts header): a SUSPECT alone keeps a backup in its view; min(u,r)+1
- * current suspicions of the active view's primary start the view change; the primary's own word,
- * other views and stale suspicions do not count.
+ * current suspicions of the active view's primary start the view change, a VIEW-CHANGE for a
+ * later view counting as one; the primary's own word, other views and stale suspicions do not
+ * count, and with a join quorum of one SUSPECTs are not heeded at all.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,6 +11,8 @@ import { primaryOf } from '../../core/config.ts';
 import { Prng } from '../../core/prng.ts';
 import { nodePrincipal } from '../../crypto/provider.ts';
 import { testCluster } from '../testing.ts';
+import { viewChangeBodyCodec, type Message } from '../../codec/messages.ts';
+import { encodeWith } from '../../codec/schema.ts';
 import type { Effect } from '../types.ts';
 
 /** A started order replica of node `id` in a u=r=1 cluster (four nodes), view 0. */
@@ -25,6 +28,13 @@ const suspect = (core: OrderCore, from: number, view: number, now: number): Effe
 
 const started = (effects: readonly Effect[]): string[] =>
   effects.flatMap((e) => (e.kind === 'note' && e.note.type === 'viewChangeStarted' ? [e.note.reason] : []));
+
+/** A signed VIEW-CHANGE of `sender` asking for `view`, with nothing prepared. */
+function viewChange(sender: number, view: number): Message {
+  const { ring } = testCluster(1, 1);
+  const body = { view, sender, lowWater: 0, checkpoints: [{ seq: 0, digest: new Uint8Array(32) }], prepared: [], prePrepared: [] };
+  return { kind: 'viewChange', signed: { body, signature: ring(nodePrincipal(sender)).sign(encodeWith(viewChangeBodyCodec, body)) } };
+}
 
 const { cluster } = testCluster(1, 1);
 const primary = primaryOf(cluster, 0);
@@ -63,5 +73,27 @@ test('SUSPECT from outside the order stage is rejected', () => {
   const core = replica(me);
   const effects = core.step({ kind: 'message', from: { kind: 'client', id: 1 }, msg: { kind: 'suspect', view: 0 }, now: 5 });
   assert.ok(effects.some((e) => e.kind === 'note' && e.note.type === 'rejected'));
+  assert.equal(core.status.normal, true);
+});
+
+test('a backup that left on its own (VIEW-CHANGE) and one that suspects add up, in either order', () => {
+  const a = replica(me);
+  assert.deepEqual(started(suspect(a, b2, 0, 10)), []);
+  assert.deepEqual(started(a.step({ kind: 'message', from: nodePrincipal(b1), msg: viewChange(b1, 1), now: 20 })), ['suspected_by_peers']);
+  assert.equal(a.status.view, 1);
+  const b = replica(me);
+  assert.deepEqual(started(b.step({ kind: 'message', from: nodePrincipal(b1), msg: viewChange(b1, 1), now: 10 })), [], 'one VIEW-CHANGE alone does not pull');
+  assert.equal(b.status.normal, true);
+  assert.deepEqual(started(suspect(b, b2, 0, 20)), ['suspected_by_peers']);
+  assert.equal(b.status.view, 1);
+});
+
+test('with a join quorum of one (r = 0) a SUSPECT is not heeded', () => {
+  const { cluster: cft, ring } = testCluster(1, 0);
+  const p = primaryOf(cft, 0);
+  const [x, y] = cft.order.nodes.filter((n) => n !== p) as [number, number];
+  const core = new OrderCore(cft, x, ring(nodePrincipal(x)), new Map(), new Prng(7));
+  core.step({ kind: 'tick', now: 0 });
+  assert.deepEqual(started(suspect(core, y, 0, 10)), []);
   assert.equal(core.status.normal, true);
 });
