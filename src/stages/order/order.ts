@@ -466,8 +466,7 @@ export class OrderCore {
         }
       }
       if (suspicion === 'throughput') {
-        this.suspectPrimary(now);
-        if (!this.normal) return;
+        if (this.suspectPrimary(now)) return;
       } else if (suspicion !== undefined) {
         this.startViewChange(this.view + 1, now, suspicion);
         return;
@@ -1074,11 +1073,13 @@ export class OrderCore {
   /**
    * This backup's monitor finds the primary too slow: tell the others and count (see
    * "Throughput suspicions" in the header). With a join quorum of one the suspicion acts alone.
+   * Returns whether the view change started.
    */
-  private suspectPrimary(now: number): void {
+  private suspectPrimary(now: number): boolean {
     this.suspects.set(this.nodeId, { view: this.view, at: now });
     if (this.joinQuorum > 1) this.out.send(this.peers, { kind: 'suspect', view: this.view });
     this.maybeSuspectQuorum(now, 'throughput');
+    return !this.normal;
   }
 
   private onSuspect(sender: number, view: number, now: number): void {
