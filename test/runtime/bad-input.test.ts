@@ -268,14 +268,19 @@ test('a replica flooding valid frames is cut off for runtime.floodCutOffMs, refu
     });
     // VIEW-HINTs: valid, authenticated, cheap for the node; 1000 per packet.
     const frames = Array.from({ length: 1000 }, () => encodeMessage({ kind: 'viewHint', view: 0 }));
+    // Flood until cut off, for at most 20 s. Waiting for 'drain' keeps the flood sustained at the
+    // node's reading pace: on a loaded machine a fixed number of packets written at once could
+    // all sit in this process's socket buffer and reach the node after the loop ended.
     let counter = 0n;
-    while (conn.open && counter < 500n) {
-      hs.socket.write(packet(hs.ring, hs.sendKey, counter, frames));
+    const deadline = Date.now() + 20_000;
+    while (conn.open && Date.now() < deadline) {
+      const flushed = hs.socket.write(packet(hs.ring, hs.sendKey, counter, frames));
       counter += 1n;
-      await new Promise((r) => setImmediate(r));
+      if (!flushed) await Promise.race([new Promise((r) => hs.socket.once('drain', r)), hs.closed]);
+      else await new Promise((r) => setImmediate(r));
     }
-    await hs.closed;
-    assert.ok(counter < 500n, `disconnected while flooding (after ${counter} packets of 1000 frames)`);
+    await Promise.race([hs.closed, new Promise((r) => setTimeout(r, 5_000))]);
+    assert.ok(!conn.open, `disconnected while flooding (still open after ${counter} packets of 1000 frames in 20 s)`);
     assert.equal(await rejected('peer_flood_disconnected'), before + 1);
     const s = (await cluster.status(0))!;
     assert.ok(s.inbox.cutOff.n3 !== undefined && s.inbox.cutOff.n3 > 0, 'n3 listed as cut off');
