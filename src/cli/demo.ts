@@ -173,9 +173,13 @@ export async function demoCommand(o: DemoOptions = {}, print: (s: string) => voi
     const stoppedAt = Date.now();
     say(`SIGSTOP primary ${p1} (pid ${pPid}): it is silent now`);
     let newView: NodeStatus | undefined;
+    // Ask only the others: the stopped node never answers, and waiting for its /status to time
+    // out (1 s) made every poll, and so the reported time, a second or two late.
+    const others = cluster.nodes.filter((n) => n.id !== p1);
     for (let i = 0; i < 300 && newView === undefined; i++) {
       await sleep(100);
-      newView = (await statuses()).find((s) => s !== undefined && s.node !== p1 && (s.view ?? 0) > viewBefore && s.normal === true);
+      const st = await Promise.all(others.map((n) => fetchStatus(cluster, n.id)));
+      newView = st.find((s) => s !== undefined && (s.view ?? 0) > viewBefore && s.normal === true);
     }
     const vcS = (Date.now() - stoppedAt) / 1000;
     const afterStop = await opsDuring(phaseMs);
