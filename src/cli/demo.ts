@@ -94,7 +94,7 @@ export async function demoCommand(o: DemoOptions = {}, print: (s: string) => voi
     say(`starting a u=1 r=1 cluster: ${cluster.nodes.length} nodes on 127.0.0.1 ports ${cluster.nodes.map((n) => n.port).join(', ')} (data in ${dir})`);
     for (const n of cluster.nodes) spawnNode(dir, n.id);
     await waitServing(cluster, cluster.nodes.map((n) => n.id));
-    const statuses = async (digest = false): Promise<(NodeStatus | undefined)[]> => Promise.all(cluster.nodes.map((n) => fetchStatus(cluster, n.id, digest)));
+    const statuses = async (digest = false, nodes = cluster.nodes): Promise<(NodeStatus | undefined)[]> => Promise.all(nodes.map((n) => fetchStatus(cluster, n.id, digest)));
     const primary = async (): Promise<number> => {
       const st = await statuses();
       const views = st.filter((s): s is NodeStatus => s?.primary !== undefined && s.normal === true);
@@ -178,8 +178,7 @@ export async function demoCommand(o: DemoOptions = {}, print: (s: string) => voi
     const others = cluster.nodes.filter((n) => n.id !== p1);
     for (let i = 0; i < 300 && newView === undefined; i++) {
       await sleep(100);
-      const st = await Promise.all(others.map((n) => fetchStatus(cluster, n.id)));
-      newView = st.find((s) => s !== undefined && (s.view ?? 0) > viewBefore && s.normal === true);
+      newView = (await statuses(false, others)).find((s) => s !== undefined && (s.view ?? 0) > viewBefore && s.normal === true);
     }
     const vcS = (Date.now() - stoppedAt) / 1000;
     const afterStop = await opsDuring(phaseMs);

@@ -322,7 +322,7 @@ export class Wal {
    * the fill-ahead distance is left, never below the end of the append in flight.
    */
   private fillAhead(): void {
-    if (this.fillAheadBytes === 0 || this.fillStopped || this.filling !== undefined || this.closing || this.closed || this.failed !== undefined) return;
+    if (this.fillAheadBytes === 0 || this.fillStopped || this.filling !== undefined || this.closing || this.failed !== undefined) return;
     const base = this.busy ? this.busyEnd : this.end;
     if (this.filled - base >= this.fillAheadBytes / 2) return;
     const from = Math.max(this.filled, base);

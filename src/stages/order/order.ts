@@ -18,19 +18,20 @@
  * proposed or accepted, so ordering never runs more than two intervals ahead of execution.
  *
  * View change (decide.ts): on timeout of a waiting request, an invalid pre-prepare, or r+1
- * replicas asking for a higher view.
- *
- * Throughput suspicions (monitor.ts): a backup whose monitor finds the primary of view v too
- * slow sends SUSPECT(v) and stays in v; a replica starts the view change to v+1 once
- * min(u,r)+1 replicas (itself included, the primary of v not counted) have suspected v within
- * suspectTtlMs, the same number of replicas whose VIEW-CHANGEs pull it along, so at least one
- * correct replica suspects whenever u >= r. The monitor judges on noisy samples: a lone
- * suspicion used to take a correct replica out of the view for as long as the others stayed in
- * it (0.94 s measured), leaving every quorum to the rest. A slow primary is seen by every
- * backup at the same committed sequence numbers, so their suspicions arrive together. The
- * heartbeat, unfairness, invalid and equivocating pre-prepares still act alone. VIEW-CHANGE messages are signed and carry P (prepared) and
+ * replicas asking for a higher view. VIEW-CHANGE messages are signed and carry P (prepared) and
  * Q (pre-prepared) sets; the new primary decides and sends NEW-VIEW with the view changes;
  * backups verify signatures and recompute the decision.
+ *
+ * Throughput suspicions (monitor.ts): a backup whose monitor finds the primary of view v too
+ * slow sends SUSPECT(v) and stays in v. A SUSPECT heard within suspectTtlMs (its own included,
+ * the primary's not) counts in the join rule (maybeJoinViewChange) as a request for v+1, beside
+ * the VIEW-CHANGEs of others: min(u,r)+1 replicas wanting v's primary out start the view change,
+ * so at least one correct replica suspects whenever u >= r. The monitor judges on noisy
+ * samples: a lone suspicion used to take a correct replica out of the view for as long as the
+ * others stayed in it (0.94 s measured), leaving every quorum to the rest. A slow primary is
+ * seen by every backup at the same committed sequence numbers, so their suspicions mostly come
+ * within one sample of each other. The heartbeat, unfairness, invalid and equivocating
+ * pre-prepares still act alone.
  *
  * Catch-up: STATUS gossip every statusIntervalMs. A replica ahead answers with its stable
  * checkpoint and committed batches; the lagging replica adopts a checkpoint or batch once r+1
@@ -1071,14 +1072,15 @@ export class OrderCore {
   // =========================================================================================
 
   /**
-   * This backup's monitor finds the primary too slow: tell the others and count (see
-   * "Throughput suspicions" in the header). With a join quorum of one the suspicion acts alone.
-   * Returns whether the view change started.
+   * This backup's monitor finds the primary too slow: tell the others and apply the join rule
+   * (see "Throughput suspicions" in the header). With a join quorum of one the suspicion acts
+   * alone. Returns whether the view change started.
    */
   private suspectPrimary(now: number): boolean {
     this.suspects.set(this.nodeId, { view: this.view, at: now });
     if (this.joinQuorum > 1) this.out.send(this.peers, { kind: 'suspect', view: this.view });
-    this.maybeSuspectQuorum(now, 'throughput');
+    const wanting = this.maybeJoinViewChange(now, 'throughput');
+    if (this.normal) this.out.note({ type: 'primarySuspected', view: this.view, suspects: wanting, needed: this.joinQuorum });
     return !this.normal;
   }
 
@@ -1088,27 +1090,7 @@ export class OrderCore {
     // correct replica sends SUSPECT, so none is heeded.
     if (view !== this.view || !this.normal || sender === primaryOf(this.cluster, view) || this.joinQuorum <= 1) return;
     this.suspects.set(sender, { view, at: now });
-    this.maybeSuspectQuorum(now, 'suspected_by_peers');
-  }
-
-  /**
-   * Starts the view change once joinQuorum replicas want the current view's primary out: a
-   * SUSPECT of this view within suspectTtlMs, or a VIEW-CHANGE for a later view (a backup that
-   * left on its heartbeat and one that suspects the throughput add up, as two VIEW-CHANGEs
-   * would). The primary is not counted.
-   */
-  private maybeSuspectQuorum(now: number, reason: string): void {
-    if (!this.normal) return;
-    const primary = primaryOf(this.cluster, this.view);
-    const out = new Set<number>();
-    for (const [id, e] of this.suspects) if (e.view === this.view && now - e.at <= suspectTtlMs) out.add(id);
-    for (const [id, vc] of this.viewChanges) if (id !== primary && vc.signed.body.view > this.view) out.add(id);
-    const count = out.size;
-    if (count >= this.joinQuorum) {
-      this.startViewChange(this.view + 1, now, reason);
-      return;
-    }
-    if (reason === 'throughput') this.out.note({ type: 'primarySuspected', view: this.view, suspects: count, needed: this.joinQuorum });
+    this.maybeJoinViewChange(now, 'suspected_by_peers');
   }
 
   private startViewChange(view: number, now: number, reason: string = 'joined'): void {
@@ -1195,8 +1177,6 @@ export class OrderCore {
     this.viewChanges.set(sender, { signed: msg.signed });
     this.armViewChangeTimer(now);
     this.maybeJoinViewChange(now);
-    // Still in the view: this VIEW-CHANGE may complete a count of suspicions.
-    if (this.normal && this.suspects.size > 0) this.maybeSuspectQuorum(now, 'suspected_by_peers');
     this.maybeDecideNewView(now);
   }
 
@@ -1204,23 +1184,29 @@ export class OrderCore {
    * Joins a view change once joinQuorum replicas ask for views above ours (PBFT liveness rule),
    * or at once when the primary of our active view asks for the next one: it will propose no
    * more in this view, and a faulty primary can stall its view anyway. Only the next view: a
-   * faulty primary must not make everyone skip to a view it leads again.
+   * faulty primary must not make everyone skip to a view it leads again. In an active view a
+   * SUSPECT of it heard within suspectTtlMs asks for the next view. Returns how many replicas
+   * ask for a view above ours.
    */
-  private maybeJoinViewChange(now: number): void {
+  private maybeJoinViewChange(now: number, reason = 'joined'): number {
     const primary = primaryOf(this.cluster, this.view);
     const fromPrimary = primary !== this.nodeId ? this.viewChanges.get(primary)?.signed.body.view : undefined;
     if (this.normal && fromPrimary === this.view + 1) {
       this.startViewChange(fromPrimary, now, 'primary_left');
-      return;
+      return 0;
     }
-    const higher: number[] = [];
+    const wants = new Map<number, number>();
     for (const [sender, vc] of this.viewChanges) {
-      if (sender !== this.nodeId && vc.signed.body.view > this.view) higher.push(vc.signed.body.view);
+      if (sender !== this.nodeId && vc.signed.body.view > this.view) wants.set(sender, vc.signed.body.view);
     }
-    if (higher.length < this.joinQuorum) return;
-    higher.sort((a, b) => b - a);
+    if (this.normal) {
+      for (const [id, e] of this.suspects) if (e.view === this.view && now - e.at <= suspectTtlMs && !wants.has(id)) wants.set(id, this.view + 1);
+    }
+    if (wants.size < this.joinQuorum) return wants.size;
+    const higher = [...wants.values()].sort((a, b) => b - a);
     const target = higher[this.joinQuorum - 1]!;
-    if (target > this.view) this.startViewChange(target, now);
+    if (target > this.view) this.startViewChange(target, now, reason);
+    return wants.size;
   }
 
   private maybeDecideNewView(now: number): void {

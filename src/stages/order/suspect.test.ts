@@ -79,7 +79,7 @@ test('SUSPECT from outside the order stage is rejected', () => {
 test('a backup that left on its own (VIEW-CHANGE) and one that suspects add up, in either order', () => {
   const a = replica(me);
   assert.deepEqual(started(suspect(a, b2, 0, 10)), []);
-  assert.deepEqual(started(a.step({ kind: 'message', from: nodePrincipal(b1), msg: viewChange(b1, 1), now: 20 })), ['suspected_by_peers']);
+  assert.deepEqual(started(a.step({ kind: 'message', from: nodePrincipal(b1), msg: viewChange(b1, 1), now: 20 })), ['joined']);
   assert.equal(a.status.view, 1);
   const b = replica(me);
   assert.deepEqual(started(b.step({ kind: 'message', from: nodePrincipal(b1), msg: viewChange(b1, 1), now: 10 })), [], 'one VIEW-CHANGE alone does not pull');
