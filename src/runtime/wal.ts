@@ -5,15 +5,18 @@
  *   segment being prepared in the background.
  * - Append: one frame per group commit, written with one `writev` (header + body chunks, no
  *   copy) at its offset on a descriptor opened with O_DSYNC, so the call returns once the data
- *   is durable: write and fdatasync in one system call and one thread-pool hop. Every segment
- *   after the first is preallocated (zero-filled and synced in the background once the current
- *   one is half full), so its writes change no file size and the sync flushes data only.
- * - Fill ahead: the current segment is also kept zero-filled (and durable) a few MiB ahead of its
- *   end, one O_DSYNC zero write at a time, so the first segment (created empty) and a segment
- *   rolled without a prepared file get the same fast overwrites. An O_DSYNC append that extends
- *   the file must commit the new size and block allocation to the file system journal; on this
- *   project's ext4 VM that made a 1 KiB append about 1.5x slower, with four nodes writing at once
- *   (docs/benchmarks.md, "The log's first segment filled ahead").
+ *   is durable: write and fdatasync in one system call and one thread-pool hop.
+ * - Fill ahead: the current segment is kept zero-filled (and durable) a few MiB ahead of its end,
+ *   one O_DSYNC zero write at a time, so appends overwrite synced zeros: they change no file size
+ *   and the sync flushes data only. An O_DSYNC append that extends the file must commit the new
+ *   size and block allocation to the file system journal; on this project's ext4 VM that made a
+ *   1 KiB append about 1.5x slower, with four nodes writing at once (docs/benchmarks.md, "The
+ *   log's first segment filled ahead").
+ * - Next segment: once the current one is half full, the head of the next (the fill-ahead
+ *   distance) is zero-filled in `next.tmp` the same way, so the first appends after a roll need
+ *   not wait for a zero write. It used to be the whole segment, written buffered and synced at
+ *   once: 64 MiB of write-back per node, all nodes at the same log position, and a second of
+ *   half-rate service (docs/benchmarks.md, "Preparing the next segment in small synced writes").
  * - Roll: when a frame does not fit, the prepared file becomes the next segment (renamed, then
  *   its header frame written, then the directory synced). A frame larger than a segment gets a
  *   segment of its own that grows to fit.
@@ -33,7 +36,7 @@
  * fails for lack of space (or writes short) only stops the filling; any other failure fails the
  * log, as the disk is failing.
  */
-import { closeSync, constants, existsSync, fstatSync, fsync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeSync, writev, write, close } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeSync, writev, write, close } from 'node:fs';
 import { join } from 'node:path';
 import { BulwarkError, StorageCorruptError } from '../core/errors.ts';
 import { encodeFrameHeader, encodeSegmentStart, FrameType, frameHeaderBytes, scanSegment } from '../storage/wal-format.ts';
@@ -105,6 +108,8 @@ export class Wal {
   private closed = false;
   private preparing = false;
   private prepared = false;
+  /** Bytes of `next.tmp` zero-filled and durable once `prepared`. */
+  private preparedBytes = 0;
   private readonly segmentBytes: number;
   private readonly preallocate: boolean;
   private readonly fillAheadBytes: number;
@@ -297,7 +302,7 @@ export class Wal {
     if (this.prepared && existsSync(tmp)) {
       renameSync(tmp, path);
       this.stats.preallocatedUsed += 1;
-      filled = this.segmentBytes;
+      filled = this.preparedBytes;
     }
     this.prepared = false;
     const fd = openDsync(path);
@@ -355,35 +360,41 @@ export class Wal {
     });
   }
 
-  /** Zero-fills `next.tmp` to a segment's size in the background, then syncs it. */
+  /**
+   * Zero-fills the head of `next.tmp` in the background: the fill-ahead distance (the whole
+   * segment when the fill is off), one O_DSYNC chunk at a time. Small synced writes keep the
+   * disk's other writers moving; one buffered 64 MiB write and its fsync stalled every node's
+   * appends for about a second, with all nodes preparing at the same log position.
+   */
   private prepareNext(): void {
     if (!this.preallocate || this.preparing || this.prepared || this.closed) return;
     this.preparing = true;
     let fd: number;
     try {
-      fd = openSync(join(this.dir, 'next.tmp'), 'w');
+      fd = openSync(join(this.dir, 'next.tmp'), constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_DSYNC, 0o644);
     } catch {
       this.preparing = false;
       return;
     }
+    const size = this.fillAheadBytes > 0 ? Math.min(this.segmentBytes, this.fillAheadBytes) : this.segmentBytes;
+    const chunk = this.fillAheadBytes > 0 ? this.fillChunkBytes : zeroChunk.length;
     let off = 0;
     const step = (): void => {
-      if (this.closed) {
+      if (this.closed || this.closing) {
         close(fd, () => {});
         this.preparing = false;
         return;
       }
-      if (off >= this.segmentBytes) {
-        fsync(fd, () => {
-          close(fd, () => {});
-          this.preparing = false;
-          this.prepared = true;
-        });
+      if (off >= size) {
+        close(fd, () => {});
+        this.preparing = false;
+        this.prepared = true;
+        this.preparedBytes = size;
         return;
       }
-      const n = Math.min(zeroChunk.length, this.segmentBytes - off);
-      write(fd, zeroChunk, 0, n, off, (err) => {
-        if (err !== null) {
+      const n = Math.min(chunk, size - off);
+      write(fd, zeroChunk, 0, n, off, (err, written) => {
+        if (err !== null || written !== n) {
           // Preallocation is an optimisation: a later roll creates the segment directly.
           close(fd, () => {});
           this.preparing = false;

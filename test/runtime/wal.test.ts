@@ -87,3 +87,48 @@ test('fill ahead off: the segment grows only with its frames', async () => {
   assert.throws(() => Wal.open(dir, { fillAheadBytes: -1 }), /fillAheadBytes/);
   rmSync(dir, { recursive: true, force: true });
 });
+
+test('the next segment is prepared only as far as the fill-ahead distance; the fill carries on after the roll', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'bulwark-wal-'));
+  const segmentBytes = 1 << 20;
+  const ahead = 64 * 1024;
+  const { wal } = Wal.open(dir, { segmentBytes, fillAheadBytes: ahead });
+  const tmp = join(dir, 'next.tmp');
+  const body = new Uint8Array(4000).fill(7);
+  // Past half the segment, next.tmp is zero-filled to the fill-ahead distance and no further.
+  while (wal.stats.bytes < segmentBytes / 2 + 8000) await append(wal, body);
+  for (let i = 0; i < 200 && !(readdirSync(dir).includes('next.tmp') && statSync(tmp).size >= ahead); i++) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(statSync(tmp).size, ahead, 'next.tmp holds the head of a segment, not a whole one');
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(statSync(tmp).size, ahead, 'and stays there');
+  // Roll into it: the first appends overwrite its zeros without waiting for a fill.
+  const waitedBefore = wal.stats.appendsWaited;
+  while (wal.stats.rolls === 0) await append(wal, body);
+  await append(wal, body);
+  assert.equal(wal.stats.preallocatedUsed, 1);
+  assert.equal(wal.stats.appendsWaited, waitedBefore, 'no append waited at the roll');
+  const second = join(dir, readdirSync(dir).filter((f) => f.endsWith('.wal')).sort()[1]!);
+  // Then the fill keeps the new segment zero-filled ahead of its frames.
+  for (let i = 0; i < 40; i++) await append(wal, body);
+  for (let i = 0; i < 200 && statSync(second).size < 42 * 4024 + ahead / 2; i++) await new Promise((r) => setTimeout(r, 5));
+  assert.ok(statSync(second).size >= 42 * 4024 + ahead / 2, `second segment is ${statSync(second).size} bytes`);
+  assert.ok(statSync(second).size < segmentBytes, 'never zero-filled whole at once');
+  await wal.close();
+  const again = Wal.open(dir, { segmentBytes, fillAheadBytes: ahead });
+  assert.equal(again.recovery.tornBytes, 0);
+  assert.equal(again.recovery.frames.length, wal.stats.appends);
+  await again.wal.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('with the fill off, the next segment is still prepared whole', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'bulwark-wal-'));
+  const segmentBytes = 256 * 1024;
+  const { wal } = Wal.open(dir, { segmentBytes, fillAheadBytes: 0 });
+  const tmp = join(dir, 'next.tmp');
+  while (wal.stats.bytes < segmentBytes / 2 + 8000) await append(wal, new Uint8Array(4000).fill(3));
+  for (let i = 0; i < 200 && !(readdirSync(dir).includes('next.tmp') && statSync(tmp).size >= segmentBytes); i++) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(statSync(tmp).size, segmentBytes);
+  await wal.close();
+  rmSync(dir, { recursive: true, force: true });
+});
