@@ -35,14 +35,6 @@
  *   rate is not corrected for demand: when the clients send less, the primary is replaced after
  *   the grace period (a view change costs one agreement round). A backup cannot tell demand
  *   apart: auth replicas send a request to the primary alone until the client retransmits.
- *   One exception: a commit that follows the previous one by `sampleMaxMs` or more opens a new
- *   sample instead of closing one, and starts a grace period with the bar back at 90%, as a new
- *   view would. A sample spanning an idle gap measures the clients' silence, and the samples
- *   after it the load coming back; judged against a bar that rose through the busy time before,
- *   they started a view change early in each `bulwark bench` run on a warm cluster (measured:
- *   one 1.4-2.2 s into every run that followed a 4 s pause). A primary cannot make such a gap
- *   on purpose while requests wait: that is the heartbeat's case (once the client retransmits,
- *   the backups hold the request and expect a PRE-PREPARE within `heartbeatMs`).
  *
  * Invariants: heartbeat timeout in [heartbeatMs, heartbeatMs * 2^10]; `best` is the highest
  * median of the remembered views' samples; a throughput suspicion needs `throughputMisses`
@@ -87,13 +79,10 @@ export class PrimaryMonitor {
   private hbTimeout: number;
   /** Last PRE-PREPARE accepted, or when the view began. */
   private lastPrePrepareAt = 0;
-  /** Start of the current grace period: the view's start, or the end of the last idle gap. */
-  private graceFrom = 0;
+  private viewStartedAt = 0;
   /** Rate samples: where the current interval started. */
   private intervalFrom: { at: number; requests: number } | undefined;
   private committedRequests = 0;
-  /** When the last batch committed in this view (undefined: none yet). */
-  private lastCommitAt: number | undefined;
   /** Intervals judged in this view (the requirement rises with each). */
   private judged = 0;
   /** Smoothed rate of this view (requests/s); undefined before its first sample. */
@@ -121,10 +110,9 @@ export class PrimaryMonitor {
 
   /** A view began (entered after a view change, or at start). */
   enterView(now: number): void {
-    this.graceFrom = now;
+    this.viewStartedAt = now;
     this.lastPrePrepareAt = now;
     this.intervalFrom = undefined;
-    this.lastCommitAt = undefined;
     this.judged = 0;
     this.misses = 0;
     this.smoothed = undefined;
@@ -169,18 +157,9 @@ export class PrimaryMonitor {
   onCommitted(seq: number, requests: number, interval: number, now: number): boolean {
     this.committedRequests += requests;
     const from = this.intervalFrom;
-    const idle = this.lastCommitAt !== undefined && now - this.lastCommitAt >= sampleMaxMs;
-    this.lastCommitAt = now;
-    if (from === undefined || idle) {
-      // The view's first commit opens its first sample. The first commit after a gap of a whole
-      // sample does too, and the load that resumes gets a grace period of its own, as a new view
-      // does (see "One exception" in the header).
+    if (from === undefined) {
+      // The view's first commit opens its first sample.
       this.intervalFrom = { at: now, requests: this.committedRequests };
-      if (idle) {
-        this.graceFrom = now;
-        this.judged = 0;
-        this.misses = 0;
-      }
       return false;
     }
     if (seq % interval !== 0 && now - from.at < sampleMaxMs) return false;
@@ -195,7 +174,7 @@ export class PrimaryMonitor {
     if (this.s.throughputGraceMs <= 0) return false;
     // The grace period spares a new primary the rising bar, not the half-rate rule: a primary
     // that turns slow just after its election would otherwise have the whole grace period free.
-    if (now - this.graceFrom < this.s.throughputGraceMs) return sample < throughputSevere * 0.9 * this.best;
+    if (now - this.viewStartedAt < this.s.throughputGraceMs) return sample < throughputSevere * 0.9 * this.best;
     const required = this.best * (0.9 + 0.01 * this.judged);
     this.judged++;
     this.misses = rate < required ? this.misses + 1 : 0;
