@@ -1,8 +1,8 @@
 /**
  * Segmented write-ahead log on real files (format and recovery rules: storage/wal-format.ts).
  *
- * - Files: `<dir>/seg-<index>.wal`, consecutive indices; `<dir>/next.tmp` is the preallocated
- *   segment being prepared in the background.
+ * - Files: `<dir>/seg-<index>.wal`, consecutive indices; `<dir>/next.tmp` is the next segment,
+ *   its head zero-filled in the background.
  * - Append: one frame per group commit, written with one `writev` (header + body chunks, no
  *   copy) at its offset on a descriptor opened with O_DSYNC, so the call returns once the data
  *   is durable: write and fdatasync in one system call and one thread-pool hop.
@@ -13,10 +13,11 @@
  *   1 KiB append about 1.5x slower, with four nodes writing at once (docs/benchmarks.md, "The
  *   log's first segment filled ahead").
  * - Next segment: once the current one is half full, the head of the next (the fill-ahead
- *   distance) is zero-filled in `next.tmp` the same way, so the first appends after a roll need
- *   not wait for a zero write. It used to be the whole segment, written buffered and synced at
- *   once: 64 MiB of write-back per node, all nodes at the same log position, and a second of
- *   half-rate service (docs/benchmarks.md, "Preparing the next segment in small synced writes").
+ *   distance; the whole segment when the fill is off) is zero-filled in `next.tmp` the same
+ *   way, so the first appends after a roll need not wait for a zero write. It used to be the
+ *   whole segment, written buffered and synced at once: 64 MiB of write-back per node, all nodes
+ *   at the same log position, and a second of half-rate service (docs/benchmarks.md, "Preparing
+ *   the next segment in small synced writes").
  * - Roll: when a frame does not fit, the prepared file becomes the next segment (renamed, then
  *   its header frame written, then the directory synced). A frame larger than a segment gets a
  *   segment of its own that grows to fit.
@@ -367,7 +368,7 @@ export class Wal {
    * appends for about a second, with all nodes preparing at the same log position.
    */
   private prepareNext(): void {
-    if (!this.preallocate || this.preparing || this.prepared || this.closed) return;
+    if (!this.preallocate || this.preparing || this.prepared || this.closing || this.failed !== undefined) return;
     this.preparing = true;
     let fd: number;
     try {
@@ -415,7 +416,7 @@ export class Wal {
   /** Closes the log (after the append in flight, if any). */
   async close(): Promise<void> {
     this.closing = true;
-    while (this.busy || this.filling !== undefined) await new Promise((r) => setTimeout(r, 1));
+    while (this.busy || this.filling !== undefined || this.preparing) await new Promise((r) => setTimeout(r, 1));
     if (this.closed) return;
     this.closed = true;
     closeSync(this.fd);
