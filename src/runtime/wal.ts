@@ -108,9 +108,10 @@ export class Wal {
   private failed: Error | undefined;
   private closed = false;
   private preparing = false;
+  /** `next.tmp` holds `nextHeadBytes` of durable zeros. */
   private prepared = false;
-  /** Bytes of `next.tmp` zero-filled and durable once `prepared`. */
-  private preparedBytes = 0;
+  /** How much of the next segment `next.tmp` zero-fills: the fill-ahead distance, or all of it when the fill is off. */
+  private readonly nextHeadBytes: number;
   private readonly segmentBytes: number;
   private readonly preallocate: boolean;
   private readonly fillAheadBytes: number;
@@ -139,7 +140,8 @@ export class Wal {
     this.preallocate = opts.preallocate ?? true;
     const ahead = opts.fillAheadBytes ?? 4 << 20;
     this.fillAheadBytes = this.preallocate ? ahead : 0;
-    this.fillChunkBytes = Math.max(4096, Math.min(zeroChunk.length, Math.floor(ahead / 4)));
+    this.fillChunkBytes = this.fillAheadBytes > 0 ? Math.max(4096, Math.min(zeroChunk.length, Math.floor(ahead / 4))) : zeroChunk.length;
+    this.nextHeadBytes = this.fillAheadBytes > 0 ? Math.min(this.segmentBytes, this.fillAheadBytes) : this.segmentBytes;
     this.filled = fstatSync(state.fd).size;
     this.fd = state.fd;
     this.segIndex = state.segIndex;
@@ -278,7 +280,7 @@ export class Wal {
       this.stats.appends += 1;
       this.stats.bytes += size;
       if (this.end > this.filled) this.filled = this.end;
-      if (this.preallocate && !this.prepared && !this.preparing && this.end > this.segmentBytes / 2) this.prepareNext();
+      if (this.end > this.segmentBytes / 2) this.prepareNext();
       this.fillAhead();
       done(null, frameNo);
     });
@@ -303,7 +305,7 @@ export class Wal {
     if (this.prepared && existsSync(tmp)) {
       renameSync(tmp, path);
       this.stats.preallocatedUsed += 1;
-      filled = this.preparedBytes;
+      filled = this.nextHeadBytes;
     }
     this.prepared = false;
     const fd = openDsync(path);
@@ -377,11 +379,10 @@ export class Wal {
       this.preparing = false;
       return;
     }
-    const size = this.fillAheadBytes > 0 ? Math.min(this.segmentBytes, this.fillAheadBytes) : this.segmentBytes;
-    const chunk = this.fillAheadBytes > 0 ? this.fillChunkBytes : zeroChunk.length;
+    const size = this.nextHeadBytes;
     let off = 0;
     const step = (): void => {
-      if (this.closed || this.closing) {
+      if (this.closing) {
         close(fd, () => {});
         this.preparing = false;
         return;
@@ -390,10 +391,9 @@ export class Wal {
         close(fd, () => {});
         this.preparing = false;
         this.prepared = true;
-        this.preparedBytes = size;
         return;
       }
-      const n = Math.min(chunk, size - off);
+      const n = Math.min(this.fillChunkBytes, size - off);
       write(fd, zeroChunk, 0, n, off, (err, written) => {
         if (err !== null || written !== n) {
           // Preallocation is an optimisation: a later roll creates the segment directly.
