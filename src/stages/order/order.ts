@@ -131,6 +131,14 @@ interface Candidate {
   passedOver: number;
 }
 
+/** One auth replica's row for a client's request. */
+interface Claim {
+  readonly reqId: number;
+  readonly op: Uint8Array;
+  readonly coreDigest: Uint8Array;
+  readonly row: Uint8Array[];
+}
+
 interface Snapshot {
   readonly history: Uint8Array;
   readonly time: number;
@@ -241,6 +249,8 @@ export class OrderCore {
   // ---- primary state ----
   /** Requests waiting to be ordered, per client. */
   private readonly candidates = new Map<number, Candidate>();
+  /** Per client, each auth replica's latest row: what it vouches for (addRow). */
+  private readonly claims = new Map<number, Map<number, Claim>>();
   /** The request timer: the waiting request it runs for, and since when (requestTimerExpired). */
   private requestTimer: { client: number; reqId: number; since: number } | undefined;
   /** Last time RETRANSMIT was sent per client (rate limit). */
@@ -543,24 +553,65 @@ export class OrderCore {
     if (!this.keys.verifyAuthenticatorDigest(nodePrincipal(authNode), coreDigest, msg.row, this.index)) {
       return this.reject('bad_auth_row', nodePrincipal(authNode));
     }
-    if (c !== undefined && msg.reqId < c.reqId) return; // an older request of this client
-    if (c !== undefined && msg.reqId === c.reqId && !bytesEqual(c.coreDigest, coreDigest)) {
-      return this.reject('conflicting_request', nodePrincipal(authNode));
-    }
-    this.addRow(msg.client, msg.reqId, msg.op, coreDigest, authNode, msg.row, now);
+    this.addRow(msg.client, msg.reqId, msg.op, coreDigest, authNode, msg.row, now, nodePrincipal(authNode));
   }
 
-  private addRow(client: number, reqId: number, op: Uint8Array, coreDigest: Uint8Array, authNode: number, row: Uint8Array[], now: number): void {
-    let c = this.candidates.get(client);
-    if (c?.reqId !== reqId) {
-      c = { reqId, op, coreDigest, rows: new Map(), readySince: undefined, forwardedIn: -1, forwardedAt: 0, passedOver: 0 };
-      this.candidates.set(client, c);
+  /**
+   * Records what one auth replica vouches for (its latest row for the client) and keeps the
+   * client's candidate on the request most auth replicas vouch for. A row only shows that its
+   * own auth replica vouches: a faulty one can make a valid row over a body the client never
+   * sent, under the client's current id or a far later one. So no single row may displace what
+   * others vouch for: each auth replica holds one claim per client, a claim only moves to a
+   * later id, and a request is a candidate by the count of claims behind it. Fewer than
+   * max(u,r)+1 rows never make a request ready, and at most r auth replicas lie. `from` is who
+   * delivered the row (the auth replica, or a backup's FORWARD), for the rejection count.
+   */
+  private addRow(client: number, reqId: number, op: Uint8Array, coreDigest: Uint8Array, authNode: number, row: Uint8Array[], now: number, from: Principal): void {
+    let claims = this.claims.get(client);
+    if (claims === undefined) {
+      claims = new Map();
+      this.claims.set(client, claims);
     }
-    c.rows.set(authNode, row);
+    const prev = claims.get(authNode);
+    // A correct auth replica never vouches for two bodies under one id, nor goes back in ids.
+    if (prev !== undefined && (reqId < prev.reqId || (reqId === prev.reqId && !bytesEqual(prev.coreDigest, coreDigest)))) {
+      return this.reject('conflicting_auth_row', from);
+    }
+    // Claims on the same request share one body: memory per distinct request, not per row.
+    for (const cl of claims.values()) {
+      if (cl.reqId === reqId && bytesEqual(cl.coreDigest, coreDigest)) {
+        op = cl.op;
+        break;
+      }
+    }
+    claims.set(authNode, { reqId, op, coreDigest, row });
+    let c = this.candidates.get(client);
+    if (c === undefined || c.reqId !== reqId || !bytesEqual(c.coreDigest, coreDigest)) {
+      // Another request than the candidate: it takes the candidate's place only with at least
+      // as many claims behind it (a ready candidate: only a later request that is ready too).
+      const rows = new Map<number, Uint8Array[]>();
+      for (const [a, cl] of claims) if (cl.reqId === reqId && bytesEqual(cl.coreDigest, coreDigest)) rows.set(a, cl.row);
+      if (c !== undefined) {
+        if (c.readySince !== undefined ? reqId <= c.reqId || rows.size < this.cluster.authRowsPrimary : rows.size < c.rows.size) return;
+      }
+      c = { reqId, op, coreDigest, rows, readySince: undefined, forwardedIn: -1, forwardedAt: 0, passedOver: 0 };
+      this.candidates.set(client, c);
+    } else c.rows.set(authNode, row);
     if (c.readySince === undefined && c.rows.size >= this.cluster.authRowsPrimary) {
       c.readySince = now;
       this.maybePropose(now);
     }
+  }
+
+  /** Forgets the candidate and the claims of a client up to an ordered request id. */
+  private dropOrdered(client: number, reqId: number): void {
+    const cand = this.candidates.get(client);
+    if (cand !== undefined && cand.reqId <= reqId) this.candidates.delete(client);
+    const claims = this.claims.get(client);
+    if (claims === undefined) return;
+    for (const [a, cl] of claims) if (cl.reqId <= reqId) claims.delete(a);
+    // Claims on a later request stay: the next claim on it makes it the candidate with all of them.
+    if (claims.size === 0) this.claims.delete(client);
   }
 
   /**
@@ -576,16 +627,15 @@ export class OrderCore {
     if (r.op.length > this.cluster.config.requestBytesMax) return this.reject('op_too_large', from);
     if (r.reqId <= (this.lastOrdered.get(r.client) ?? 0)) return;
     const c = this.candidates.get(r.client);
-    if (c !== undefined && (r.reqId < c.reqId || c.readySince !== undefined)) return;
+    if (c !== undefined && c.readySince !== undefined && r.reqId <= c.reqId) return;
     const coreDigest = this.keys.digest(requestCoreBytes(r.client, r.reqId, r.op));
-    if (c !== undefined && r.reqId === c.reqId && !bytesEqual(c.coreDigest, coreDigest)) return this.reject('conflicting_request', from);
     for (const row of r.rows) {
       if (!this.cluster.auth.indexOf.has(row.auth)) continue;
       if (!this.keys.verifyAuthenticatorDigest(nodePrincipal(row.auth), coreDigest, row.macs, this.index)) {
         this.reject('forwarded_bad_row', from);
         continue;
       }
-      this.addRow(r.client, r.reqId, r.op, coreDigest, row.auth, row.macs, now);
+      this.addRow(r.client, r.reqId, r.op, coreDigest, row.auth, row.macs, now, from);
     }
   }
 
@@ -946,8 +996,7 @@ export class OrderCore {
     if (c.batch.requests.length > 0) this.lastTime = Math.max(this.lastTime, c.batch.time);
     for (const r of c.batch.requests) {
       if (r.reqId > (this.lastOrdered.get(r.client) ?? 0)) this.lastOrdered.set(r.client, r.reqId);
-      const cand = this.candidates.get(r.client);
-      if (cand !== undefined && cand.reqId <= r.reqId) this.candidates.delete(r.client);
+      this.dropOrdered(r.client, r.reqId);
     }
     this.committedSeq = slot.seq;
     // Throughput monitor: samples only batches committed in normal operation as a backup.
@@ -1560,7 +1609,7 @@ export class OrderCore {
     this.lastTime = content.time;
     this.lastOrdered.clear();
     for (const { client, reqId } of content.lastOrdered) this.lastOrdered.set(client, reqId);
-    for (const [client, c] of this.candidates) if (c.reqId <= (this.lastOrdered.get(client) ?? 0)) this.candidates.delete(client);
+    for (const client of new Set([...this.candidates.keys(), ...this.claims.keys()])) this.dropOrdered(client, this.lastOrdered.get(client) ?? 0);
     this.makeStable({ content, digest });
     this.out.note({ type: 'checkpointLoaded', seq: content.seq, token: content.execToken });
     this.applyCommitted();
