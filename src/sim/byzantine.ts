@@ -2,16 +2,18 @@
  * Byzantine behaviours for simulated replicas and clients. A Byzantine node runs the correct
  * stage code and an adversary rewrites what it sends: it may stay silent, talk to some peers
  * only, equivocate as primary, lie in replies, checkpoint tokens, checkpoint data, batches and
- * catch-up answers, break MACs, replay old messages and spam view changes.
+ * catch-up answers, make valid auth rows over requests no client sent, break MACs, replay old
+ * messages, spam view changes and lie in its own VIEW-CHANGEs.
  *
  * The adversary never holds another principal's keys: it can only sign and MAC as itself,
  * which is what makes these behaviours survivable within the model (at most r of them).
  */
-import type { Batch, Message, MsgOf } from '../codec/messages.ts';
+import type { Batch, Message, MsgOf, SignedViewChange, ViewChangeBody } from '../codec/messages.ts';
 import { encodeBatch, viewChangeBodyCodec } from '../codec/messages.ts';
 import { encodeWith } from '../codec/schema.ts';
+import { viewChangeEntriesMax } from '../codec/limits.ts';
 import { clientPrincipal, nodePrincipal, type KeyRing, type Principal } from '../crypto/provider.ts';
-import { replyCoreBytes } from '../stages/common.ts';
+import { replyCoreBytes, requestCoreBytes } from '../stages/common.ts';
 import { carriesRequestOf, equivocalPrePrepare, junkMessage } from '../stages/adversary.ts';
 import { encodeKvOutput } from '../services/kv/ops.ts';
 import type { Prng } from '../core/prng.ts';
@@ -82,6 +84,8 @@ export class ReplicaAdversary {
     private readonly keys: KeyRing,
     peers: readonly number[],
     private readonly attack: AttackSettings = { slowPrimaryUs: 10_000, victimClient: 0, floodFactor: 8 },
+    /** Node ids of the order replicas, in stage order (the columns of an authenticator row). */
+    private readonly orderNodes: readonly number[] = [],
   ) {
     this.others = peers.filter((p) => p !== nodeId);
     const shuffled = rng.shuffle(this.others);
@@ -169,6 +173,20 @@ export class ReplicaAdversary {
       case 'cpToken':
         if (!this.has('wrongCheckpoint')) return msg;
         return { ...msg, token: mutateBytes(rng, msg.token) };
+      case 'checkpoint':
+        // The order checkpoint vote: a digest nobody computed.
+        if (!this.has('wrongCheckpoint') || !rng.chance(1, 2)) return msg;
+        return { ...msg, digest: mutateBytes(rng, msg.digest) };
+      case 'loadCheckpoint':
+        // Points an executor at checkpoints that do not exist.
+        if (!this.has('wrongCheckpoint') || !rng.chance(1, 2)) return msg;
+        return { ...msg, checkpoints: msg.checkpoints.map((c) => ({ seq: c.seq + rng.int(0, 3), token: mutateBytes(rng, c.token) })) };
+      case 'newView': {
+        // A primary showing its other half another set of view changes: one left out.
+        if (!this.has('equivocate') || !half || msg.viewChanges.length < 2) return msg;
+        const drop = rng.int(0, msg.viewChanges.length - 1);
+        return { ...msg, viewChanges: msg.viewChanges.filter((_, i) => i !== drop) };
+      }
       case 'checkpointData':
         if (!this.has('wrongCheckpoint')) return msg;
         return { ...msg, data: mutateBytes(rng, msg.data) };
@@ -181,13 +199,30 @@ export class ReplicaAdversary {
         }
         return { ...msg, history: mutateBytes(rng, msg.history) };
       }
-      case 'authReq':
+      case 'authReq': {
         if (!this.has('badAuthRows') || !rng.chance(1, 2)) return msg;
-        return { ...msg, row: msg.row.map((m) => (rng.chance(1, 2) ? mutateBytes(rng, m) : m)) };
+        if (this.orderNodes.length === 0 || rng.chance(1, 2)) return { ...msg, row: msg.row.map((m) => (rng.chance(1, 2) ? mutateBytes(rng, m) : m)) };
+        // A row it can make honestly, over a request the client never sent: another body under
+        // the same id, or a far later id. Any order replica checks such a row as valid; only
+        // the count of auth replicas vouching for the same request tells it apart.
+        const reqId = rng.chance(1, 2) ? msg.reqId : msg.reqId + rng.int(1, 1000);
+        const op = this.fakeOp(msg.op);
+        const row = this.keys.authenticate(this.orderNodes.map(nodePrincipal), requestCoreBytes(msg.client, reqId, op));
+        return { ...msg, reqId, op, row };
+      }
       case 'forward':
         // Rows it forwards are other auth replicas' MACs: it can only break them.
         if (!this.has('badAuthRows') || !rng.chance(1, 2)) return msg;
         return { ...msg, request: { ...msg.request, rows: msg.request.rows.map((r) => ({ ...r, macs: r.macs.map((m) => (rng.chance(1, 2) ? mutateBytes(rng, m) : m)) })) } };
+      case 'viewHint':
+        // Points auth replicas at a primary of a view nobody is in.
+        if (!this.has('viewChangeSpam') || !rng.chance(1, 2)) return msg;
+        return { ...msg, view: msg.view + rng.int(1, 50) };
+      case 'viewChange': {
+        // Its own VIEW-CHANGE it can sign again: lie about what it prepared and holds.
+        if (!this.has('viewChangeSpam') || msg.signed.body.sender !== this.nodeId || !rng.chance(1, 2)) return msg;
+        return { ...msg, signed: this.lyingViewChange(msg.signed.body) };
+      }
       case 'catchUp':
         if (!this.has('fakeCatchUp')) return msg;
         return {
@@ -219,6 +254,32 @@ export class ReplicaAdversary {
 
   private fakeOp(op: Uint8Array): Uint8Array {
     return mutateBytes(this.rng, op);
+  }
+
+  /**
+   * A VIEW-CHANGE that lies within what one signer can: prepared entries moved to the latest
+   * view it could claim or given another digest, pre-prepared entries dropped, invented entries
+   * above the real ones, and a checkpoint it never computed. The decision must hold against r
+   * such senders (decide.ts: A1 counts n-u view changes, A2 needs r+1 vouchers).
+   */
+  private lyingViewChange(body: ViewChangeBody): SignedViewChange {
+    const rng = this.rng;
+    const lastView = Math.max(0, body.view - 1);
+    const fake = (): Uint8Array => mutateBytes(rng, new Uint8Array(32));
+    const prepared = body.prepared.map((e) => {
+      const k = rng.int(0, 2);
+      return k === 0 ? { ...e, view: lastView } : k === 1 ? { ...e, digest: fake() } : e;
+    });
+    const prePrepared = body.prePrepared.filter(() => rng.chance(1, 2));
+    const top = Math.max(body.lowWater, ...body.prepared.map((e) => e.seq));
+    for (let i = 1; i <= rng.int(0, 2); i++) {
+      const e = { seq: top + i, view: lastView, digest: fake() };
+      prepared.push(e);
+      prePrepared.push(e);
+    }
+    const checkpoints = body.checkpoints.length < 4 && rng.chance(1, 2) ? [...body.checkpoints, { seq: top + rng.int(1, 8), digest: fake() }] : body.checkpoints;
+    const lie: ViewChangeBody = { ...body, checkpoints, prepared: prepared.slice(0, viewChangeEntriesMax), prePrepared: prePrepared.slice(0, viewChangeEntriesMax) };
+    return { body: lie, signature: this.keys.sign(encodeWith(viewChangeBodyCodec, lie)) };
   }
 
   private spamViewChange(view: number): MsgOf<'viewChange'> {

@@ -166,7 +166,7 @@ export class World {
       this.nodes.set(id, host);
       const behaviours = opts.byzantine.get(id);
       if (behaviours !== undefined && behaviours.size > 0) {
-        host.adversary = new ReplicaAdversary(id, behaviours, this.rng.fork(), this.keyRing(host.principal), this.cluster.config.nodes.map((n) => n.id), this.opts.attack);
+        host.adversary = new ReplicaAdversary(id, behaviours, this.rng.fork(), this.keyRing(host.principal), this.cluster.config.nodes.map((n) => n.id), this.opts.attack, this.cluster.order.nodes);
       }
     }
   }
