@@ -83,6 +83,7 @@ export interface BenchOptions {
   readonly attack?: AttackName;
   /** slow-primary: delay of each pre-prepare (ms, default 10). */
   readonly attackDelayMs?: number;
+  /** Seconds of load before the measured window, not counted (default 1). */
   readonly warmupS?: number;
   /** Write progress to stderr (default true). */
   readonly progress?: boolean;

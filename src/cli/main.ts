@@ -146,7 +146,8 @@ export function buildProgram(): Command {
     .command('bench')
     .description('Closed-loop clients against a cluster; ends with one "bench:" line.')
     .option('--clients <c>', 'concurrent clients', int('--clients', 1), 32)
-    .option('--duration <s>', 'measured seconds (after 1 s of warm-up)', int('--duration', 1), 10)
+    .option('--duration <s>', 'measured seconds (after the warm-up)', int('--duration', 1), 10)
+    .option('--warmup <s>', 'seconds of load before measuring, not counted', int('--warmup', 0), 1)
     .option('--size <b>', 'value bytes of each put', int('--size', 0), 0)
     .option('--read-ratio <x>', 'fraction of gets', ratio('--read-ratio'), 0)
     .option('--json', 'also print the result as JSON')
@@ -170,6 +171,7 @@ export function buildProgram(): Command {
       async (o: {
         clients: number;
         duration: number;
+        warmup: number;
         size: number;
         readRatio: number;
         json?: boolean;
@@ -193,6 +195,7 @@ export function buildProgram(): Command {
         await benchCommand({
           clients: o.clients,
           durationS: o.duration,
+          warmupS: o.warmup,
           size: o.size,
           readRatio: o.readRatio,
           json: o.json === true,
