@@ -34,6 +34,7 @@ const cases: { label: string; attack: AttackName; delayMs?: number; signed?: boo
   { label: 'unfair-primary', attack: 'unfair-primary' },
   { label: 'replica-flood', attack: 'replica-flood' },
   { label: 'equivocating-primary', attack: 'equivocating-primary' },
+  { label: 'forging-auth', attack: 'forging-auth' },
 ];
 const only = arg('attacks', '');
 const chosen = only === '' ? cases : cases.filter((c) => only.split(',').includes(c.label) || only.split(',').includes(c.attack));

@@ -32,3 +32,10 @@ test('benchLine: slow_ops, the operations of 500 ms or more, ends the line when 
   delete (without as { slowOps?: number }).slowOps;
   assert.doesNotMatch(benchLine(without), /slow_ops/);
 });
+
+test('benchLine: abandoned operations (never answered) end the line only when there are some', () => {
+  const r: BenchResult = { opsPerS: 10, p50Ms: 1, p99Ms: 2, clients: 1, size: 0, nodes: 4, u: 1, r: 1, durability: 'none', clientSignatures: false, ops: 100, errors: 0, perSecond: [], checkpoints: 'sequential', stateTransfer: 'single', slowOps: 0 };
+  assert.doesNotMatch(benchLine(r), /abandoned/);
+  assert.doesNotMatch(benchLine({ ...r, abandoned: 0 }), /abandoned/);
+  assert.match(benchLine({ ...r, abandoned: 3 }), / slow_ops=0 abandoned=3$/);
+});

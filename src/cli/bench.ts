@@ -89,6 +89,9 @@ export interface BenchOptions {
   readonly progress?: boolean;
 }
 
+/** How long operations still running at the end of a run may take before they are abandoned (ms). */
+export const abandonAfterMs = 10_000;
+
 /** Latency from which an operation counts in `slow_ops` (ms). */
 export const slowOpMs = 500;
 
@@ -107,6 +110,8 @@ export interface BenchResult {
   readonly clientSignatures: boolean;
   readonly ops: number;
   readonly errors: number;
+  /** Operations still running abandonAfterMs after the end, abandoned (the cluster never answered). */
+  readonly abandoned?: number;
   /** Completions per 1-second window of the measured run. */
   readonly perSecond: readonly number[];
   /**
@@ -181,6 +186,7 @@ export function benchLine(b: BenchResult): string {
     line += ` views=${a.viewBefore ?? '?'}->${a.viewAfter ?? '?'}`;
   }
   if (b.slowOps !== undefined) line += ` slow_ops=${b.slowOps}`;
+  if ((b.abandoned ?? 0) > 0) line += ` abandoned=${b.abandoned}`;
   return line;
 }
 
@@ -235,6 +241,17 @@ export async function runLoad(
     onSecond?.(Math.max(0, elapsed), lastSecondOps);
     lastSecondOps = 0;
   }, 1000);
+  // A cluster that never answers an operation must not hang the bench: what is still running
+  // abandonAfterMs after the end is abandoned (its client closed) and counted.
+  let abandoning = false;
+  let abandoned = 0;
+  const abandonTimer = setTimeout(
+    () => {
+      abandoning = true;
+      for (const c of clients) void c.close();
+    },
+    Math.max(0, end - performance.now()) + abandonAfterMs,
+  );
   let seed = 12345;
   const rand = (): number => {
     seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
@@ -251,6 +268,10 @@ export async function runLoad(
           if (rand() < o.readRatio) await kv.get(key);
           else await kv.put(key, value);
         } catch {
+          if (abandoning) {
+            abandoned++;
+            break;
+          }
           // Counted; a closed-loop client keeps going.
           errors++;
           continue;
@@ -264,6 +285,7 @@ export async function runLoad(
     }),
   );
   clearInterval(ticker);
+  clearTimeout(abandonTimer);
   await Promise.all(clients.map((c) => c.close()));
   latencies.sort((a, b) => a - b);
   return {
@@ -280,6 +302,7 @@ export async function runLoad(
     clientSignatures: cf.protocol.clientSignatures ?? false,
     ops: latencies.length,
     errors,
+    abandoned,
     perSecond,
     checkpoints: cf.protocol.checkpoints ?? 'sequential',
     stateTransfer: cf.protocol.stateTransfer ?? 'collaborative',
@@ -418,11 +441,14 @@ async function startAttack(dir: string, cf: ClusterFile, attack: AttackName, o: 
         ? { name: 'unfair-primary', victim: victimClient }
         : attack === 'equivocating-primary'
           ? { name: 'equivocating-primary' }
-          : { name: 'replica-flood', ratePerS: 20_000 };
-  // The flood comes from a backup (the primary's junk would also slow its own proposals).
-  const target = attack === 'replica-flood' ? cf.nodes.find((n) => n.id !== primary)!.id : primary;
+          : attack === 'forging-auth'
+            ? { name: 'forging-auth' }
+            : { name: 'replica-flood', ratePerS: 20_000 };
+  // The flood comes from a backup (the primary's junk would also slow its own proposals); the
+  // forged rows from another node's auth replica (the primary's own reach it in memory).
+  const target = attack === 'replica-flood' || attack === 'forging-auth' ? cf.nodes.find((n) => n.id !== primary)!.id : primary;
   await postAttack(cf, target, spec);
-  const what = spec.name === 'slow-primary' ? `, pre-prepares ${spec.delayMs} ms late` : spec.name === 'unfair-primary' ? `, starving client ${spec.victim}` : spec.name === 'replica-flood' ? `, ${spec.ratePerS} junk messages/s to each peer` : '';
+  const what = spec.name === 'slow-primary' ? `, pre-prepares ${spec.delayMs} ms late` : spec.name === 'unfair-primary' ? `, starving client ${spec.victim}` : spec.name === 'replica-flood' ? `, ${spec.ratePerS} junk messages/s to each peer` : spec.name === 'forging-auth' ? ', every AUTH-REQ replaced by a valid row over a body the client never sent' : '';
   return { detail: `node ${target}${target === primary ? ' (primary)' : ''}${what}`, viewBefore: view, attacker: target, stop: () => postAttack(cf, target, { name: 'none' }).catch(() => undefined) };
 }
 
@@ -476,6 +502,7 @@ function withTimeline(result: BenchResult, o: BenchOptions, print: (s: string) =
 function printResult(result: BenchResult, o: BenchOptions, print: (s: string) => void): void {
   if (o.json === true) print(JSON.stringify(result));
   if (result.errors > 0) print(`bench: ${result.errors} operation(s) failed`);
+  if ((result.abandoned ?? 0) > 0) print(`bench: ${result.abandoned} operation(s) still unanswered ${abandonAfterMs / 1000} s after the run, abandoned`);
   print(benchLine(result));
 }
 

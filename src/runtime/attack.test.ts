@@ -54,3 +54,34 @@ test('replica-flood produces ratePerS x tick junk messages of the harmless kinds
   assert.equal(batch.length, 200);
   assert.deepEqual(new Set(batch.map((m) => m.kind)), new Set(['prepare', 'commit', 'checkpoint', 'lastExec', 'fetchCheckpoint']));
 });
+
+test('forging-auth replaces every AUTH-REQ by one the forge makes, alternately under the same and a later id', () => {
+  const seen: number[] = [];
+  const a = new NodeAttack((msg, later) => {
+    seen.push(later);
+    return { ...msg, reqId: msg.reqId + later, op: Uint8Array.of(9) };
+  });
+  const req: MsgOf<'authReq'> = { kind: 'authReq', client: 2, reqId: 10, op: Uint8Array.of(1), row: [] };
+  assert.deepEqual(a.rewrite(peers, req), [{ to: peers, msg: req, delayMs: 0 }], 'no attack set');
+  assert.deepEqual(parseAttackSpec({ name: 'forging-auth' }), { name: 'forging-auth' });
+  a.set({ name: 'forging-auth' });
+  const first = a.rewrite(peers, req);
+  const second = a.rewrite(peers, req);
+  assert.deepEqual(seen, [0, 2]);
+  assert.equal((first[0]!.msg as MsgOf<'authReq'>).reqId, 10);
+  assert.equal((second[0]!.msg as MsgOf<'authReq'>).reqId, 12);
+  assert.deepEqual([...(first[0]!.msg as MsgOf<'authReq'>).op], [9]);
+  assert.deepEqual(a.rewrite(peers, pp), [{ to: peers, msg: pp, delayMs: 0 }], 'other kinds pass');
+  assert.deepEqual(new NodeAttack().rewrite(peers, req), [{ to: peers, msg: req, delayMs: 0 }], 'without a forge nothing changes');
+});
+
+test('forging-auth reaches the node\u2019s own order replica too; other attacks leave local messages alone', () => {
+  const a = new NodeAttack((msg, later) => ({ ...msg, reqId: msg.reqId + later + 100 }));
+  const req: MsgOf<'authReq'> = { kind: 'authReq', client: 2, reqId: 10, op: Uint8Array.of(1), row: [] };
+  assert.equal(a.local(req), req);
+  a.set({ name: 'slow-primary', delayMs: 5 });
+  assert.equal(a.local(req), req);
+  a.set({ name: 'forging-auth' });
+  assert.equal((a.local(req) as MsgOf<'authReq'>).reqId, 110);
+  assert.equal(a.local(pp), pp);
+});

@@ -13,17 +13,20 @@
  *   the same (view, seq) than the other half (`equivocalPrePrepare`, as in the simulator);
  * - `replica-flood`: the node sends junk (stale PREPARE/COMMIT votes, far CHECKPOINT votes,
  *   LAST-EXEC and FETCH-EXEC-CP requests) to every peer, `ratePerS` messages per second per peer,
- *   on top of its normal traffic.
+ *   on top of its normal traffic;
+ * - `forging-auth`: every AUTH-REQ the node's auth replica sends, to its own order replica too,
+ *   is replaced by a forged one (`forgedAuthReq`): a valid row over a body the client never
+ *   sent, under the client's id or a later one (alternately).
  *
  * The flood rate is bounded: on one machine an unbounded loop would measure the loss of a CPU
  * core rather than the receivers' defences.
  */
-import type { Message } from '../codec/messages.ts';
+import type { Message, MsgOf } from '../codec/messages.ts';
 import type { Principal } from '../crypto/provider.ts';
 import { carriesRequestOf, equivocalPrePrepare, junkMessage } from '../stages/adversary.ts';
 
 /** The node attacks. */
-export const nodeAttackNames = ['slow-primary', 'unfair-primary', 'equivocating-primary', 'replica-flood'] as const;
+export const nodeAttackNames = ['slow-primary', 'unfair-primary', 'equivocating-primary', 'replica-flood', 'forging-auth'] as const;
 /** One of {@link nodeAttackNames}. */
 export type NodeAttackName = (typeof nodeAttackNames)[number];
 
@@ -33,7 +36,8 @@ export type NodeAttackSpec =
   | { readonly name: 'slow-primary'; readonly delayMs: number }
   | { readonly name: 'unfair-primary'; readonly victim: number }
   | { readonly name: 'equivocating-primary' }
-  | { readonly name: 'replica-flood'; readonly ratePerS: number };
+  | { readonly name: 'replica-flood'; readonly ratePerS: number }
+  | { readonly name: 'forging-auth' };
 
 /**
  * Parses the JSON body of `POST /attack`; returns the spec or an error naming the bad field.
@@ -58,6 +62,8 @@ export function parseAttackSpec(body: unknown): NodeAttackSpec | { error: string
     }
     case 'equivocating-primary':
       return { name: 'equivocating-primary' };
+    case 'forging-auth':
+      return { name: 'forging-auth' };
     case 'replica-flood': {
       const r = num('ratePerS', 1, 1_000_000);
       return typeof r === 'string' ? { error: r } : { name: 'replica-flood', ratePerS: r };
@@ -78,6 +84,13 @@ export interface AttackedSend {
 export class NodeAttack {
   private spec: NodeAttackSpec = { name: 'none' };
   private junkSeq = 0;
+  private forged = 0;
+
+  /**
+   * @param forge makes the forged AUTH-REQ for `forging-auth` (the node's key ring signs it:
+   *   `forgedAuthReq`); without it that attack changes nothing.
+   */
+  constructor(private readonly forge?: (msg: MsgOf<'authReq'>, later: number) => MsgOf<'authReq'>) {}
 
   /** The attack in force. */
   get current(): NodeAttackSpec {
@@ -96,6 +109,11 @@ export class NodeAttack {
   /** Rewrites one send of the node into what actually leaves. */
   rewrite(to: readonly Principal[], msg: Message): AttackedSend[] {
     const s = this.spec;
+    if (s.name === 'forging-auth' && msg.kind === 'authReq' && this.forge !== undefined) {
+      // Alternately the client's own id and one up to 1000 ids ahead.
+      const k = this.forged++;
+      return [{ to, msg: this.forge(msg, k % 2 === 0 ? 0 : 1 + (k % 1000)), delayMs: 0 }];
+    }
     if (msg.kind !== 'prePrepare') return [{ to, msg, delayMs: 0 }];
     if (s.name === 'slow-primary') return [{ to, msg, delayMs: s.delayMs }];
     if (s.name === 'equivocating-primary' && to.length > 1) {
@@ -106,6 +124,16 @@ export class NodeAttack {
       ];
     }
     return [{ to, msg, delayMs: 0 }];
+  }
+
+  /**
+   * What the node's own stages get of a message it sends itself. Only forging-auth changes it:
+   * the forger's own order replica gets forged rows too, so the attack goes on when the forger
+   * leads the view (otherwise it would end at the first view change that makes it primary).
+   */
+  local(msg: Message): Message {
+    if (this.spec.name !== 'forging-auth' || msg.kind !== 'authReq') return msg;
+    return this.rewrite([], msg)[0]!.msg;
   }
 
   /** Junk messages for one flood tick of `ms` milliseconds (per peer). */

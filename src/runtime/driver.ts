@@ -34,6 +34,7 @@ import { EffectRunner } from './effects.ts';
 import { Transport } from './transport.ts';
 import { Inbox, type LaneDepth } from './inbox.ts';
 import { NodeAttack, parseAttackSpec } from './attack.ts';
+import { forgedAuthReq } from '../stages/adversary.ts';
 import { NodeMetrics, serveMetrics } from './metrics.ts';
 import { OsRandom, monotonicClock } from './random.ts';
 import type { ClusterFile } from './cluster-file.ts';
@@ -146,7 +147,7 @@ export class NodeDriver {
   private readonly startedAt = Date.now();
   private stopped = false;
   /** The attack this node plays, if told to (attack.ts); none by default. */
-  private readonly attack = new NodeAttack();
+  private readonly attack: NodeAttack;
   private floodTimer: NodeJS.Timeout | undefined;
   /** Every message waits here between the transport (or a co-located stage) and `step`. */
   private readonly inbox: Inbox;
@@ -160,6 +161,8 @@ export class NodeDriver {
     const self = nodePrincipal(o.nodeId);
     this.self = self;
     const keys = new KeyRing(self, o.crypto, new DerivedKeys(self, o.privateKey, publicKeysOf(o.cluster)));
+    const orderPeers = this.cluster.order.nodes.map(nodePrincipal);
+    this.attack = new NodeAttack((msg, later) => forgedAuthReq(msg, keys, orderPeers, later));
     this.metrics = new NodeMetrics(o.nodeId);
     // Execution checkpoints are the one thing a replica can refetch from its peers (verified
     // against the agreed token), so a damaged checkpoint file is dropped rather than fatal.
@@ -367,8 +370,9 @@ export class NodeDriver {
         const remote = e.to.filter((p) => p.kind !== 'node' || p.id !== this.o.nodeId);
         if (remote.length !== e.to.length) {
           const now = this.now();
-          this.noteArrival(e.msg, now);
-          this.inbox.pushLocal(this.self, e.msg, now);
+          const msg = this.attack.current.name === 'none' ? e.msg : this.attack.local(e.msg);
+          this.noteArrival(msg, now);
+          this.inbox.pushLocal(this.self, msg, now);
           this.scheduleDrain();
         }
         if (remote.length > 0) {

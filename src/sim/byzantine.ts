@@ -13,8 +13,8 @@ import { encodeBatch, viewChangeBodyCodec } from '../codec/messages.ts';
 import { encodeWith } from '../codec/schema.ts';
 import { viewChangeEntriesMax } from '../codec/limits.ts';
 import { clientPrincipal, nodePrincipal, type KeyRing, type Principal } from '../crypto/provider.ts';
-import { replyCoreBytes, requestCoreBytes } from '../stages/common.ts';
-import { carriesRequestOf, equivocalPrePrepare, junkMessage } from '../stages/adversary.ts';
+import { replyCoreBytes } from '../stages/common.ts';
+import { carriesRequestOf, equivocalPrePrepare, forgedAuthReq, junkMessage } from '../stages/adversary.ts';
 import { encodeKvOutput } from '../services/kv/ops.ts';
 import type { Prng } from '../core/prng.ts';
 
@@ -36,9 +36,11 @@ export const byzantineBehaviours = [
  * Attacks on performance rather than safety (Aardvark's, issue 5), chosen with `sim --attack`
  * rather than drawn at random: a primary that delays every PRE-PREPARE (`slowPrimary`), one that
  * never orders one client's requests (`unfairPrimary`: it ignores the client's AUTH-REQs and
- * FORWARDs), and a replica that sends junk at full speed (`replicaFlood`).
+ * FORWARDs), a replica that sends junk at full speed (`replicaFlood`), and an auth replica that
+ * vouches only for requests no client sent (`forgingAuth`: valid rows over other bodies, under
+ * the client's id or a later one).
  */
-export const attackBehaviours = ['slowPrimary', 'unfairPrimary', 'replicaFlood'] as const;
+export const attackBehaviours = ['slowPrimary', 'unfairPrimary', 'replicaFlood', 'forgingAuth'] as const;
 export type AttackBehaviour = (typeof attackBehaviours)[number];
 export type ByzantineBehaviour = (typeof byzantineBehaviours)[number] | AttackBehaviour;
 
@@ -200,15 +202,12 @@ export class ReplicaAdversary {
         return { ...msg, history: mutateBytes(rng, msg.history) };
       }
       case 'authReq': {
+        if (this.has('forgingAuth') && this.orderNodes.length > 0) return forgedAuthReq(msg, this.keys, this.orderNodes.map(nodePrincipal), rng.chance(1, 2) ? 0 : rng.int(1, 1000));
         if (!this.has('badAuthRows') || !rng.chance(1, 2)) return msg;
         if (this.orderNodes.length === 0 || rng.chance(1, 2)) return { ...msg, row: msg.row.map((m) => (rng.chance(1, 2) ? mutateBytes(rng, m) : m)) };
         // A row it can make honestly, over a request the client never sent: another body under
-        // the same id, or a far later id. Any order replica checks such a row as valid; only
-        // the count of auth replicas vouching for the same request tells it apart.
-        const reqId = rng.chance(1, 2) ? msg.reqId : msg.reqId + rng.int(1, 1000);
-        const op = this.fakeOp(msg.op);
-        const row = this.keys.authenticate(this.orderNodes.map(nodePrincipal), requestCoreBytes(msg.client, reqId, op));
-        return { ...msg, reqId, op, row };
+        // the same id, or a far later id.
+        return forgedAuthReq(msg, this.keys, this.orderNodes.map(nodePrincipal), rng.chance(1, 2) ? 0 : rng.int(1, 1000));
       }
       case 'forward':
         // Rows it forwards are other auth replicas' MACs: it can only break them.

@@ -61,7 +61,7 @@ export interface SeedOptions {
 }
 
 /** Attacks `sim --attack` and `bench --attack` know. */
-export const attackNames = ['bad-client', 'client-flood', 'slow-primary', 'unfair-primary', 'replica-flood', 'equivocating-primary'] as const;
+export const attackNames = ['bad-client', 'client-flood', 'slow-primary', 'unfair-primary', 'replica-flood', 'equivocating-primary', 'forging-auth'] as const;
 /** One of {@link attackNames}. */
 export type AttackName = (typeof attackNames)[number];
 
@@ -171,22 +171,31 @@ function drawScenario(rng: Prng, o: SeedOptions, nodeIds: readonly number[]): Sc
 
 /** Attacks that are commission faults: outside the model when r = 0 (see withAttack). */
 export function attackNeedsCommission(attack: AttackName): boolean {
-  return attack === 'equivocating-primary';
+  return attack === 'equivocating-primary' || attack === 'forging-auth';
 }
 
 /**
- * A drawn scenario with an attack put in: a replica attack makes node 0 (the first primary) the
- * Byzantine node with that behaviour alone; a client attack adds a faulty client. Other faults
+ * A drawn scenario with an attack put in: a replica attack makes node 0 (the first primary; for
+ * forging-auth node 1, an auth replica beside it) the Byzantine node with that behaviour alone; a client attack adds a faulty client. Other faults
  * drawn stay, trimmed so at most u nodes are faulty. Delays, omissions and junk with bad MACs
- * are within a crash-fault model (u); equivocation is a commission fault and needs r >= 1, so
- * with r = 0 it leaves the scenario as drawn (`sim --attack` runs it on models with r >= 1).
+ * are within a crash-fault model (u); equivocation and forged rows are commission faults and need
+ * r >= 1, so with r = 0 they leave the scenario as drawn (`sim --attack` runs it on models with r >= 1).
  */
 function withAttack(sc: Scenario, attack: AttackName, nodeIds: readonly number[], u: number, r: number): Scenario {
   if (attack === 'bad-client' || attack === 'client-flood') return { ...sc, faultyClients: 1 };
   if (attackNeedsCommission(attack) && r === 0) return sc;
   const behaviour: ByzantineBehaviour =
-    attack === 'slow-primary' ? 'slowPrimary' : attack === 'unfair-primary' ? 'unfairPrimary' : attack === 'replica-flood' ? 'replicaFlood' : 'equivocate';
-  const node = nodeIds[0]!;
+    attack === 'slow-primary'
+      ? 'slowPrimary'
+      : attack === 'unfair-primary'
+        ? 'unfairPrimary'
+        : attack === 'replica-flood'
+          ? 'replicaFlood'
+          : attack === 'forging-auth'
+            ? 'forgingAuth'
+            : 'equivocate';
+  // The forger is an auth replica whose rows go to another node's primary.
+  const node = attack === 'forging-auth' ? nodeIds[1]! : nodeIds[0]!;
   return { ...sc, byzantine: new Map([[node, new Set([behaviour])]]), faultyNodes: [node, ...sc.faultyNodes.filter((id) => id !== node)].slice(0, Math.max(1, u)) };
 }
 

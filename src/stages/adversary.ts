@@ -4,6 +4,8 @@
  * both play the same attack. Pure; no stage imports this module.
  */
 import type { Message, MsgOf } from '../codec/messages.ts';
+import type { KeyRing, Principal } from '../crypto/provider.ts';
+import { requestCoreBytes } from './common.ts';
 
 /** Whether `msg` carries a request of `victim` to the order stage (what an unfair primary ignores). */
 export function carriesRequestOf(msg: Message, victim: number): boolean {
@@ -40,4 +42,17 @@ export function junkMessage(k: number): Message {
 export function equivocalPrePrepare(pp: MsgOf<'prePrepare'>): MsgOf<'prePrepare'> {
   if (pp.requests.length >= 2) return { ...pp, requests: pp.requests.slice(0, pp.requests.length - 1) };
   return { ...pp, seed: pp.seed === 0 ? 1 : pp.seed - 1 };
+}
+
+/**
+ * What a forging auth replica sends instead of `msg`: a row that is valid (made with its own
+ * key, for every order replica in `orderPeers`) over a body the client never sent, under the
+ * client's id (`later` 0) or `later` ids ahead. Only the count of auth replicas vouching for
+ * the same request tells it from a real one (OrderCore.addRow).
+ */
+export function forgedAuthReq(msg: MsgOf<'authReq'>, keys: KeyRing, orderPeers: readonly Principal[], later: number): MsgOf<'authReq'> {
+  const op = msg.op.length === 0 ? Uint8Array.of(0x5a) : Uint8Array.from(msg.op);
+  if (msg.op.length > 0) op[0]! ^= 0x5a;
+  const reqId = msg.reqId + later;
+  return { ...msg, reqId, op, row: keys.authenticate(orderPeers, requestCoreBytes(msg.client, reqId, op)) };
 }
