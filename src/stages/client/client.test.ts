@@ -158,3 +158,41 @@ test('signed client requests: each ordered request carries a signature over its 
   const unsigned = sends(fresh().step({ kind: 'invoke', callId: 1, op, readOnly: false, now: 0 }))[0]!.msg;
   assert.ok(unsigned.kind === 'request' && unsigned.sig === undefined, 'no signature when the cluster has them off');
 });
+
+/**
+ * Runs `n` operations of a fresh client; an operation whose first send went to the relay alone
+ * fails there when `relayFails(i)` (its retransmission to every auth replica then succeeds).
+ * Returns the indexes of the operations whose first send took the relay path.
+ */
+function relayPathOps(n: number, relayFails: (i: number) => boolean): number[] {
+  const c = fresh();
+  const onRelay: number[] = [];
+  let now = 0;
+  for (let i = 0; i < n; i++) {
+    const first = sends(c.step({ kind: 'invoke', callId: i, op, readOnly: false, now }));
+    const viaRelay = first.length === 1;
+    if (viaRelay) onRelay.push(i);
+    if (viaRelay && relayFails(i)) {
+      now += 1000;
+      assert.equal(sends(c.step({ kind: 'tick', now })).length, 4, 'the retransmission goes to every auth replica');
+    }
+    const reqId = i + 1;
+    c.step(reply(0, reqId, [1], { now: now + 1 }));
+    const done = c.step(reply(1, reqId, [1], { now: now + 2 })).filter((e) => e.kind === 'result');
+    assert.equal(done.length, 1, `operation ${i} completes`);
+    now += 10;
+  }
+  return onRelay;
+}
+
+test('a relay path that keeps failing is tried again after ever longer spans of sends to every auth replica', () => {
+  // Spans of 32, 64, 128: the relay path is tried at operations 0, 33, 98 and 227.
+  assert.deepEqual(relayPathOps(300, () => true), [0, 33, 98, 227]);
+  // Failures at 5 (span 32: back on the relay at 38), at 38 again at once (span 64: back at
+  // 103), then at 150 after a good stretch (span 32: back at 183).
+  const ops = relayPathOps(200, (i) => i === 5 || i === 38 || i === 150);
+  const on = (from: number, to: number) => ops.filter((i) => i >= from && i <= to);
+  assert.deepEqual(on(5, 38), [5, 38]);
+  assert.deepEqual(on(39, 104), [103, 104], 'a span of 64 after the relay path failed again at once');
+  assert.deepEqual(on(150, 184), [150, 183, 184], 'a failure after a good stretch: a span of 32 again');
+});

@@ -54,8 +54,10 @@ export type ClientEvent =
   | { readonly kind: 'invoke'; readonly callId: number; readonly op: Uint8Array; readonly readOnly: boolean; readonly now: number };
 
 const reservedKey = 'c/reserved';
-/** Operations sent to every auth replica after one needed a retransmission. */
+/** Operations sent to every auth replica after one needed a retransmission: the first span. */
 const sendAllAfterRetry = 32;
+/** The longest such span. */
+const sendAllMax = 4096;
 
 interface Outstanding {
   readonly callId: number;
@@ -89,6 +91,10 @@ export class ClientCore {
   private retryBaseMs: number;
   /** First sends still going to every auth replica after a retransmission. */
   private sendAllRemaining = 0;
+  /** Length of the next span of sends to every auth replica (see sendAttempt). */
+  private sendAllSpan = sendAllAfterRetry;
+  /** First sends through the relay since the last span to every auth replica ended (at start: a good stretch). */
+  private relaySends = sendAllAfterRetry;
 
   constructor(
     private readonly cluster: Cluster,
@@ -195,10 +201,20 @@ export class ClientCore {
       const core = requestCoreBytes(this.id, o.reqId, o.op);
       const macs = this.keys.authenticate(this.authPeers, core);
       // After an operation needed retransmissions, send to every auth replica for a while:
-      // a slow or silent relay would otherwise cost a timeout per operation.
+      // a slow or silent relay would otherwise cost a timeout per operation. When the relay path
+      // fails again within two operations of such a span, a replica of the preferred quorum is
+      // faulty for good (silent, or vouching for requests nobody sent): the next span is twice
+      // as long (up to sendAllMax), so it costs a timeout per ever more operations. A failure
+      // after a longer good stretch starts over at sendAllAfterRetry.
       const all = !first || this.sendAllRemaining > 0;
-      if (first && this.sendAllRemaining > 0) this.sendAllRemaining -= 1;
-      if (!first) this.sendAllRemaining = sendAllAfterRetry;
+      if (first) {
+        if (this.sendAllRemaining > 0) this.sendAllRemaining -= 1;
+        else this.relaySends += 1;
+      } else {
+        if (this.relaySends > 0) this.sendAllSpan = this.relaySends <= 2 ? Math.min(2 * this.sendAllSpan, sendAllMax) : sendAllAfterRetry;
+        this.sendAllRemaining = this.sendAllSpan;
+        this.relaySends = 0;
+      }
       // The signature is made once per operation; retransmissions carry the same one.
       if (this.cluster.clientSignatures && o.sig?.reqId !== o.reqId) o.sig = { reqId: o.reqId, bytes: this.keys.sign(requestSignedBytes(core)) };
       const msg: MsgOf<'request'> = { kind: 'request', client: this.id, reqId: o.reqId, op: o.op, macs, fanout: !all, sig: o.sig?.bytes };
