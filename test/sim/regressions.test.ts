@@ -20,6 +20,8 @@ const seeds: { seed: number; u: number; r: number; found: string; storageFaults?
   { seed: 191, u: 1, r: 1, storageFaults: true, found: 'after a whole-cluster crash every executor was behind at once and they agreed on a stale read' },
   { seed: 62113, u: 1, r: 2, storageFaults: true, found: 'a per-request timer shorter than the queue of one batch per client replaced every correct primary' },
   { seed: 96278, u: 1, r: 2, storageFaults: true, found: 'PREPAREs sent before their pre-prepare was durable: after a whole-cluster crash too few replicas vouched for a prepared batch and no new view was decidable' },
+  { seed: 381, u: 1, r: 1, found: 'an auth replica’s valid rows over requests the client never sent displaced its real ones: clients stalled for good' },
+  { seed: 353, u: 1, r: 2, found: 'an auth replica’s valid rows over requests the client never sent displaced its real ones: clients stalled for good' },
 ];
 
 for (const s of seeds) {
