@@ -415,6 +415,24 @@ async function postAttack(cf: ClusterFile, node: number, spec: NodeAttackSpec): 
 /** The client the unfair primary starves: the bench's first client (ids are taken from 0 up). */
 const victimClient = 0;
 
+/** What `POST /attack` tells the attacking node for a node attack, and how the report describes it. */
+function nodeAttack(attack: Exclude<AttackName, 'bad-client' | 'client-flood'>, o: BenchOptions): { spec: NodeAttackSpec; what: string } {
+  switch (attack) {
+    case 'slow-primary': {
+      const delayMs = o.attackDelayMs ?? 10;
+      return { spec: { name: 'slow-primary', delayMs }, what: `, pre-prepares ${delayMs} ms late` };
+    }
+    case 'unfair-primary':
+      return { spec: { name: 'unfair-primary', victim: victimClient }, what: `, starving client ${victimClient}` };
+    case 'equivocating-primary':
+      return { spec: { name: 'equivocating-primary' }, what: '' };
+    case 'replica-flood':
+      return { spec: { name: 'replica-flood', ratePerS: 20_000 }, what: ', 20000 junk messages/s to each peer' };
+    case 'forging-auth':
+      return { spec: { name: 'forging-auth' }, what: ', every AUTH-REQ replaced by a valid row over a body the client never sent' };
+  }
+}
+
 /**
  * Starts `attack` against the spawned cluster at `atMs` (performance.now); resolves with what
  * was attacked and a stop function.
@@ -434,21 +452,11 @@ async function startAttack(dir: string, cf: ClusterFile, attack: AttackName, o: 
     return { detail: '64 connections writing 64 KiB/s of random bytes each, reopened when closed, and 512 idle connections', viewBefore: view, stop: () => running.stop() };
   }
   if (primary === undefined) throw new BulwarkError('attack_failed', 'no node reports a primary');
-  const spec: NodeAttackSpec =
-    attack === 'slow-primary'
-      ? { name: 'slow-primary', delayMs: o.attackDelayMs ?? 10 }
-      : attack === 'unfair-primary'
-        ? { name: 'unfair-primary', victim: victimClient }
-        : attack === 'equivocating-primary'
-          ? { name: 'equivocating-primary' }
-          : attack === 'forging-auth'
-            ? { name: 'forging-auth' }
-            : { name: 'replica-flood', ratePerS: 20_000 };
+  const { spec, what } = nodeAttack(attack, o);
   // The flood comes from a backup (the primary's junk would also slow its own proposals); the
   // forged rows from another node's auth replica (the primary's own reach it in memory).
   const target = attack === 'replica-flood' || attack === 'forging-auth' ? cf.nodes.find((n) => n.id !== primary)!.id : primary;
   await postAttack(cf, target, spec);
-  const what = spec.name === 'slow-primary' ? `, pre-prepares ${spec.delayMs} ms late` : spec.name === 'unfair-primary' ? `, starving client ${spec.victim}` : spec.name === 'replica-flood' ? `, ${spec.ratePerS} junk messages/s to each peer` : spec.name === 'forging-auth' ? ', every AUTH-REQ replaced by a valid row over a body the client never sent' : '';
   return { detail: `node ${target}${target === primary ? ' (primary)' : ''}${what}`, viewBefore: view, attacker: target, stop: () => postAttack(cf, target, { name: 'none' }).catch(() => undefined) };
 }
 

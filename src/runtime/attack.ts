@@ -109,11 +109,7 @@ export class NodeAttack {
   /** Rewrites one send of the node into what actually leaves. */
   rewrite(to: readonly Principal[], msg: Message): AttackedSend[] {
     const s = this.spec;
-    if (s.name === 'forging-auth' && msg.kind === 'authReq' && this.forge !== undefined) {
-      // Alternately the client's own id and one up to 1000 ids ahead.
-      const k = this.forged++;
-      return [{ to, msg: this.forge(msg, k % 2 === 0 ? 0 : 1 + (k % 1000)), delayMs: 0 }];
-    }
+    if (msg.kind === 'authReq') return [{ to, msg: this.local(msg), delayMs: 0 }];
     if (msg.kind !== 'prePrepare') return [{ to, msg, delayMs: 0 }];
     if (s.name === 'slow-primary') return [{ to, msg, delayMs: s.delayMs }];
     if (s.name === 'equivocating-primary' && to.length > 1) {
@@ -132,8 +128,10 @@ export class NodeAttack {
    * leads the view (otherwise it would end at the first view change that makes it primary).
    */
   local(msg: Message): Message {
-    if (this.spec.name !== 'forging-auth' || msg.kind !== 'authReq') return msg;
-    return this.rewrite([], msg)[0]!.msg;
+    if (this.spec.name !== 'forging-auth' || msg.kind !== 'authReq' || this.forge === undefined) return msg;
+    // Alternately the client's own id and one up to 1000 ids ahead.
+    const k = this.forged++;
+    return this.forge(msg, k % 2 === 0 ? 0 : 1 + (k % 1000));
   }
 
   /** Junk messages for one flood tick of `ms` milliseconds (per peer). */

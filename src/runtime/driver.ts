@@ -370,7 +370,7 @@ export class NodeDriver {
         const remote = e.to.filter((p) => p.kind !== 'node' || p.id !== this.o.nodeId);
         if (remote.length !== e.to.length) {
           const now = this.now();
-          const msg = this.attack.current.name === 'none' ? e.msg : this.attack.local(e.msg);
+          const msg = this.attack.local(e.msg);
           this.noteArrival(msg, now);
           this.inbox.pushLocal(this.self, msg, now);
           this.scheduleDrain();

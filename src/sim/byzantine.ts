@@ -78,6 +78,8 @@ export class ReplicaAdversary {
   private readonly otherHalf: Set<number>;
   private readonly muted: Set<number>;
   private readonly others: readonly number[];
+  /** The order replicas a forged auth row is made for (none: rows are only broken). */
+  private readonly orderPeers: readonly Principal[];
 
   constructor(
     readonly nodeId: number,
@@ -87,8 +89,9 @@ export class ReplicaAdversary {
     peers: readonly number[],
     private readonly attack: AttackSettings = { slowPrimaryUs: 10_000, victimClient: 0, floodFactor: 8 },
     /** Node ids of the order replicas, in stage order (the columns of an authenticator row). */
-    private readonly orderNodes: readonly number[] = [],
+    orderNodes: readonly number[] = [],
   ) {
+    this.orderPeers = orderNodes.map(nodePrincipal);
     this.others = peers.filter((p) => p !== nodeId);
     const shuffled = rng.shuffle(this.others);
     this.otherHalf = new Set(shuffled.slice(0, Math.max(1, Math.floor(shuffled.length / 2))));
@@ -202,12 +205,11 @@ export class ReplicaAdversary {
         return { ...msg, history: mutateBytes(rng, msg.history) };
       }
       case 'authReq': {
-        if (this.has('forgingAuth') && this.orderNodes.length > 0) return forgedAuthReq(msg, this.keys, this.orderNodes.map(nodePrincipal), rng.chance(1, 2) ? 0 : rng.int(1, 1000));
+        const canForge = this.orderPeers.length > 0;
+        if (this.has('forgingAuth') && canForge) return this.forgedAuthReq(msg);
         if (!this.has('badAuthRows') || !rng.chance(1, 2)) return msg;
-        if (this.orderNodes.length === 0 || rng.chance(1, 2)) return { ...msg, row: msg.row.map((m) => (rng.chance(1, 2) ? mutateBytes(rng, m) : m)) };
-        // A row it can make honestly, over a request the client never sent: another body under
-        // the same id, or a far later id.
-        return forgedAuthReq(msg, this.keys, this.orderNodes.map(nodePrincipal), rng.chance(1, 2) ? 0 : rng.int(1, 1000));
+        if (!canForge || rng.chance(1, 2)) return { ...msg, row: msg.row.map((m) => (rng.chance(1, 2) ? mutateBytes(rng, m) : m)) };
+        return this.forgedAuthReq(msg);
       }
       case 'forward':
         // Rows it forwards are other auth replicas' MACs: it can only break them.
@@ -253,6 +255,11 @@ export class ReplicaAdversary {
 
   private fakeOp(op: Uint8Array): Uint8Array {
     return mutateBytes(this.rng, op);
+  }
+
+  /** A row it can make honestly over a request the client never sent: another body under the same id, or a later id. */
+  private forgedAuthReq(msg: MsgOf<'authReq'>): MsgOf<'authReq'> {
+    return forgedAuthReq(msg, this.keys, this.orderPeers, this.rng.chance(1, 2) ? 0 : this.rng.int(1, 1000));
   }
 
   /**

@@ -174,26 +174,27 @@ export function attackNeedsCommission(attack: AttackName): boolean {
   return attack === 'equivocating-primary' || attack === 'forging-auth';
 }
 
+/** The Byzantine behaviour that plays each replica attack. */
+const replicaAttackBehaviour: Record<Exclude<AttackName, 'bad-client' | 'client-flood'>, ByzantineBehaviour> = {
+  'slow-primary': 'slowPrimary',
+  'unfair-primary': 'unfairPrimary',
+  'replica-flood': 'replicaFlood',
+  'equivocating-primary': 'equivocate',
+  'forging-auth': 'forgingAuth',
+};
+
 /**
  * A drawn scenario with an attack put in: a replica attack makes node 0 (the first primary; for
- * forging-auth node 1, an auth replica beside it) the Byzantine node with that behaviour alone; a client attack adds a faulty client. Other faults
- * drawn stay, trimmed so at most u nodes are faulty. Delays, omissions and junk with bad MACs
- * are within a crash-fault model (u); equivocation and forged rows are commission faults and need
- * r >= 1, so with r = 0 they leave the scenario as drawn (`sim --attack` runs it on models with r >= 1).
+ * forging-auth node 1, an auth replica beside it) the Byzantine node with that behaviour alone;
+ * a client attack adds a faulty client. Other faults drawn stay, trimmed so at most u nodes are
+ * faulty. Delays, omissions and junk with bad MACs are within a crash-fault model (u);
+ * equivocation and forged rows are commission faults and need r >= 1, so with r = 0 they leave
+ * the scenario as drawn (`sim --attack` runs them on models with r >= 1).
  */
 function withAttack(sc: Scenario, attack: AttackName, nodeIds: readonly number[], u: number, r: number): Scenario {
   if (attack === 'bad-client' || attack === 'client-flood') return { ...sc, faultyClients: 1 };
   if (attackNeedsCommission(attack) && r === 0) return sc;
-  const behaviour: ByzantineBehaviour =
-    attack === 'slow-primary'
-      ? 'slowPrimary'
-      : attack === 'unfair-primary'
-        ? 'unfairPrimary'
-        : attack === 'replica-flood'
-          ? 'replicaFlood'
-          : attack === 'forging-auth'
-            ? 'forgingAuth'
-            : 'equivocate';
+  const behaviour = replicaAttackBehaviour[attack];
   // The forger is an auth replica whose rows go to another node's primary.
   const node = attack === 'forging-auth' ? nodeIds[1]! : nodeIds[0]!;
   return { ...sc, byzantine: new Map([[node, new Set([behaviour])]]), faultyNodes: [node, ...sc.faultyNodes.filter((id) => id !== node)].slice(0, Math.max(1, u)) };

@@ -577,26 +577,28 @@ export class OrderCore {
     if (prev !== undefined && (reqId < prev.reqId || (reqId === prev.reqId && !bytesEqual(prev.coreDigest, coreDigest)))) {
       return this.reject('conflicting_auth_row', from);
     }
-    // Claims on the same request share one body: memory per distinct request, not per row.
-    for (const cl of claims.values()) {
-      if (cl.reqId === reqId && bytesEqual(cl.coreDigest, coreDigest)) {
-        op = cl.op;
-        break;
-      }
-    }
-    claims.set(authNode, { reqId, op, coreDigest, row });
+    const same = (x: { readonly reqId: number; readonly coreDigest: Uint8Array }): boolean => x.reqId === reqId && bytesEqual(x.coreDigest, coreDigest);
     let c = this.candidates.get(client);
-    if (c === undefined || c.reqId !== reqId || !bytesEqual(c.coreDigest, coreDigest)) {
-      // Another request than the candidate: it takes the candidate's place only with at least
-      // as many claims behind it (a ready candidate: only a later request that is ready too).
+    if (c !== undefined && same(c)) {
+      // The usual case: one more row for the candidate (whose body every claim on it shares).
+      claims.set(authNode, { reqId, op: c.op, coreDigest: c.coreDigest, row });
+      c.rows.set(authNode, row);
+    } else {
+      // Another request than the candidate: gather the claims on it (sharing their body, so memory
+      // goes per distinct request, not per row). It takes the candidate's place only with at least
+      // as many claims behind it; a ready candidate gives way only to a later request ready too.
       const rows = new Map<number, Uint8Array[]>();
-      for (const [a, cl] of claims) if (cl.reqId === reqId && bytesEqual(cl.coreDigest, coreDigest)) rows.set(a, cl.row);
-      if (c !== undefined) {
-        if (c.readySince !== undefined ? reqId <= c.reqId || rows.size < this.cluster.authRowsPrimary : rows.size < c.rows.size) return;
+      for (const [a, cl] of claims) {
+        if (a === authNode || !same(cl)) continue;
+        rows.set(a, cl.row);
+        op = cl.op;
       }
+      rows.set(authNode, row);
+      claims.set(authNode, { reqId, op, coreDigest, row });
+      if (c !== undefined && (c.readySince !== undefined ? reqId <= c.reqId || rows.size < this.cluster.authRowsPrimary : rows.size < c.rows.size)) return;
       c = { reqId, op, coreDigest, rows, readySince: undefined, forwardedIn: -1, forwardedAt: 0, passedOver: 0 };
       this.candidates.set(client, c);
-    } else c.rows.set(authNode, row);
+    }
     if (c.readySince === undefined && c.rows.size >= this.cluster.authRowsPrimary) {
       c.readySince = now;
       this.maybePropose(now);
@@ -1609,7 +1611,8 @@ export class OrderCore {
     this.lastTime = content.time;
     this.lastOrdered.clear();
     for (const { client, reqId } of content.lastOrdered) this.lastOrdered.set(client, reqId);
-    for (const client of new Set([...this.candidates.keys(), ...this.claims.keys()])) this.dropOrdered(client, this.lastOrdered.get(client) ?? 0);
+    // Every candidate's client has claims (addRow records the claim first), so this covers both.
+    for (const client of [...this.claims.keys()]) this.dropOrdered(client, this.lastOrdered.get(client) ?? 0);
     this.makeStable({ content, digest });
     this.out.note({ type: 'checkpointLoaded', seq: content.seq, token: content.execToken });
     this.applyCommitted();
