@@ -8,6 +8,13 @@
  *   -> each backup checks the batch (>= max(u,r)+1 rows valid for itself per request, distinct
  *   clients, limits, time) and sends PREPARE(v, seq, d) -> prepared with the pre-prepare and
  *   n-u-1 PREPAREs from backups -> COMMIT -> committed with n-u COMMITs.
+ *   Crash-only clusters (r = 0) skip the PREPARE round (UpRight §6.2.1: at r = 0 the quorums
+ *   are Paxos majorities): a primary that cannot lie never sends two batches for one (view,
+ *   seq), so accepting its PRE-PREPARE is being prepared. Each replica, the primary included,
+ *   sends COMMIT once its pre-prepare record is durable, and n-u COMMITs commit, as in
+ *   Multi-Paxos (accept, then n-u accepted). The view change is unchanged: a replica's P entry
+ *   is the pre-prepare it accepted, and decide.ts's argument holds with "prepared" read that way
+ *   (n-u replicas durably accepted (v, d), so every n-u view changes include one of them).
  *   Committed batches are applied in sequence order: history H_n = hash(H_{n-1}, n, d_n),
  *   per-client last ordered request id, and NEXT-BATCH(n, H_n, batch) to every executor.
  *
@@ -273,6 +280,8 @@ export class OrderCore {
    * erase. In the other modes each record is a barrier for every later effect of its step.
    */
   private readonly scopedVotes: boolean;
+  /** r = 0: no PREPARE round; a replica is prepared once it accepts the pre-prepare (see header). */
+  private readonly twoPhase: boolean;
   /** Time of the event being handled. */
   private lastNow = 0;
   /** Judges the primary (heartbeat, throughput); see monitor.ts. */
@@ -296,6 +305,7 @@ export class OrderCore {
     this.index = idx;
     this.n = cluster.order.nodes.length;
     this.medium = cluster.order.quorum.medium;
+    this.twoPhase = cluster.r === 0;
     this.small = cluster.order.quorum.small;
     this.joinQuorum = Math.min(cluster.u, cluster.r) + 1;
     this.cpInt = cluster.config.checkpointInterval;
@@ -783,8 +793,26 @@ export class OrderCore {
     // In `parallel` the PRE-PREPARE leaves at once (backups write their records while this one
     // is written) and the primary's vote is the PREPARE behind its durable record; otherwise the
     // record is a barrier for the PRE-PREPARE itself.
-    this.acceptPrePrepare(slot, digest, batch, msg, this.scopedVotes ? [this.prepareVote(seq, digest)] : undefined);
+    this.acceptPrePrepare(slot, digest, batch, msg, this.scopedVotes ? [this.voteFor(seq, digest)] : undefined);
     this.out.send(this.peers, msg);
+    // Crash-only, other modes: the primary's COMMIT follows its durable record and its PRE-PREPARE.
+    if (this.twoPhase && !this.scopedVotes) this.castCommit(slot, digest);
+  }
+
+  /**
+   * The vote a durable pre-prepare record backs in `parallel` mode: PREPARE, or COMMIT when
+   * crash-only (r = 0). It goes to the peers and, through the in-memory hop, to this replica, so
+   * its own vote counts (and is resent) only once the record behind it is durable.
+   */
+  private voteFor(seq: number, digest: Uint8Array): ScopedEffect {
+    if (this.twoPhase) return { kind: 'send', to: this.peersAndSelf, msg: { kind: 'commit', view: this.view, seq, digest } };
+    return this.prepareVote(seq, digest);
+  }
+
+  /** Crash-only, modes other than `parallel`: COMMIT behind the pre-prepare record's barrier. */
+  private castCommit(slot: Slot, digest: Uint8Array): void {
+    slot.commitVotes.set(this.nodeId, `${this.view}:${hex(digest)}`);
+    this.out.send(this.peers, { kind: 'commit', view: this.view, seq: slot.seq, digest });
   }
 
   /**
@@ -822,8 +850,11 @@ export class OrderCore {
       }
       return;
     }
-    if (this.scopedVotes) this.acceptPrePrepare(slot, digest, batch, undefined, [this.prepareVote(msg.seq, digest)]);
-    else {
+    if (this.scopedVotes) this.acceptPrePrepare(slot, digest, batch, undefined, [this.voteFor(msg.seq, digest)]);
+    else if (this.twoPhase) {
+      this.acceptPrePrepare(slot, digest, batch, undefined);
+      this.castCommit(slot, digest);
+    } else {
       this.acceptPrePrepare(slot, digest, batch, undefined);
       this.out.send(this.peers, { kind: 'prepare', view: this.view, seq: msg.seq, digest });
       slot.prepares.set(this.nodeId, hex(digest));
@@ -877,6 +908,12 @@ export class OrderCore {
    */
   private acceptPrePrepare(slot: Slot, digest: Uint8Array, batch: Batch, msg: MsgOf<'prePrepare'> | undefined, then?: readonly ScopedEffect[]): void {
     slot.pp = msg === undefined ? { view: this.view, digest, batch } : { view: this.view, digest, batch, msg };
+    if (this.twoPhase) {
+      // Crash-only: accepting is being prepared; the same record makes both durable, and the
+      // COMMIT it backs is the caller's to cast.
+      slot.prepared = { view: this.view, digest };
+      slot.sentCommit = true;
+    }
     if (slot.seq > this.highestPP) this.highestPP = slot.seq;
     slot.bodies.set(hex(digest), batch);
     const q = slot.q.find((e) => bytesEqual(e.digest, digest));
@@ -938,7 +975,7 @@ export class OrderCore {
     // change the others may need its COMMIT to reach the quorum.
     const d = hex(pp.digest);
     const primary = primaryOf(this.cluster, this.view);
-    if (!slot.sentCommit) {
+    if (!slot.sentCommit && !this.twoPhase) {
       // Prepared: n-u replicas vouch for (view, seq, digest). In `batch` and `sync` the
       // PRE-PREPARE is the primary's durable vote and n-u-1 backups' PREPAREs complete it; in
       // `parallel` the PRE-PREPARE leaves before the primary's record is durable, so n-u
@@ -1439,7 +1476,8 @@ export class OrderCore {
         this.out.note({ type: 'safetyAlarm', detail: `new view ${this.view} assigns a different batch to committed seq ${seq}` });
       }
       this.acceptPrePrepare(slot, digest, batch, undefined);
-      if (this.scopedVotes) this.out.push(this.prepareVote(seq, digest));
+      if (this.scopedVotes) this.out.push(this.voteFor(seq, digest));
+      else if (this.twoPhase) this.castCommit(slot, digest);
       else if (!primary) {
         slot.prepares.set(this.nodeId, hex(digest));
         this.out.send(this.peers, { kind: 'prepare', view: this.view, seq, digest });
@@ -1508,7 +1546,7 @@ export class OrderCore {
     for (const slot of this.slots.values()) {
       if (slot.seq <= peerCommitted || slot.pp === undefined) continue;
       if (primary && slot.pp.msg !== undefined) this.out.send(to, slot.pp.msg);
-      if ((this.scopedVotes || !primary) && slot.prepares.has(this.nodeId)) this.out.send(to, { kind: 'prepare', view: this.view, seq: slot.seq, digest: slot.pp.digest });
+      if (!this.twoPhase && (this.scopedVotes || !primary) && slot.prepares.has(this.nodeId)) this.out.send(to, { kind: 'prepare', view: this.view, seq: slot.seq, digest: slot.pp.digest });
     }
   }
 
