@@ -61,8 +61,8 @@ void test('defaultConfig(u, r) validates and deriveCluster has the Table 6.1 mem
     assert.equal(cfg.nodes.length, Math.max(need.auth, need.order, need.exec));
     assert.equal(c.u, u);
     assert.equal(c.r, r);
-    assert.equal(c.authRowsPrimary, m + r + 1);
-    assert.equal(c.authRowsBackup, m + 1);
+    assert.equal(c.authRowsPrimary, r === 0 ? 1 : m + r + 1);
+    assert.equal(c.authRowsBackup, r === 0 ? 1 : m + 1);
     assert.equal(c.cpTokenQuorum, m + 1);
     assert.deepEqual([...c.clients].sort((a, b) => a - b), [0, 1, 2]);
   }

@@ -358,9 +358,12 @@ export interface Cluster {
   readonly exec: StageMembers;
   /** Authorised clients. */
   readonly clients: ReadonlySet<number>;
-  /** Matching AUTH-REQ rows the order primary collects before batching a request: max(u,r)+r+1. */
+  /**
+   * Matching AUTH-REQ rows the order primary collects before batching a request: max(u,r)+r+1,
+   * or 1 when r = 0. Also the size of a client's preferred auth quorum.
+   */
   readonly authRowsPrimary: number;
-  /** Valid rows (for itself) an order backup requires per request: max(u,r)+1. */
+  /** Valid rows (for itself) an order backup requires per request: max(u,r)+1, or 1 when r = 0. */
   readonly authRowsBackup: number;
   /** Matching CP-TOKENs the order stage needs to adopt an execution checkpoint: max(u,r)+1. */
   readonly cpTokenQuorum: number;
@@ -387,8 +390,11 @@ export function deriveCluster(cfg: ProtocolConfig): Cluster {
     order: members('order'),
     exec: members('exec'),
     clients: new Set(cfg.clients),
-    authRowsPrimary: m + cfg.r + 1,
-    authRowsBackup: m + 1,
+    // UpRight sizes these for fetchability too (§6.4: max(u,r)+1 holders, so a live one can hand
+    // the body over); bulwark orders bodies inline, so a row only has to prove that the client
+    // sent the request, and at r = 0 no auth replica lies: one row proves it.
+    authRowsPrimary: cfg.r === 0 ? 1 : m + cfg.r + 1,
+    authRowsBackup: cfg.r === 0 ? 1 : m + 1,
     cpTokenQuorum: m + 1,
   };
 }

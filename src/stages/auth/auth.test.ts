@@ -134,3 +134,16 @@ test('signed client requests off: a signature, even a broken one, is ignored', (
   const a = auth();
   assert.deepEqual(rejected(a.step(request(1, 1, [5], { sig: new Uint8Array(64) }))), []);
 });
+
+test('r=0: the relay is the whole preferred quorum; it passes nothing on and still sends its AUTH-REQ', () => {
+  const c0 = testCluster(1, 0);
+  assert.equal(c0.cluster.authRowsPrimary, 1);
+  const peers = membersOf(c0.cluster.auth);
+  const client = 1;
+  const relayId = c0.cluster.auth.nodes[client % peers.length]!;
+  const relay = new AuthCore(c0.cluster, relayId, c0.ring(nodePrincipal(relayId)));
+  const body = Uint8Array.of(7);
+  const macs = c0.ring(clientPrincipal(client)).authenticate(peers, requestCoreBytes(client, 1, body));
+  const out = sends(relay.step({ kind: 'message', from: clientPrincipal(client), msg: { kind: 'request', client, reqId: 1, op: body, macs, fanout: true }, now: 0 }));
+  assert.deepEqual(out.map((s) => s.msg.kind), ['authReq']);
+});

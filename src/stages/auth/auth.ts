@@ -4,7 +4,8 @@
  * Checks each client request, cheapest check first, and forwards authenticated requests to
  * every order replica as AUTH-REQ, carrying this replica's row of a matrix signature: one MAC
  * per order replica over the request core. The order primary batches a request once it holds
- * max(u,r)+r+1 rows; each backup then finds at least max(u,r)+1 rows valid for itself.
+ * max(u,r)+r+1 rows; each backup then finds at least max(u,r)+1 rows valid for itself. With
+ * r = 0 one row each (config.ts, deriveCluster): no auth replica lies, and bodies travel inline.
  *
  * Filter order (each step drops and counts on failure):
  *   1. channel sender is the client named in the request, or an auth replica relaying it;
@@ -60,7 +61,10 @@ export class AuthCore {
   private readonly out = new Outbox();
   private readonly orderPeers: Principal[];
   private readonly authPeers: Principal[];
-  /** Where this replica, as a client's relay, passes a first send on: the next medium-1 auth replicas. */
+  /**
+   * Where this replica, as a client's relay, passes a first send on: the next authRowsPrimary-1
+   * auth replicas (the rest of the preferred quorum; none when r = 0).
+   */
   private readonly relayPeers: Principal[];
   /** This replica's index in the auth stage. */
   private readonly index: number;
@@ -84,7 +88,7 @@ export class AuthCore {
     this.orderPeers = membersOf(cluster.order);
     this.authPeers = membersOf(cluster.auth);
     this.relayPeers = [];
-    for (let i = 1; i < cluster.auth.quorum.medium; i++) this.relayPeers.push(this.authPeers[(idx + i) % this.authPeers.length]!);
+    for (let i = 1; i < cluster.authRowsPrimary; i++) this.relayPeers.push(this.authPeers[(idx + i) % this.authPeers.length]!);
   }
 
   /** Number of clients with a pending request. */
@@ -194,7 +198,7 @@ export class AuthCore {
     this.pending.set(msg.client, { reqId: msg.reqId, opDigest, authReq, forwardedAt: now, toAll: false });
     this.out.send([this.primary()], authReq);
     // The client's relay passes a first send on to the rest of the preferred quorum.
-    if (direct && msg.fanout && this.index === relayIndexOf(msg.client, this.authPeers.length)) {
+    if (direct && msg.fanout && this.relayPeers.length > 0 && this.index === relayIndexOf(msg.client, this.authPeers.length)) {
       this.out.send(this.relayPeers, { ...msg, fanout: false });
     }
   }

@@ -5,7 +5,7 @@
  *
  * Ordered path: the request, with an authenticator holding one MAC per auth replica, goes
  * first to the client's relay (auth replica client mod n_auth), which passes it on to the rest
- * of the preferred quorum of n_auth - u auth replicas (thesis §6.4.2) over node-to-node
+ * of the preferred quorum of authRowsPrimary auth replicas (thesis §6.4.2) over node-to-node
  * connections; every retransmission goes to all auth replicas directly, with a timeout that
  * starts at clientRetryMs, doubles per retry up to clientRetryMaxMs, and after a reply restarts
  * from max(clientRetryMs, last latency). The reply is accepted on r+1 matching replies from

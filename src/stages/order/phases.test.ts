@@ -84,3 +84,23 @@ test('r=1: the backup answers a PRE-PREPARE with PREPARE, not COMMIT', () => {
   const got = b.step({ kind: 'message', from: nodePrincipal(primary), msg: pp, now: 10 });
   assert.deepEqual(kinds(got), ['prepare']);
 });
+
+test('r=0: one AUTH-REQ row makes a request ready, and a backup accepts a batch carrying one row', () => {
+  const { cluster, ring } = testCluster(1, 0);
+  const primary = primaryOf(cluster, 0);
+  const backup = cluster.order.nodes.find((n) => n !== primary)!;
+  const make = (id: number): OrderCore => {
+    const core = new OrderCore(cluster, id, ring(nodePrincipal(id)), new Map(), new Prng(7));
+    core.step({ kind: 'tick', now: 0 });
+    return core;
+  };
+  const client = [...cluster.clients.keys()][0]!;
+  const op = Uint8Array.of(4);
+  const auth = cluster.auth.nodes[0]!;
+  const row = ring(nodePrincipal(auth)).authenticate(membersOf(cluster.order), requestCoreBytes(client, 1, op));
+  const out = make(primary).step({ kind: 'message', from: nodePrincipal(auth), msg: { kind: 'authReq', client, reqId: 1, op, row }, now: 1 });
+  const pp = messages(out).find((m) => m.msg.kind === 'prePrepare');
+  assert.ok(pp !== undefined && pp.msg.kind === 'prePrepare');
+  assert.equal(pp.msg.requests[0]!.rows.length, 1);
+  assert.deepEqual(kinds(make(backup).step({ kind: 'message', from: nodePrincipal(primary), msg: pp.msg, now: 2 })), ['commit']);
+});
