@@ -144,6 +144,6 @@ test('r=0: the relay is the whole preferred quorum; it passes nothing on and sti
   const relay = new AuthCore(c0.cluster, relayId, c0.ring(nodePrincipal(relayId)));
   const body = Uint8Array.of(7);
   const macs = c0.ring(clientPrincipal(client)).authenticate(peers, requestCoreBytes(client, 1, body));
-  const out = sends(relay.step({ kind: 'message', from: clientPrincipal(client), msg: { kind: 'request', client, reqId: 1, op: body, macs, fanout: true }, now: 0 }));
+  const out = sends(relay.step({ kind: 'message', from: clientPrincipal(client), msg: { kind: 'request', client, reqId: 1, op: body, macs, fanout: true, sig: undefined }, now: 0 }));
   assert.deepEqual(out.map((s) => s.msg.kind), ['authReq']);
 });
