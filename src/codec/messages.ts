@@ -133,6 +133,7 @@ export const MsgKind = {
   fetchBatches: 24,
   batchBodies: 25,
   suspect: 26,
+  relayReadReply: 27,
 } as const;
 export type MsgKindName = keyof typeof MsgKind;
 
@@ -145,8 +146,12 @@ export const messageSchemas = {
    * request core, present when the cluster has `clientSignatures` on.
    */
   request: struct({ client: u32, reqId: uint, op, macs: authenticator, fanout: bool, sig: optional(signature) }),
-  /** Read-only request (client -> exec): authenticator has one MAC per exec replica. */
-  readRequest: struct({ client: u32, reqId: uint, op, macs: authenticator }),
+  /**
+   * Read-only request (client -> exec, or the client's home exec -> the other execs):
+   * authenticator has one MAC per exec replica. `fanout` asks the receiver (the client's home)
+   * to pass it on to every other executor and gather their answers.
+   */
+  readRequest: struct({ client: u32, reqId: uint, op, macs: authenticator, fanout: bool }),
   /** AUTH-REQ (auth -> order): the request and this auth replica's row of the matrix signature. */
   authReq: struct({ client: u32, reqId: uint, op, row: authenticator }),
   /** PRE-PREPARE (primary -> order). */
@@ -215,6 +220,8 @@ export const messageSchemas = {
    * slow; it stays in the view until enough replicas agree (order.ts, "Throughput suspicions").
    */
   suspect: struct({ view: uint }),
+  /** A read-only answer on its way to the client's home node, which forwards it as READ-REPLY. */
+  relayReadReply: struct({ client: u32, reqId: uint, result: op, seq: uint, exec: u8, mac }),
 } as const satisfies Record<MsgKindName, Codec<unknown>>;
 
 type Schemas = typeof messageSchemas;

@@ -69,7 +69,7 @@ test('one pending request per client: a newer one replaces the queued one in pla
   box.push(clientPrincipal(1), request(1, 5), 10, 0);
   box.push(clientPrincipal(2), request(2, 1), 10, 0);
   assert.equal(box.push(clientPrincipal(1), request(1, 6), 30, 1), 'replaced');
-  assert.equal(box.push(clientPrincipal(1), { kind: 'readRequest', client: 1, reqId: 7, op: new Uint8Array(1), macs: [] }, 20, 1), 'replaced');
+  assert.equal(box.push(clientPrincipal(1), { kind: 'readRequest', client: 1, reqId: 7, op: new Uint8Array(1), macs: [], fanout: false }, 20, 1), 'replaced');
   assert.equal(box.push(clientPrincipal(1), request(1, 4), 10, 1), 'superseded');
   assert.equal(box.push(clientPrincipal(1), request(9, 8), 10, 1), 'not_a_client_request', 'another client\u2019s request');
   assert.equal(box.push(clientPrincipal(1), prepare(1), 10, 1), 'not_a_client_request');

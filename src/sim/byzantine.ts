@@ -166,12 +166,13 @@ export class ReplicaAdversary {
       }
       case 'reply':
       case 'readReply':
-      case 'relayReply': {
+      case 'relayReply':
+      case 'relayReadReply': {
         if (!this.has('wrongReplies') || !rng.chance(2, 3)) return msg;
         const result = this.fakeResult(msg.result);
         // Its own replies it can MAC properly; others' (forwarded as home) it can only break.
         if (msg.exec !== this.nodeId) return { ...msg, result };
-        const client = msg.kind === 'relayReply' ? msg.client : to.id;
+        const client = msg.kind === 'relayReply' || msg.kind === 'relayReadReply' ? msg.client : to.id;
         const mac = this.keys.macFor(clientPrincipal(client), replyCoreBytes(this.nodeId, msg.reqId, result));
         return { ...msg, result, mac };
       }

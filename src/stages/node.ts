@@ -41,6 +41,7 @@ export const destinationOf: Readonly<Record<MsgKindName, StageName | 'client'>> 
   fetchBatches: 'order',
   batchBodies: 'order',
   suspect: 'order',
+  relayReadReply: 'exec',
 };
 
 /** Dependencies of a node. */

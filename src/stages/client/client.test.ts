@@ -92,8 +92,9 @@ test('retransmissions go to every auth replica with a timeout that doubles up to
 test('read-only path: unanimous answers complete the read; a disagreement reissues it ordered with a new id', () => {
   const c = fresh();
   const first = sends(c.step({ kind: 'invoke', callId: 1, op, readOnly: true, now: 0 }));
-  assert.equal(first.length, 3);
-  assert.ok(first.every((s) => s.msg.kind === 'readRequest'));
+  assert.equal(first.length, 1, 'to the home executor only');
+  assert.ok(first[0]!.msg.kind === 'readRequest' && first[0]!.msg.fanout);
+  assert.deepEqual(first[0]!.to, nodePrincipal(cluster.exec.nodes[1 % cluster.exec.nodes.length]!));
   c.step(readReply(0, [1]));
   c.step(readReply(1, [1]));
   const fallback = c.step(readReply(2, [2]));
@@ -195,4 +196,14 @@ test('a relay path that keeps failing is tried again after ever longer spans of 
   assert.deepEqual(on(5, 38), [5, 38]);
   assert.deepEqual(on(39, 104), [103, 104], 'a span of 64 after the relay path failed again at once');
   assert.deepEqual(on(150, 184), [150, 183, 184], 'a failure after a good stretch: a span of 32 again');
+});
+
+test('read-only path: after a read timed out, the next reads go to every executor directly for a span', () => {
+  const c = fresh();
+  c.step({ kind: 'invoke', callId: 1, op, readOnly: true, now: 0 });
+  c.step({ kind: 'tick', now: 50 }); // the read times out: ordered instead
+  for (const e of [0, 1]) c.step({ kind: 'message', from: nodePrincipal(e), msg: { kind: 'reply', reqId: 2, result: new Uint8Array([9]), exec: e, mac: ring(nodePrincipal(e)).macFor(clientPrincipal(1), replyCoreBytes(e, 2, new Uint8Array([9]))) }, now: 60 });
+  const next = sends(c.step({ kind: 'invoke', callId: 2, op, readOnly: true, now: 70 }));
+  assert.equal(next.length, cluster.exec.nodes.length, 'to every executor');
+  assert.ok(next.every((s) => s.msg.kind === 'readRequest' && !s.msg.fanout));
 });

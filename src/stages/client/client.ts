@@ -12,8 +12,11 @@
  * distinct execution replicas (small quorum); each reply carries its executor's MAC for this
  * client, so it may arrive through the client's home node.
  *
- * Read-only path (§5.5, §7.4.3): the request goes to every execution replica, which answers
- * from its current state without ordering. The client accepts only when every execution
+ * Read-only path (§5.5, §7.4.3): the request goes to the client's home execution replica,
+ * which passes it on to every other one and sends all their answers back together (one client
+ * packet each way, as on the ordered path); after a read timed out, the next reads go to every
+ * execution replica directly for a span that grows like the auth relay's. Each executor
+ * answers from its current state without ordering. The client accepts only when every execution
  * replica gave the same answer: then the answer comes from a state that includes every
  * completed write (a completed write was executed by a correct replica among the r+1 that
  * replied to it, and all replicas agreed). Otherwise, after readTimeoutMs or a disagreement,
@@ -35,7 +38,7 @@ import type { KeyRing, Principal } from '../../crypto/provider.ts';
 import type { Message, MsgOf } from '../../codec/messages.ts';
 import { bytesEqual, nodePrincipal } from '../../crypto/provider.ts';
 import type { Canaries, Effect, StageEvent } from '../types.ts';
-import { membersOf, Outbox, readU64Durable, relayIndexOf, replyCoreBytes, requestCoreBytes, requestSignedBytes, u64Bytes } from '../common.ts';
+import { homeExecOf, membersOf, Outbox, readU64Durable, relayIndexOf, replyCoreBytes, requestCoreBytes, requestSignedBytes, u64Bytes } from '../common.ts';
 
 /** Client options beyond the cluster config. */
 export interface ClientOptions {
@@ -58,6 +61,39 @@ const reservedKey = 'c/reserved';
 const sendAllAfterRetry = 32;
 /** The longest such span. */
 const sendAllMax = 4096;
+
+/**
+ * A relay path with a fallback of sending to every replica (the auth relay for first sends, the
+ * home executor for reads). After the path fails, the next `span` sends go to every replica;
+ * when it fails again within two sends of such a span, the next span is twice as long (up to
+ * sendAllMax), so a relay that is faulty for good costs a timeout per ever more operations; a
+ * failure after a longer good stretch starts over at sendAllAfterRetry.
+ */
+class RelayPath {
+  /** Sends still going to every replica. */
+  private remaining = 0;
+  /** Length of the next span of sends to every replica. */
+  private span = sendAllAfterRetry;
+  /** Sends through the relay since the last span ended (at start: a good stretch). */
+  private relaySends = sendAllAfterRetry;
+
+  /** Counts one first send; true when it goes to every replica, false through the relay. */
+  takeSend(): boolean {
+    if (this.remaining > 0) {
+      this.remaining -= 1;
+      return true;
+    }
+    this.relaySends += 1;
+    return false;
+  }
+
+  /** The relay path failed (a retransmission or a timeout was needed). */
+  failed(): void {
+    if (this.relaySends > 0) this.span = this.relaySends <= 2 ? Math.min(2 * this.span, sendAllMax) : sendAllAfterRetry;
+    this.remaining = this.span;
+    this.relaySends = 0;
+  }
+}
 
 interface Outstanding {
   readonly callId: number;
@@ -89,12 +125,10 @@ export class ClientCore {
   private readonly queue: { callId: number; op: Uint8Array; readOnly: boolean }[] = [];
   /** Timeout base after the last reply (thesis: max(500 ms, last latency)). */
   private retryBaseMs: number;
-  /** First sends still going to every auth replica after a retransmission. */
-  private sendAllRemaining = 0;
-  /** Length of the next span of sends to every auth replica (see sendAttempt). */
-  private sendAllSpan = sendAllAfterRetry;
-  /** First sends through the relay since the last span to every auth replica ended (at start: a good stretch). */
-  private relaySends = sendAllAfterRetry;
+  /** First sends of ordered requests: through the auth relay, or to every auth replica. */
+  private readonly authPath = new RelayPath();
+  /** Reads: through the home executor, or to every executor. */
+  private readonly readPath = new RelayPath();
 
   constructor(
     private readonly cluster: Cluster,
@@ -195,26 +229,19 @@ export class ClientCore {
     if (o.readOnlyPhase) {
       const core = requestCoreBytes(this.id, o.reqId, o.op);
       const macs = this.keys.authenticate(this.execPeers, core);
-      this.out.send(this.execPeers, { kind: 'readRequest', client: this.id, reqId: o.reqId, op: o.op, macs });
+      const all = this.readPath.takeSend();
+      const home = nodePrincipal(homeExecOf(this.id, this.cluster.exec.nodes));
+      this.out.send(all ? this.execPeers : [home], { kind: 'readRequest', client: this.id, reqId: o.reqId, op: o.op, macs, fanout: !all });
       o.timeoutMs = cfg.readTimeoutMs;
     } else {
       const core = requestCoreBytes(this.id, o.reqId, o.op);
       const macs = this.keys.authenticate(this.authPeers, core);
-      // After an operation needed retransmissions, send to every auth replica for a while:
-      // a slow or silent relay would otherwise cost a timeout per operation. When the relay path
-      // fails again within two operations of such a span, a replica of the preferred quorum is
-      // faulty for good (silent, or vouching for requests nobody sent): the next span is twice
-      // as long (up to sendAllMax), so it costs a timeout per ever more operations. A failure
-      // after a longer good stretch starts over at sendAllAfterRetry.
-      const all = !first || this.sendAllRemaining > 0;
-      if (first) {
-        if (this.sendAllRemaining > 0) this.sendAllRemaining -= 1;
-        else this.relaySends += 1;
-      } else {
-        if (this.relaySends > 0) this.sendAllSpan = this.relaySends <= 2 ? Math.min(2 * this.sendAllSpan, sendAllMax) : sendAllAfterRetry;
-        this.sendAllRemaining = this.sendAllSpan;
-        this.relaySends = 0;
-      }
+      // After an operation needed retransmissions, send to every auth replica for a while
+      // (RelayPath): a slow or silent relay, or a member of the preferred quorum vouching for
+      // requests nobody sent, would otherwise cost a timeout per operation.
+      let all = true;
+      if (first) all = this.authPath.takeSend();
+      else this.authPath.failed();
       // The signature is made once per operation; retransmissions carry the same one.
       if (this.cluster.clientSignatures && o.sig?.reqId !== o.reqId) o.sig = { reqId: o.reqId, bytes: this.keys.sign(requestSignedBytes(core)) };
       const msg: MsgOf<'request'> = { kind: 'request', client: this.id, reqId: o.reqId, op: o.op, macs, fanout: !all, sig: o.sig?.bytes };
@@ -304,8 +331,10 @@ export class ClientCore {
   private onTick(now: number): void {
     const o = this.outstanding;
     if (o === undefined || now < o.deadline) return;
-    if (o.readOnlyPhase) this.fallBackToOrdered(now);
-    else this.sendAttempt(now, false);
+    if (o.readOnlyPhase) {
+      this.readPath.failed();
+      this.fallBackToOrdered(now);
+    } else this.sendAttempt(now, false);
   }
 
   private checkInvariants(): void {

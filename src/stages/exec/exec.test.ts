@@ -1,4 +1,7 @@
-/** Execution stage: the read fence (a restarted executor does not answer reads from a rolled-back state). */
+/**
+ * Execution stage: the read fence (a restarted executor does not answer reads from a rolled-back
+ * state), and reads relayed through the client's home executor.
+ */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ExecCore, execFenceKey } from './exec.ts';
@@ -6,7 +9,7 @@ import type { ReplicatedApp } from '../../app/contract.ts';
 import { clientPrincipal, nodePrincipal, type Principal } from '../../crypto/provider.ts';
 import { encodeBatch, type Batch, type Message } from '../../codec/messages.ts';
 import { sends, testCluster } from '../testing.ts';
-import { readU64Durable, requestCoreBytes, u64Bytes } from '../common.ts';
+import { readU64Durable, replyCoreBytes, requestCoreBytes, u64Bytes } from '../common.ts';
 import type { Effect } from '../types.ts';
 
 const { cluster, ring } = testCluster(1, 1, 4, { checkpointInterval: 8 });
@@ -42,11 +45,10 @@ function msg(from: Principal, m: Message, now = 1) {
   return { kind: 'message' as const, from, msg: m, now };
 }
 
-function readRequest(reqId: number) {
-  const client = clientPrincipal(1);
+function readRequest(reqId: number, fanout = false, from: Principal = clientPrincipal(1)) {
   const core = requestCoreBytes(1, reqId, new Uint8Array([0]));
-  const macs = ring(client).authenticate(cluster.exec.nodes.map(nodePrincipal), core);
-  return msg(client, { kind: 'readRequest', client: 1, reqId, op: new Uint8Array([0]), macs });
+  const macs = ring(clientPrincipal(1)).authenticate(cluster.exec.nodes.map(nodePrincipal), core);
+  return msg(from, { kind: 'readRequest', client: 1, reqId, op: new Uint8Array([0]), macs, fanout });
 }
 
 function readReplies(effects: Effect[]) {
@@ -92,4 +94,44 @@ test('read fence: a fresh executor (no fence on disk) answers reads at once', ()
   const exec = new ExecCore(cluster, 0, ring(nodePrincipal(0)), counter(), new Map());
   const r = readReplies(exec.step(readRequest(1)));
   assert.equal(r[0]!.seq, 1);
+});
+
+// Client 1's home executor is exec.nodes[1 % 3] = node 1.
+const home = cluster.exec.nodes[1 % cluster.exec.nodes.length]!;
+const others = cluster.exec.nodes.filter((n) => n !== home);
+
+test("read relay: the home passes a fanout read on, gathers every executor's answer, and sends them together", () => {
+  const h = new ExecCore(cluster, home, ring(nodePrincipal(home)), counter(), new Map());
+  const first = sends(h.step(readRequest(1, true)));
+  assert.deepEqual(first.filter((s) => s.msg.kind === 'readRequest').map((s) => s.to.id).sort(), [...others].sort());
+  assert.ok(first.every((s) => s.msg.kind !== 'readRequest' || !s.msg.fanout), 'passed on without fanout');
+  assert.equal(first.filter((s) => s.msg.kind === 'readReply').length, 0, 'nothing to the client before every answer is in');
+  const answers = others.map((o) => {
+    const e = new ExecCore(cluster, o, ring(nodePrincipal(o)), counter(), new Map());
+    const out = sends(e.step(readRequest(1, false, nodePrincipal(home)))).filter((s) => s.msg.kind === 'relayReadReply' || s.msg.kind === 'readReply');
+    assert.equal(out.length, 1);
+    assert.deepEqual(out[0]!.to, nodePrincipal(home), 'answered to the home');
+    assert.equal(out[0]!.msg.kind, 'relayReadReply');
+    return out[0]!.msg;
+  });
+  const clientRing = ring(clientPrincipal(1));
+  let sent: ReturnType<typeof sends> = [];
+  for (const [i, a] of answers.entries()) sent = sends(h.step(msg(nodePrincipal(others[i]!), a)));
+  const replies = sent.filter((s) => s.msg.kind === 'readReply');
+  assert.equal(replies.length, cluster.exec.nodes.length, 'all three answers at once');
+  for (const r of replies) {
+    assert.deepEqual(r.to, clientPrincipal(1));
+    assert.ok(r.msg.kind === 'readReply' && clientRing.verifyMacFrom(nodePrincipal(r.msg.exec), replyCoreBytes(r.msg.exec, 1, r.msg.result), r.msg.mac), "each with its executor's MAC for the client");
+  }
+});
+
+test('read relay: a refusal at the home goes at once; a relayed read from a node that is not the home is rejected', () => {
+  const h = new ExecCore(cluster, home, ring(nodePrincipal(home)), counter(), new Map([[execFenceKey, u64Bytes(8)]]));
+  const refused = readReplies(h.step(readRequest(1, true)));
+  assert.equal(refused.length, 1);
+  assert.equal(refused[0]!.seq, 0);
+  const o = new ExecCore(cluster, others[0]!, ring(nodePrincipal(others[0]!)), counter(), new Map());
+  const effects = o.step(readRequest(1, false, nodePrincipal(others[1]!)));
+  assert.ok(!sends(effects).some((s) => s.msg.kind === 'relayReadReply' || s.msg.kind === 'readReply'));
+  assert.ok(effects.some((e) => e.kind === 'note' && e.note.type === 'rejected' && e.note.reason === 'sender_mismatch'));
 });

@@ -16,6 +16,10 @@
  *   responders (exec replicas from index client mod n_exec onwards) answer, through the first of
  *   them, the client's home, which sends the r+1 matching replies together; after a
  *   retransmission every executor answers the client directly for a while (`directReplyMs`).
+ * - Read-only requests (§7.4.3) usually reach only the client's home, with `fanout`: it passes
+ *   them on to every other executor, which answers with RELAY-READ-REPLY (its MAC is for the
+ *   client, so the home cannot forge it), and sends the client all n_exec answers together once
+ *   they are in (a refusal at once). A read sent to every executor directly is answered directly.
  * - Reply cache: the last reply per client, resent directly when the order stage reports a
  *   retransmission (RETRANSMIT).
  * - Checkpoints (Dura-SMaRt §4.2, REFIT's idea of checkpointing while requests run): after
@@ -186,6 +190,16 @@ const zeroDigest = new Uint8Array(32);
 /** How long replies to a retransmitting client bypass its home node. */
 const directReplyMs = 10_000;
 
+/** One executor's answer to a read-only request, with its MAC for the client. */
+interface ReadAnswer {
+  readonly reqId: number;
+  readonly result: Uint8Array;
+  /** The executor's next batch number; 0: it refuses (restarted, before its read fence). */
+  readonly seq: number;
+  readonly exec: number;
+  readonly mac: Uint8Array;
+}
+
 interface Claim {
   readonly history: Uint8Array;
   readonly digest: Uint8Array;
@@ -258,6 +272,8 @@ export class ExecCore {
   private readonly localOrder: boolean;
   private readonly cpInt: number;
   private readonly orderPeers: Principal[];
+  /** The other execution replicas, to which a client's home passes its reads on. */
+  private readonly otherExecs: Principal[];
   private readonly execPeerIds: number[];
 
   /** Next batch to execute. Invariant: only grows. */
@@ -307,6 +323,8 @@ export class ExecCore {
   private readonly replyResentAt = new Map<number, number>();
   /** Clients whose replies go out directly (not through their home node) until a time. */
   private readonly directUntil = new Map<number, number>();
+  /** Read answers being gathered for clients homed here (one read per client). */
+  private readonly readGathering = new Map<number, { reqId: number; answers: Map<number, ReadAnswer>; sent: boolean }>();
   /** Replies being gathered for clients homed here (one request per client). */
   private readonly gathering = new Map<number, { reqId: number; replies: Map<number, { reqId: number; result: Uint8Array; exec: number; mac: Uint8Array }>; sent: boolean }>();
   private started = false;
@@ -326,6 +344,7 @@ export class ExecCore {
     this.localOrder = cluster.order.indexOf.has(nodeId);
     this.cpInt = cluster.config.checkpointInterval;
     this.orderPeers = membersOf(cluster.order);
+    this.otherExecs = membersOf(cluster.exec).filter((p) => p.id !== nodeId);
     this.execPeerIds = cluster.exec.nodes.filter((id) => id !== nodeId);
     this.chunkBytes = cluster.config.checkpointChunkBytes;
     const perGroup = Math.max(1, cluster.u);
@@ -400,9 +419,11 @@ export class ExecCore {
       case 'fetchCheckpoint':
       case 'checkpointData':
       case 'relayReply':
+      case 'relayReadReply':
         if (!this.cluster.exec.indexOf.has(from.id) || from.id === this.nodeId) return this.reject('exec_msg_from_non_exec', from);
         if (msg.kind === 'fetchCheckpoint') return this.onFetchCheckpoint(from, msg.seq, msg.part);
         if (msg.kind === 'relayReply') return this.onRelayReply(from.id, msg);
+        if (msg.kind === 'relayReadReply') return this.onRelayReadReply(from.id, msg);
         return this.onCheckpointData(from.id, msg.seq, msg.part, msg.data, now);
       default:
         return this.reject('unexpected_kind', from);
@@ -980,22 +1001,69 @@ export class ExecCore {
     this.gather(m.client, { reqId: m.reqId, result: m.result, exec: m.exec, mac: m.mac });
   }
 
+  /**
+   * A read-only request: from the client itself, or passed on by the client's home executor
+   * (a node; then the answer goes back to the home as RELAY-READ-REPLY). Either way the client's
+   * MAC for this executor must verify, so a home cannot make up reads.
+   */
   private onReadRequest(from: Principal, msg: MsgOf<'readRequest'>): void {
-    if (from.kind !== 'client' || from.id !== msg.client) return this.reject('sender_mismatch', from);
+    const client = clientPrincipal(msg.client);
+    const home = homeExecOf(msg.client, this.cluster.exec.nodes);
+    const relayed = from.kind === 'node';
+    if (relayed ? from.id !== home || from.id === this.nodeId || msg.fanout : from.id !== msg.client) return this.reject('sender_mismatch', from);
     if (!this.cluster.clients.has(msg.client)) return this.reject('unknown_client', from);
     if (msg.op.length > this.cluster.config.requestBytesMax) return this.reject('op_too_large', from);
     const core = requestCoreBytes(msg.client, msg.reqId, msg.op);
-    if (!this.keys.verifyAuthenticatorEntry(from, core, msg.macs, this.index)) return this.reject('bad_authenticator', from);
+    if (!this.keys.verifyAuthenticatorEntry(client, core, msg.macs, this.index)) return this.reject('bad_authenticator', from);
+    let result: Uint8Array;
+    let seq: number;
     if (this.nextSeq - 1 < this.readsFencedThrough) {
       // Restarted, and not yet back to where it may have answered before: refuse (seq 0).
-      const empty = new Uint8Array(0);
       this.out.note({ type: 'rejected', reason: 'read_fenced', from });
-      this.out.send([from], { kind: 'readReply', reqId: msg.reqId, result: empty, seq: 0, exec: this.nodeId, mac: this.keys.macFor(from, replyCoreBytes(this.nodeId, msg.reqId, empty)) });
+      result = new Uint8Array(0);
+      seq = 0;
+    } else {
+      result = this.app.executeReadOnly(msg.op);
+      seq = this.nextSeq;
+    }
+    const answer: ReadAnswer = { reqId: msg.reqId, result, seq, exec: this.nodeId, mac: this.keys.macFor(client, replyCoreBytes(this.nodeId, msg.reqId, result)) };
+    if (relayed) {
+      this.out.send([from], { kind: 'relayReadReply', client: msg.client, ...answer });
       return;
     }
-    const result = this.app.executeReadOnly(msg.op);
-    const mac = this.keys.macFor(from, replyCoreBytes(this.nodeId, msg.reqId, result));
-    this.out.send([from], { kind: 'readReply', reqId: msg.reqId, result, seq: this.nextSeq, exec: this.nodeId, mac });
+    if (msg.fanout && home === this.nodeId && this.otherExecs.length > 0) {
+      this.out.send(this.otherExecs, { ...msg, fanout: false });
+      this.gatherRead(msg.client, answer);
+      return;
+    }
+    this.out.send([client], { kind: 'readReply', ...answer });
+  }
+
+  /**
+   * Home-node gathering of read answers: held until every executor answered, then sent together
+   * (one packet to the client); a refusal (seq 0) goes at once, as the client then orders the
+   * operation. A home that never gets every answer sends nothing: the client's read timeout
+   * sends the operation down the ordered path, and its next reads go to every executor directly.
+   */
+  private gatherRead(client: number, a: ReadAnswer): void {
+    let g = this.readGathering.get(client);
+    if (g === undefined || g.reqId < a.reqId) {
+      g = { reqId: a.reqId, answers: new Map(), sent: false };
+      this.readGathering.set(client, g);
+    }
+    if (g.reqId !== a.reqId || g.sent || g.answers.has(a.exec)) return;
+    g.answers.set(a.exec, a);
+    if (a.seq !== 0 && g.answers.size < this.cluster.exec.nodes.length) return;
+    g.sent = true;
+    for (const x of g.answers.values()) this.out.send([clientPrincipal(client)], { kind: 'readReply', ...x });
+    g.answers.clear();
+  }
+
+  private onRelayReadReply(sender: number, m: MsgOf<'relayReadReply'>): void {
+    if (m.exec !== sender) return this.reject('relay_reply_exec_mismatch', nodePrincipal(sender));
+    if (homeExecOf(m.client, this.cluster.exec.nodes) !== this.nodeId) return this.reject('relay_reply_not_home', nodePrincipal(sender));
+    if (!this.cluster.clients.has(m.client)) return this.reject('unknown_client', nodePrincipal(sender));
+    this.gatherRead(m.client, { reqId: m.reqId, result: m.result, seq: m.seq, exec: m.exec, mac: m.mac });
   }
 
   private onTick(now: number): void {
