@@ -190,6 +190,30 @@ const zeroDigest = new Uint8Array(32);
 /** How long replies to a retransmitting client bypass its home node. */
 const directReplyMs = 10_000;
 
+/** Answers being gathered at a client's home for one request of that client. */
+interface Gathering<T> {
+  readonly reqId: number;
+  /** By executor node id. */
+  readonly answers: Map<number, T>;
+  sent: boolean;
+}
+
+/**
+ * Adds an executor's answer to the client's gathering (a later request id replaces an older
+ * one); returns the gathering when the answer was new, undefined when it was stale, repeated or
+ * came after the answers were sent.
+ */
+function addAnswer<T extends { readonly reqId: number; readonly exec: number }>(table: Map<number, Gathering<T>>, client: number, a: T): Gathering<T> | undefined {
+  let g = table.get(client);
+  if (g === undefined || g.reqId < a.reqId) {
+    g = { reqId: a.reqId, answers: new Map(), sent: false };
+    table.set(client, g);
+  }
+  if (g.reqId !== a.reqId || g.sent || g.answers.has(a.exec)) return undefined;
+  g.answers.set(a.exec, a);
+  return g;
+}
+
 /** One executor's answer to a read-only request, with its MAC for the client. */
 interface ReadAnswer {
   readonly reqId: number;
@@ -324,9 +348,9 @@ export class ExecCore {
   /** Clients whose replies go out directly (not through their home node) until a time. */
   private readonly directUntil = new Map<number, number>();
   /** Read answers being gathered for clients homed here (one read per client). */
-  private readonly readGathering = new Map<number, { reqId: number; answers: Map<number, ReadAnswer>; sent: boolean }>();
+  private readonly readGathering = new Map<number, Gathering<ReadAnswer>>();
   /** Replies being gathered for clients homed here (one request per client). */
-  private readonly gathering = new Map<number, { reqId: number; replies: Map<number, { reqId: number; result: Uint8Array; exec: number; mac: Uint8Array }>; sent: boolean }>();
+  private readonly gathering = new Map<number, Gathering<{ reqId: number; result: Uint8Array; exec: number; mac: Uint8Array }>>();
   private started = false;
 
   constructor(
@@ -980,25 +1004,26 @@ export class ExecCore {
    * nothing; the client's retransmission then switches every executor to direct replies.
    */
   private gather(client: number, reply: { reqId: number; result: Uint8Array; exec: number; mac: Uint8Array }): void {
-    let g = this.gathering.get(client);
-    if (g === undefined || g.reqId < reply.reqId) {
-      g = { reqId: reply.reqId, replies: new Map(), sent: false };
-      this.gathering.set(client, g);
-    }
-    if (g.reqId !== reply.reqId || g.sent || g.replies.has(reply.exec)) return;
-    g.replies.set(reply.exec, reply);
-    const matching = [...g.replies.values()].filter((x) => bytesEqual(x.result, reply.result));
+    const g = addAnswer(this.gathering, client, reply);
+    if (g === undefined) return;
+    const matching = [...g.answers.values()].filter((x) => bytesEqual(x.result, reply.result));
     if (matching.length < this.small) return;
     g.sent = true;
-    g.replies.clear();
+    g.answers.clear();
     for (const x of matching) this.out.send([clientPrincipal(client)], { kind: 'reply', reqId: x.reqId, result: x.result, exec: x.exec, mac: x.mac });
   }
 
   private onRelayReply(sender: number, m: MsgOf<'relayReply'>): void {
-    if (m.exec !== sender) return this.reject('relay_reply_exec_mismatch', nodePrincipal(sender));
-    if (homeExecOf(m.client, this.cluster.exec.nodes) !== this.nodeId) return this.reject('relay_reply_not_home', nodePrincipal(sender));
-    if (!this.cluster.clients.has(m.client)) return this.reject('unknown_client', nodePrincipal(sender));
-    this.gather(m.client, { reqId: m.reqId, result: m.result, exec: m.exec, mac: m.mac });
+    if (this.relayedHere(sender, m)) this.gather(m.client, { reqId: m.reqId, result: m.result, exec: m.exec, mac: m.mac });
+  }
+
+  /** Checks an answer relayed to this node as a client's home: its own sender's, for a known client homed here. */
+  private relayedHere(sender: number, m: { readonly exec: number; readonly client: number }): boolean {
+    if (m.exec !== sender) this.reject('relay_reply_exec_mismatch', nodePrincipal(sender));
+    else if (homeExecOf(m.client, this.cluster.exec.nodes) !== this.nodeId) this.reject('relay_reply_not_home', nodePrincipal(sender));
+    else if (!this.cluster.clients.has(m.client)) this.reject('unknown_client', nodePrincipal(sender));
+    else return true;
+    return false;
   }
 
   /**
@@ -1046,13 +1071,8 @@ export class ExecCore {
    * sends the operation down the ordered path, and its next reads go to every executor directly.
    */
   private gatherRead(client: number, a: ReadAnswer): void {
-    let g = this.readGathering.get(client);
-    if (g === undefined || g.reqId < a.reqId) {
-      g = { reqId: a.reqId, answers: new Map(), sent: false };
-      this.readGathering.set(client, g);
-    }
-    if (g.reqId !== a.reqId || g.sent || g.answers.has(a.exec)) return;
-    g.answers.set(a.exec, a);
+    const g = addAnswer(this.readGathering, client, a);
+    if (g === undefined) return;
     if (a.seq !== 0 && g.answers.size < this.cluster.exec.nodes.length) return;
     g.sent = true;
     for (const x of g.answers.values()) this.out.send([clientPrincipal(client)], { kind: 'readReply', ...x });
@@ -1060,10 +1080,7 @@ export class ExecCore {
   }
 
   private onRelayReadReply(sender: number, m: MsgOf<'relayReadReply'>): void {
-    if (m.exec !== sender) return this.reject('relay_reply_exec_mismatch', nodePrincipal(sender));
-    if (homeExecOf(m.client, this.cluster.exec.nodes) !== this.nodeId) return this.reject('relay_reply_not_home', nodePrincipal(sender));
-    if (!this.cluster.clients.has(m.client)) return this.reject('unknown_client', nodePrincipal(sender));
-    this.gatherRead(m.client, { reqId: m.reqId, result: m.result, seq: m.seq, exec: m.exec, mac: m.mac });
+    if (this.relayedHere(sender, m)) this.gatherRead(m.client, { reqId: m.reqId, result: m.result, seq: m.seq, exec: m.exec, mac: m.mac });
   }
 
   private onTick(now: number): void {

@@ -33,8 +33,8 @@ const kinds = (effects: readonly Effect[]): string[] => messages(effects).map((m
 const committed = (effects: readonly Effect[]): number[] =>
   effects.flatMap((e) => (e.kind === 'note' && e.note.type === 'committed' ? [e.note.seq] : []));
 
-/** A primary and one backup of a (u, r) cluster, and the primary's PRE-PREPARE of one request. */
-function setUp(u: number, r: number, durability: DurabilityMode) {
+/** A (u, r) cluster in a durability mode, its view-0 primary and one backup, and a replica maker. */
+function replicas(u: number, r: number, durability: DurabilityMode = 'parallel') {
   const { cluster: base, ring } = testCluster(u, r);
   const cluster = { ...base, durability };
   const primary = primaryOf(cluster, 0);
@@ -44,8 +44,13 @@ function setUp(u: number, r: number, durability: DurabilityMode) {
     core.step({ kind: 'tick', now: 0 });
     return core;
   };
+  return { cluster, ring, primary, backup, make, client: [...cluster.clients.keys()][0]! };
+}
+
+/** A primary and one backup of a (u, r) cluster, and the primary's PRE-PREPARE of one request. */
+function setUp(u: number, r: number, durability: DurabilityMode) {
+  const { cluster, ring, primary, backup, make, client } = replicas(u, r, durability);
   const p = make(primary);
-  const client = [...cluster.clients.keys()][0]!;
   const op = Uint8Array.of(1, 2, 3);
   const effects: Effect[] = [];
   for (const [i, auth] of cluster.auth.nodes.entries()) {
@@ -86,15 +91,7 @@ test('r=1: the backup answers a PRE-PREPARE with PREPARE, not COMMIT', () => {
 });
 
 test('r=0: one AUTH-REQ row makes a request ready, and a backup accepts a batch carrying one row', () => {
-  const { cluster, ring } = testCluster(1, 0);
-  const primary = primaryOf(cluster, 0);
-  const backup = cluster.order.nodes.find((n) => n !== primary)!;
-  const make = (id: number): OrderCore => {
-    const core = new OrderCore(cluster, id, ring(nodePrincipal(id)), new Map(), new Prng(7));
-    core.step({ kind: 'tick', now: 0 });
-    return core;
-  };
-  const client = [...cluster.clients.keys()][0]!;
+  const { cluster, ring, primary, backup, make, client } = replicas(1, 0);
   const op = Uint8Array.of(4);
   const auth = cluster.auth.nodes[0]!;
   const row = ring(nodePrincipal(auth)).authenticate(membersOf(cluster.order), requestCoreBytes(client, 1, op));
