@@ -22,6 +22,7 @@ const seeds: { seed: number; u: number; r: number; found: string; storageFaults?
   { seed: 96278, u: 1, r: 2, storageFaults: true, found: 'PREPAREs sent before their pre-prepare was durable: after a whole-cluster crash too few replicas vouched for a prepared batch and no new view was decidable' },
   { seed: 381, u: 1, r: 1, found: 'an auth replica’s valid rows over requests the client never sent displaced its real ones: clients stalled for good' },
   { seed: 353, u: 1, r: 2, found: 'an auth replica’s valid rows over requests the client never sent displaced its real ones: clients stalled for good' },
+  { seed: 790, u: 1, r: 0, storageFaults: true, found: 'a new primary behind the chosen checkpoint proposed fresh batches at seqs its NEW-VIEW had assigned beyond its window; voting on its own proposal (crash-only), it replaced a committed batch' },
 ];
 
 for (const s of seeds) {

@@ -234,6 +234,10 @@ export class OrderCore {
   private readonly slots = new Map<number, Slot>();
   /** Highest seq with a pre-prepare in the current view (0 if none). */
   private highestPP = 0;
+  /** Highest seq the NEW-VIEW of the current view assigned (0 outside a view it began). */
+  private newViewTop = 0;
+  /** Assignments of the current view's NEW-VIEW that lay beyond this replica's window. */
+  private readonly deferredChoices = new Map<number, { digest: Uint8Array; batch: Batch }>();
   private stableSeq = 0;
   private stable: MyCheckpoint;
   private prevStable: { seq: number; token: Uint8Array } | undefined;
@@ -434,11 +438,13 @@ export class OrderCore {
       this.vcTimerArmed = false;
       this.sendViewChange();
       this.armViewChangeTimer(now);
-    } else if (this.isPrimary() && [...this.slots.values()].some((sl) => sl.pp !== undefined && sl.pp.msg === undefined && sl.committed === undefined && sl.pp.view === this.view)) {
+    } else if (this.isPrimary() && ((this.twoPhase && this.view > 0) || [...this.slots.values()].some((sl) => sl.pp !== undefined && sl.pp.msg === undefined && sl.committed === undefined && sl.pp.view === this.view))) {
       // Restarted as the primary with proposals in flight: their PRE-PREPAREs are gone (the
       // authenticator rows are not stored), so a backup that missed one can never prepare it.
       // Hand the view on at once; the backups join when their primary asks (maybeJoinViewChange)
-      // instead of waiting for their timers with a full pipeline.
+      // instead of waiting for their timers with a full pipeline. A crash-only primary also
+      // hands on any view a NEW-VIEW began: which seqs that NEW-VIEW assigned beyond its window
+      // (newViewTop) is not stored, and it votes on its own proposals.
       this.startViewChange(this.view + 1, now, 'restarted');
     }
     for (const c of this.candidates.values()) if (c.readySince !== undefined) c.readySince = now;
@@ -738,7 +744,7 @@ export class OrderCore {
   }
 
   private highestProposed(): number {
-    return Math.max(this.committedSeq, this.highestPP);
+    return Math.max(this.committedSeq, this.highestPP, this.newViewTop);
   }
 
   private maybePropose(now: number): void {
@@ -1115,6 +1121,7 @@ export class OrderCore {
     this.out.write('o/cp', encodeWith(cpRecordCodec, { checkpoint: cp.content, prev: this.prevStable }));
     this.garbageCollect();
     this.out.note({ type: 'stable', seq });
+    this.adoptDeferredChoices();
   }
 
   /** Drops everything at or below the stable checkpoint. */
@@ -1199,6 +1206,8 @@ export class OrderCore {
       slot.sentCommit = false;
     }
     this.highestPP = 0;
+    this.newViewTop = 0;
+    this.deferredChoices.clear();
     this.out.write('o/meta', encodeWith(metaCodec, { view, normal: false }));
     this.out.note({ type: 'viewChangeStarted', view, reason });
     this.sendViewChange();
@@ -1443,6 +1452,39 @@ export class OrderCore {
     this.installNewView(msg, decision, now);
   }
 
+  /**
+   * Pre-prepares a batch the current view's NEW-VIEW assigned to `slot` and casts the vote it
+   * backs (the primary's too, except its PREPARE in the three-phase modes other than `parallel`).
+   */
+  private acceptChoice(slot: Slot, digest: Uint8Array, batch: Batch): void {
+    const seq = slot.seq;
+    if (slot.committed !== undefined && !bytesEqual(slot.committed.digest, digest)) {
+      this.out.note({ type: 'safetyAlarm', detail: `new view ${this.view} assigns a different batch to committed seq ${seq}` });
+    }
+    this.acceptPrePrepare(slot, digest, batch, undefined);
+    if (this.scopedVotes) this.out.push(this.voteFor(seq, digest));
+    else if (this.twoPhase) this.castCommit(slot, digest);
+    else if (!this.isPrimary()) {
+      slot.prepares.set(this.nodeId, hex(digest));
+      this.out.send(this.peers, { kind: 'prepare', view: this.view, seq, digest });
+    }
+  }
+
+  /** After the window moved up: the NEW-VIEW's assignments that now fit it. */
+  private adoptDeferredChoices(): void {
+    if (!this.normal) return;
+    for (const [seq, c] of this.deferredChoices) {
+      if (seq <= this.stableSeq) {
+        this.deferredChoices.delete(seq);
+        continue;
+      }
+      const slot = this.slotFor(seq);
+      if (slot === undefined) continue;
+      this.deferredChoices.delete(seq);
+      if (slot.pp === undefined) this.acceptChoice(slot, c.digest, c.batch);
+    }
+  }
+
   private installNewView(nv: MsgOf<'newView'>, decision: NonNullable<ReturnType<typeof decideNewView>>, now: number): void {
     if (nv.view > this.view || this.normal) {
       // Entering a view we had not started changing to: reset the per-view slot state.
@@ -1464,24 +1506,24 @@ export class OrderCore {
     const chosen = this.mine.get(decision.checkpoint.seq);
     if (decision.checkpoint.seq > this.stableSeq && chosen !== undefined && bytesEqual(chosen.digest, decision.checkpoint.digest)) this.makeStable(chosen);
     const h = decision.checkpoint.seq;
-    const primary = this.isPrimary();
+    // The primary proposes only above every seq this NEW-VIEW assigned, whether or not they fit
+    // its window now (seed 790 at u=1 r=0: a new primary behind the chosen checkpoint proposed
+    // fresh batches at two assigned seqs beyond its window, and crash-only replicas vote COMMIT
+    // on their own proposal).
+    this.newViewTop = h + decision.choices.length;
+    this.deferredChoices.clear();
     decision.choices.forEach((digest, i) => {
       const seq = h + 1 + i;
       if (seq <= this.stableSeq) return;
-      const slot = this.slotFor(seq);
-      if (slot === undefined) return;
       const batch = bytesEqual(digest, this.nullDigest) ? nullBatch : this.bodyFor(hex(digest));
+      const slot = this.slotFor(seq);
+      if (slot === undefined) {
+        // Beyond the window until this replica's stable checkpoint catches up: taken then.
+        if (batch !== undefined) this.deferredChoices.set(seq, { digest, batch });
+        return;
+      }
       assert(batch !== undefined, 'new-view batches are available');
-      if (slot.committed !== undefined && !bytesEqual(slot.committed.digest, digest)) {
-        this.out.note({ type: 'safetyAlarm', detail: `new view ${this.view} assigns a different batch to committed seq ${seq}` });
-      }
-      this.acceptPrePrepare(slot, digest, batch, undefined);
-      if (this.scopedVotes) this.out.push(this.voteFor(seq, digest));
-      else if (this.twoPhase) this.castCommit(slot, digest);
-      else if (!primary) {
-        slot.prepares.set(this.nodeId, hex(digest));
-        this.out.send(this.peers, { kind: 'prepare', view: this.view, seq, digest });
-      }
+      this.acceptChoice(slot, digest, batch);
     });
     for (const c of this.candidates.values()) {
       if (c.readySince !== undefined) c.readySince = now;
