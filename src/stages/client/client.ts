@@ -117,6 +117,8 @@ export class ClientCore {
   private readonly out = new Outbox();
   private readonly authPeers: Principal[];
   private readonly execPeers: Principal[];
+  /** The client's home executor: its reads go there first (with fanout). */
+  private readonly homeExec: Principal;
   /** Next request id to use. */
   private reqIdNext: number;
   /** Highest id covered by a durable reservation. Invariant: reqIdNext <= reqIdReserved + 1. */
@@ -141,6 +143,7 @@ export class ClientCore {
     assert(options.reserveBlock >= 1, 'reserveBlock >= 1');
     this.authPeers = membersOf(cluster.auth);
     this.execPeers = membersOf(cluster.exec);
+    this.homeExec = nodePrincipal(homeExecOf(id, cluster.exec.nodes));
     const saved = durable.get(reservedKey);
     this.reqIdReserved = saved === undefined ? 0 : readU64Durable(saved, reservedKey);
     // Ids up to the saved reservation may have been used before a crash: start after it.
@@ -230,8 +233,7 @@ export class ClientCore {
       const core = requestCoreBytes(this.id, o.reqId, o.op);
       const macs = this.keys.authenticate(this.execPeers, core);
       const all = this.readPath.takeSend();
-      const home = nodePrincipal(homeExecOf(this.id, this.cluster.exec.nodes));
-      this.out.send(all ? this.execPeers : [home], { kind: 'readRequest', client: this.id, reqId: o.reqId, op: o.op, macs, fanout: !all });
+      this.out.send(all ? this.execPeers : [this.homeExec], { kind: 'readRequest', client: this.id, reqId: o.reqId, op: o.op, macs, fanout: !all });
       o.timeoutMs = cfg.readTimeoutMs;
     } else {
       const core = requestCoreBytes(this.id, o.reqId, o.op);

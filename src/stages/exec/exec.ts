@@ -368,8 +368,8 @@ export class ExecCore {
     this.localOrder = cluster.order.indexOf.has(nodeId);
     this.cpInt = cluster.config.checkpointInterval;
     this.orderPeers = membersOf(cluster.order);
-    this.otherExecs = membersOf(cluster.exec).filter((p) => p.id !== nodeId);
     this.execPeerIds = cluster.exec.nodes.filter((id) => id !== nodeId);
+    this.otherExecs = this.execPeerIds.map(nodePrincipal);
     this.chunkBytes = cluster.config.checkpointChunkBytes;
     const perGroup = Math.max(1, cluster.u);
     const groups = Math.ceil(cluster.exec.nodes.length / perGroup);

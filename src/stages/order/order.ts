@@ -801,8 +801,8 @@ export class OrderCore {
     // record is a barrier for the PRE-PREPARE itself.
     this.acceptPrePrepare(slot, digest, batch, msg, this.scopedVotes ? [this.voteFor(seq, digest)] : undefined);
     this.out.send(this.peers, msg);
-    // Crash-only, other modes: the primary's COMMIT follows its durable record and its PRE-PREPARE.
-    if (this.twoPhase && !this.scopedVotes) this.castCommit(slot, digest);
+    // Other modes: a crash-only primary's COMMIT follows its durable record and its PRE-PREPARE.
+    if (!this.scopedVotes) this.castVote(slot, digest);
   }
 
   /**
@@ -815,10 +815,18 @@ export class OrderCore {
     return this.prepareVote(seq, digest);
   }
 
-  /** Crash-only, modes other than `parallel`: COMMIT behind the pre-prepare record's barrier. */
-  private castCommit(slot: Slot, digest: Uint8Array): void {
-    slot.commitVotes.set(this.nodeId, `${this.view}:${hex(digest)}`);
-    this.out.send(this.peers, { kind: 'commit', view: this.view, seq: slot.seq, digest });
+  /**
+   * Modes other than `parallel`: the vote behind the pre-prepare record's barrier, COMMIT when
+   * crash-only, else a backup's PREPARE (a three-phase primary's vote is its PRE-PREPARE).
+   */
+  private castVote(slot: Slot, digest: Uint8Array): void {
+    if (this.twoPhase) {
+      slot.commitVotes.set(this.nodeId, `${this.view}:${hex(digest)}`);
+      this.out.send(this.peers, { kind: 'commit', view: this.view, seq: slot.seq, digest });
+    } else if (!this.isPrimary()) {
+      slot.prepares.set(this.nodeId, hex(digest));
+      this.out.send(this.peers, { kind: 'prepare', view: this.view, seq: slot.seq, digest });
+    }
   }
 
   /**
@@ -857,13 +865,9 @@ export class OrderCore {
       return;
     }
     if (this.scopedVotes) this.acceptPrePrepare(slot, digest, batch, undefined, [this.voteFor(msg.seq, digest)]);
-    else if (this.twoPhase) {
+    else {
       this.acceptPrePrepare(slot, digest, batch, undefined);
-      this.castCommit(slot, digest);
-    } else {
-      this.acceptPrePrepare(slot, digest, batch, undefined);
-      this.out.send(this.peers, { kind: 'prepare', view: this.view, seq: msg.seq, digest });
-      slot.prepares.set(this.nodeId, hex(digest));
+      this.castVote(slot, digest);
     }
     this.monitor.onPrePrepare(now);
     this.checkFairness(msg.seq, batch, now);
@@ -1463,11 +1467,7 @@ export class OrderCore {
     }
     this.acceptPrePrepare(slot, digest, batch, undefined);
     if (this.scopedVotes) this.out.push(this.voteFor(seq, digest));
-    else if (this.twoPhase) this.castCommit(slot, digest);
-    else if (!this.isPrimary()) {
-      slot.prepares.set(this.nodeId, hex(digest));
-      this.out.send(this.peers, { kind: 'prepare', view: this.view, seq, digest });
-    }
+    else this.castVote(slot, digest);
   }
 
   /** After the window moved up: the NEW-VIEW's assignments that now fit it. */
@@ -1588,7 +1588,7 @@ export class OrderCore {
     for (const slot of this.slots.values()) {
       if (slot.seq <= peerCommitted || slot.pp === undefined) continue;
       if (primary && slot.pp.msg !== undefined) this.out.send(to, slot.pp.msg);
-      if (!this.twoPhase && (this.scopedVotes || !primary) && slot.prepares.has(this.nodeId)) this.out.send(to, { kind: 'prepare', view: this.view, seq: slot.seq, digest: slot.pp.digest });
+      if ((this.scopedVotes || !primary) && slot.prepares.has(this.nodeId)) this.out.send(to, { kind: 'prepare', view: this.view, seq: slot.seq, digest: slot.pp.digest });
     }
   }
 
@@ -1827,7 +1827,7 @@ export class OrderCore {
         slot.sentCommit = true;
         slot.commitVotes.set(this.nodeId, `${this.view}:${hex(slot.pp.digest)}`);
       }
-      if (slot.pp !== undefined && (this.scopedVotes || primaryOf(this.cluster, this.view) !== this.nodeId)) slot.prepares.set(this.nodeId, hex(slot.pp.digest));
+      if (slot.pp !== undefined && !this.twoPhase && (this.scopedVotes || primaryOf(this.cluster, this.view) !== this.nodeId)) slot.prepares.set(this.nodeId, hex(slot.pp.digest));
     }
     // Replay committed batches above the checkpoint to rebuild the order state.
     for (;;) {
