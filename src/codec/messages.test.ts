@@ -33,6 +33,8 @@ import {
   u8,
   uint,
   uintMax,
+  withEncoded,
+  Writer,
   type Codec,
   type DecodeResult,
 } from './schema.ts';
@@ -598,4 +600,44 @@ void test('(g) small-limit schema: one past any length or count limit is rejecte
     }),
     { seed: 1243, numRuns: 300 },
   );
+});
+
+test('str writes UTF-8 in place, into a tight or a roomy buffer, exactly as TextEncoder does', () => {
+  const c = str(1 << 20);
+  fc.assert(
+    fc.property(fc.string({ unit: 'binary', maxLength: 300 }), fc.integer({ min: 16, max: 2048 }), (s, initial) => {
+      const w = new Writer(initial);
+      c.encode(w, s);
+      const want = new TextEncoder().encode(s);
+      const got = w.finish();
+      assert.equal(new DataView(got.buffer, got.byteOffset).getUint32(0), want.length);
+      assert.deepEqual(got.subarray(4), want);
+    }),
+  );
+  // Over the limit in bytes though not in UTF-16 units: three bytes per unit.
+  assert.throws(() => {
+    str(5).encode(new Writer(16), '\u20ac\u20ac');
+  }, RangeError);
+});
+
+test('withEncoded hands over the encoding, lets encodeWith run inside, and refuses to nest', () => {
+  const c = struct({ a: u32, b: bytes(100) });
+  const v = { a: 7, b: new Uint8Array([1, 2, 3]) };
+  const direct = encodeWith(c, v);
+  withEncoded(c, v, (view) => {
+    assert.deepEqual(new Uint8Array(view), direct);
+    assert.equal(encodeWith(c, { a: 1, b: new Uint8Array(0) }).length, 8);
+    assert.deepEqual(new Uint8Array(view), direct);
+    assert.throws(() => withEncoded(c, v, () => 0), /not re-entrant/);
+  });
+  assert.equal(withEncoded(c, v, (view) => view.length), direct.length);
+});
+
+test('encodeBatch gives the same bytes for the same batch object, and equal bytes for an equal one', () => {
+  const b = { time: 5, seed: 9, requests: [{ client: 1, reqId: 2, op: new Uint8Array([4, 5]) }] };
+  const e1 = encodeBatch(b);
+  assert.equal(encodeBatch(b), e1);
+  const copy = { ...b, requests: b.requests.map((r) => ({ ...r, op: r.op.slice() })) };
+  assert.deepEqual(encodeBatch(copy), e1);
+  assert.notEqual(encodeBatch(copy), e1);
 });

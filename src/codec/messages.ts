@@ -258,9 +258,24 @@ export function tryDecodeMessage(b: Bytes): DecodeResult<Message> {
   return { ok: true, value: { ...res.value, kind } as Message };
 }
 
-/** Encodes a batch canonically (the bytes its digest is taken over). */
+/**
+ * Encodings already made, per batch object. A batch is never changed once built (the order
+ * stage proposes, logs and hands the same object to its executor), so its encoding is made
+ * once per process instead of once per use.
+ */
+const batchEncodings = new WeakMap<Batch, Bytes>();
+
+/**
+ * Encodes a batch canonically (the bytes its digest is taken over). The same object returns the
+ * same bytes, shared: callers must not change them.
+ */
 export function encodeBatch(b: Batch): Bytes {
-  return encodeWith(batchCodec, b);
+  let e = batchEncodings.get(b);
+  if (e === undefined) {
+    e = encodeWith(batchCodec, b);
+    batchEncodings.set(b, e);
+  }
+  return e;
 }
 
 /** Reads only the tag of a frame; undefined for an unknown tag. */

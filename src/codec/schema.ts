@@ -27,6 +27,9 @@ class CodecFailure extends Error {
   }
 }
 
+const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
+const utf8Encoder = new TextEncoder();
+
 /** Growable output buffer. */
 export class Writer {
   private buf: Uint8Array;
@@ -67,6 +70,22 @@ export class Writer {
     this.view.setUint32(this.length, Math.floor(v / 0x1_0000_0000));
     this.view.setUint32(this.length + 4, v >>> 0);
     this.length += 8;
+  }
+  /**
+   * A u32 byte length, then `s` in UTF-8 written in place (no intermediate copy). Throws a
+   * RangeError when that is over `max` bytes.
+   */
+  utf8(s: string, max: number): void {
+    // One byte per UTF-16 unit first (ASCII, the common case); the worst case, 3, only if short.
+    this.ensure(4 + s.length);
+    let res = utf8Encoder.encodeInto(s, this.buf.subarray(this.length + 4));
+    if (res.read < s.length) {
+      this.ensure(4 + 3 * s.length);
+      res = utf8Encoder.encodeInto(s, this.buf.subarray(this.length + 4));
+    }
+    if (res.written > max) throw new RangeError(`string longer than ${max} bytes`);
+    this.view.setUint32(this.length, res.written);
+    this.length += 4 + res.written;
   }
   raw(b: Bytes): void {
     this.ensure(b.length);
@@ -255,18 +274,11 @@ export function fixed(len: number): Codec<Bytes> {
     decode: (r) => r.take(len, `fixed(${len})`),
   };
 }
-const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
-const utf8Encoder = new TextEncoder();
 /** UTF-8 string with a u32 byte length, at most `max` bytes; invalid UTF-8 is a decode error. */
 export function str(max: number): Codec<string> {
   return {
     desc: { t: 'str', max },
-    encode: (w, v) => {
-      const b = utf8Encoder.encode(v);
-      if (b.length > max) throw new RangeError(`string longer than ${max} bytes`);
-      w.u32(b.length);
-      w.raw(b);
-    },
+    encode: (w, v) => w.utf8(v, max),
     decode: (r) => {
       const n = r.u32();
       if (n > max) r.fail(`string length ${n} exceeds limit ${max}`);
@@ -349,6 +361,30 @@ export function encodeWith<T>(c: Codec<T>, v: T): Bytes {
   const out = scratch.copy();
   if (scratch.capacity > scratchKeepMax) scratch = new Writer(64 * 1024);
   return out;
+}
+
+/** Writer of `withEncoded`, apart from `scratch` so `use` may call encodeWith. */
+let viewScratch = new Writer(64 * 1024);
+let viewBusy = false;
+
+/**
+ * Encodes `v` with `c` and hands `use` a view of the bytes, valid only during the call. For
+ * bytes that are only hashed or MACed, this saves the copy (and the allocation) `encodeWith`
+ * makes. `use` must not keep the view; calling withEncoded inside `use` throws.
+ */
+export function withEncoded<T, R>(c: Codec<T>, v: T, use: (b: Bytes) => R): R {
+  if (viewBusy) throw new Error('withEncoded is not re-entrant');
+  viewBusy = true;
+  const w = viewScratch;
+  w.reset();
+  try {
+    c.encode(w, v);
+    return use(w.finish());
+  } finally {
+    w.reset();
+    if (w.capacity > scratchKeepMax) viewScratch = new Writer(64 * 1024);
+    viewBusy = false;
+  }
 }
 
 /** Result of decoding untrusted bytes: the value, or a typed rejection. */

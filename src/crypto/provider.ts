@@ -9,6 +9,7 @@
  * for each recipient, in the recipients' index order. A recipient checks only its own entry,
  * so one authenticator may be valid for some recipients and not for others.
  */
+import { timingSafeEqual } from 'node:crypto';
 import { digestBytes, macBytes, signatureBytes } from '../codec/limits.ts';
 
 /** A node or a client. */
@@ -53,6 +54,8 @@ export interface KeyMaterial {
 /** Constant-time-ish equality of two byte strings (length leaks; contents do not). */
 export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
+  // Long inputs (request bodies) natively; it is constant-time as well.
+  if (a.length >= 64) return timingSafeEqual(a, b);
   let d = 0;
   for (let i = 0; i < a.length; i++) d |= a[i]! ^ b[i]!;
   return d === 0;
@@ -88,8 +91,12 @@ export class KeyRing {
 
   /** Authenticator: digest `data` once, then one MAC of the digest per recipient, in order. */
   authenticate(recipients: readonly Principal[], data: Uint8Array): Uint8Array[] {
-    const d = this.provider.digest(data);
-    return recipients.map((p) => this.provider.mac(this.keys.macKey(p), d));
+    return this.authenticateDigest(recipients, this.provider.digest(data));
+  }
+
+  /** Same as authenticate, with the digest of the data already computed. */
+  authenticateDigest(recipients: readonly Principal[], dataDigest: Uint8Array): Uint8Array[] {
+    return recipients.map((p) => this.provider.mac(this.keys.macKey(p), dataDigest));
   }
 
   /** Checks this principal's entry (at `index`) of an authenticator made by `sender` over `data`. */

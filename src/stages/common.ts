@@ -4,11 +4,11 @@
  */
 import type { StageMembers } from '../core/config.ts';
 import { StorageCorruptError } from '../core/errors.ts';
-import { encodeWith, struct, u32, uint, bytes } from '../codec/schema.ts';
+import { encodeWith, struct, u32, uint, bytes, withEncoded } from '../codec/schema.ts';
 import { opBytesMax } from '../codec/limits.ts';
-import { nodePrincipal, type Principal } from '../crypto/provider.ts';
+import { nodePrincipal, type KeyRing, type Principal } from '../crypto/provider.ts';
 import type { Effect, Note, PersistEffect, ScopedEffect } from './types.ts';
-import type { Message } from '../codec/messages.ts';
+import { encodeBatch, type Batch, type Message } from '../codec/messages.ts';
 
 /** Principals of a stage's replicas, in replica-index order. */
 export function membersOf(m: StageMembers): Principal[] {
@@ -20,6 +20,30 @@ const requestCoreCodec = struct({ client: u32, reqId: uint, op: bytes(opBytesMax
 /** Canonical bytes of (client, reqId, op): what client and auth authenticators cover. */
 export function requestCoreBytes(client: number, reqId: number, op: Uint8Array): Uint8Array {
   return encodeWith(requestCoreCodec, { client, reqId, op });
+}
+
+/**
+ * Digest of `requestCoreBytes(client, reqId, op)`, without copying the core out: authenticators
+ * are MACs over this digest (`KeyRing.authenticate`), so stages that hold it verify and make
+ * them with no further hashing of the body.
+ */
+export function requestCoreDigest(keys: KeyRing, client: number, reqId: number, op: Uint8Array): Uint8Array {
+  return withEncoded(requestCoreCodec, { client, reqId, op }, (core) => keys.digest(core));
+}
+
+/** Digests already taken, per batch object and crypto provider (batches are never changed). */
+const batchDigests = new WeakMap<Batch, { readonly provider: unknown; readonly digest: Uint8Array }>();
+
+/**
+ * Digest of a batch's canonical encoding. Order and execution on one node hash the same batch
+ * object; this hashes it once.
+ */
+export function batchDigestOf(keys: KeyRing, b: Batch): Uint8Array {
+  const known = batchDigests.get(b);
+  if (known !== undefined && known.provider === keys.provider) return known.digest;
+  const digest = keys.digest(encodeBatch(b));
+  batchDigests.set(b, { provider: keys.provider, digest });
+  return digest;
 }
 
 const requestSigTag = new TextEncoder().encode('bulwark-req-v1/');

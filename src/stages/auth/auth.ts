@@ -45,11 +45,12 @@ import type { KeyRing, Principal } from '../../crypto/provider.ts';
 import { bytesEqual, clientPrincipal } from '../../crypto/provider.ts';
 import type { Message, MsgOf } from '../../codec/messages.ts';
 import type { Effect, StageEvent } from '../types.ts';
-import { membersOf, Outbox, relayIndexOf, requestCoreBytes, requestSignedBytes } from '../common.ts';
+import { membersOf, Outbox, relayIndexOf, requestCoreBytes, requestCoreDigest, requestSignedBytes } from '../common.ts';
 
 interface Pending {
   readonly reqId: number;
-  readonly opDigest: Uint8Array;
+  /** Digest of the request core; under one (client, reqId) it differs exactly when the body does. */
+  readonly coreDigest: Uint8Array;
   readonly authReq: MsgOf<'authReq'>;
   forwardedAt: number;
   /** Whether it has been sent to every order replica (not only the primary). */
@@ -149,8 +150,9 @@ export class AuthCore {
       this.reject('op_too_large', from);
       return;
     }
-    const core = requestCoreBytes(msg.client, msg.reqId, msg.op);
-    if (!this.keys.verifyAuthenticatorEntry(clientPrincipal(msg.client), core, msg.macs, this.index)) {
+    // One digest of the core serves the client's MAC, the conflict check and this replica's row.
+    const coreDigest = requestCoreDigest(this.keys, msg.client, msg.reqId, msg.op);
+    if (!this.keys.verifyAuthenticatorDigest(clientPrincipal(msg.client), coreDigest, msg.macs, this.index)) {
       this.reject('bad_authenticator', from);
       return;
     }
@@ -159,9 +161,8 @@ export class AuthCore {
       this.reject('stale_request', from);
       return;
     }
-    const opDigest = this.keys.digest(msg.op);
     if (last !== undefined && msg.reqId === last.reqId) {
-      if (!bytesEqual(opDigest, last.opDigest)) {
+      if (!bytesEqual(coreDigest, last.coreDigest)) {
         // Two different bodies under one request id, both with the client's MAC for this
         // replica: only a faulty client does that. Proof enough to blacklist it here.
         this.reject('conflicting_request', from);
@@ -188,14 +189,14 @@ export class AuthCore {
       this.reject('missing_signature', from);
       return;
     }
-    if (this.cluster.clientSignatures && !this.keys.verifyFrom(clientPrincipal(msg.client), requestSignedBytes(core), msg.sig!)) {
+    if (this.cluster.clientSignatures && !this.keys.verifyFrom(clientPrincipal(msg.client), requestSignedBytes(requestCoreBytes(msg.client, msg.reqId, msg.op)), msg.sig!)) {
       this.reject('bad_signature', from);
       if (direct && this.cluster.config.blacklistMs > 0) this.blacklist.set(msg.client, now + this.cluster.config.blacklistMs);
       return;
     }
-    const row = this.keys.authenticate(this.orderPeers, core);
+    const row = this.keys.authenticateDigest(this.orderPeers, coreDigest);
     const authReq: MsgOf<'authReq'> = { kind: 'authReq', client: msg.client, reqId: msg.reqId, op: msg.op, row };
-    this.pending.set(msg.client, { reqId: msg.reqId, opDigest, authReq, forwardedAt: now, toAll: false });
+    this.pending.set(msg.client, { reqId: msg.reqId, coreDigest, authReq, forwardedAt: now, toAll: false });
     this.out.send([this.primary()], authReq);
     // The client's relay passes a first send on to the rest of the preferred quorum.
     if (direct && msg.fanout && this.relayPeers.length > 0 && this.index === relayIndexOf(msg.client, this.authPeers.length)) {

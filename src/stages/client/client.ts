@@ -38,7 +38,7 @@ import type { KeyRing, Principal } from '../../crypto/provider.ts';
 import type { Message, MsgOf } from '../../codec/messages.ts';
 import { bytesEqual, nodePrincipal } from '../../crypto/provider.ts';
 import type { Canaries, Effect, StageEvent } from '../types.ts';
-import { homeExecOf, membersOf, Outbox, readU64Durable, relayIndexOf, replyCoreBytes, requestCoreBytes, requestSignedBytes, u64Bytes } from '../common.ts';
+import { homeExecOf, membersOf, Outbox, readU64Durable, relayIndexOf, replyCoreBytes, requestCoreBytes, requestCoreDigest, requestSignedBytes, u64Bytes } from '../common.ts';
 
 /** Client options beyond the cluster config. */
 export interface ClientOptions {
@@ -230,14 +230,12 @@ export class ClientCore {
     assert(o !== undefined, 'sendAttempt needs an outstanding op');
     const cfg = this.cluster.config;
     if (o.readOnlyPhase) {
-      const core = requestCoreBytes(this.id, o.reqId, o.op);
-      const macs = this.keys.authenticate(this.execPeers, core);
+      const macs = this.keys.authenticateDigest(this.execPeers, requestCoreDigest(this.keys, this.id, o.reqId, o.op));
       const all = this.readPath.takeSend();
       this.out.send(all ? this.execPeers : [this.homeExec], { kind: 'readRequest', client: this.id, reqId: o.reqId, op: o.op, macs, fanout: !all });
       o.timeoutMs = cfg.readTimeoutMs;
     } else {
-      const core = requestCoreBytes(this.id, o.reqId, o.op);
-      const macs = this.keys.authenticate(this.authPeers, core);
+      const macs = this.keys.authenticateDigest(this.authPeers, requestCoreDigest(this.keys, this.id, o.reqId, o.op));
       // After an operation needed retransmissions, send to every auth replica for a while
       // (RelayPath): a slow or silent relay, or a member of the preferred quorum vouching for
       // requests nobody sent, would otherwise cost a timeout per operation.
@@ -245,7 +243,7 @@ export class ClientCore {
       if (first) all = this.authPath.takeSend();
       else this.authPath.failed();
       // The signature is made once per operation; retransmissions carry the same one.
-      if (this.cluster.clientSignatures && o.sig?.reqId !== o.reqId) o.sig = { reqId: o.reqId, bytes: this.keys.sign(requestSignedBytes(core)) };
+      if (this.cluster.clientSignatures && o.sig?.reqId !== o.reqId) o.sig = { reqId: o.reqId, bytes: this.keys.sign(requestSignedBytes(requestCoreBytes(this.id, o.reqId, o.op))) };
       const msg: MsgOf<'request'> = { kind: 'request', client: this.id, reqId: o.reqId, op: o.op, macs, fanout: !all, sig: o.sig?.bytes };
       // First sends go to the client's relay, which passes them to the rest of the preferred
       // quorum over its (batched) node-to-node connections.

@@ -70,12 +70,12 @@ import { assert } from '../../core/assert.ts';
 import type { Cluster } from '../../core/config.ts';
 import type { KeyRing, Principal } from '../../crypto/provider.ts';
 import { bytesEqual, clientPrincipal, nodePrincipal } from '../../crypto/provider.ts';
-import { encodeBatch, type Batch, type Message, type MsgOf } from '../../codec/messages.ts';
+import { type Batch, type Message, type MsgOf } from '../../codec/messages.ts';
 import { array, bytes, encodeWith, fixed, Reader, struct, tryDecodeWith, u32, uint, type Infer } from '../../codec/schema.ts';
 import { checkpointBytesMax, checkpointChunksMax, clientsMax, digestBytes, opBytesMax } from '../../codec/limits.ts';
 import { bytesSnapshot, type AppPagedSnapshot, type AppRequest, type AppSnapshot, type ReplicatedApp } from '../../app/contract.ts';
 import type { Canaries, Effect, StageEvent } from '../types.ts';
-import { hex, homeExecOf, isResponder, membersOf, Outbox, readU64Durable, replyCoreBytes, requestCoreBytes, u64Bytes } from '../common.ts';
+import { batchDigestOf, hex, homeExecOf, isResponder, membersOf, Outbox, readU64Durable, replyCoreBytes, requestCoreDigest, u64Bytes } from '../common.ts';
 import { VoteTable } from '../votes.ts';
 
 /**
@@ -460,7 +460,7 @@ export class ExecCore {
 
   private onNextBatch(sender: number, msg: MsgOf<'nextBatch'>, now: number): void {
     if (msg.seq < this.nextSeq || msg.seq >= this.nextSeq + 4 * this.cpInt) return;
-    const digest = this.keys.digest(encodeBatch(msg.batch));
+    const digest = batchDigestOf(this.keys, msg.batch);
     const key = this.canaries.has('skipHistoryCheck') ? hex(msg.history) : hex(msg.history) + hex(digest);
     this.claims.add(msg.seq, key, { history: msg.history, digest, batch: msg.batch }, sender);
     this.executeReady(now);
@@ -1038,8 +1038,7 @@ export class ExecCore {
     if (relayed ? from.id !== home || from.id === this.nodeId || msg.fanout : from.id !== msg.client) return this.reject('sender_mismatch', from);
     if (!this.cluster.clients.has(msg.client)) return this.reject('unknown_client', from);
     if (msg.op.length > this.cluster.config.requestBytesMax) return this.reject('op_too_large', from);
-    const core = requestCoreBytes(msg.client, msg.reqId, msg.op);
-    if (!this.keys.verifyAuthenticatorEntry(client, core, msg.macs, this.index)) return this.reject('bad_authenticator', from);
+    if (!this.keys.verifyAuthenticatorDigest(client, requestCoreDigest(this.keys, msg.client, msg.reqId, msg.op), msg.macs, this.index)) return this.reject('bad_authenticator', from);
     let result: Uint8Array;
     let seq: number;
     if (this.nextSeq - 1 < this.readsFencedThrough) {

@@ -71,7 +71,7 @@ import {
 import { encodeWith } from '../../codec/schema.ts';
 import { batchesPerMessageMax } from '../../codec/limits.ts';
 import type { Canaries, Effect, RandomSource, ScopedEffect, StageEvent } from '../types.ts';
-import { hex, membersOf, Outbox, requestCoreBytes, u64Bytes } from '../common.ts';
+import { batchDigestOf, hex, membersOf, Outbox, requestCoreDigest, u64Bytes } from '../common.ts';
 import { decideNewView } from './decide.ts';
 import { VoteTable } from '../votes.ts';
 import { PrimaryMonitor, sampleMaxMs, type SuspicionReason } from './monitor.ts';
@@ -565,7 +565,7 @@ export class OrderCore {
     }
     const c = this.candidates.get(msg.client);
     // Every auth replica forwards the same request: digest its core once.
-    const coreDigest = c?.reqId === msg.reqId && bytesEqual(c.op, msg.op) ? c.coreDigest : this.keys.digest(requestCoreBytes(msg.client, msg.reqId, msg.op));
+    const coreDigest = c?.reqId === msg.reqId && bytesEqual(c.op, msg.op) ? c.coreDigest : requestCoreDigest(this.keys, msg.client, msg.reqId, msg.op);
     if (!this.keys.verifyAuthenticatorDigest(nodePrincipal(authNode), coreDigest, msg.row, this.index)) {
       return this.reject('bad_auth_row', nodePrincipal(authNode));
     }
@@ -646,7 +646,7 @@ export class OrderCore {
     if (r.reqId <= (this.lastOrdered.get(r.client) ?? 0)) return;
     const c = this.candidates.get(r.client);
     if (c !== undefined && c.readySince !== undefined && r.reqId <= c.reqId) return;
-    const coreDigest = this.keys.digest(requestCoreBytes(r.client, r.reqId, r.op));
+    const coreDigest = requestCoreDigest(this.keys, r.client, r.reqId, r.op);
     for (const row of r.rows) {
       if (!this.cluster.auth.indexOf.has(row.auth)) continue;
       if (!this.keys.verifyAuthenticatorDigest(nodePrincipal(row.auth), coreDigest, row.macs, this.index)) {
@@ -899,7 +899,7 @@ export class OrderCore {
 
   /** At least max(u,r)+1 rows from distinct auth replicas carry a valid MAC for this replica. */
   private rowsValid(r: ProposedRequest): boolean {
-    const coreDigest = this.keys.digest(requestCoreBytes(r.client, r.reqId, r.op));
+    const coreDigest = requestCoreDigest(this.keys, r.client, r.reqId, r.op);
     const seen = new Set<number>();
     let valid = 0;
     for (const row of r.rows) {
@@ -1725,7 +1725,7 @@ export class OrderCore {
   }
 
   private batchDigest(b: Batch): Uint8Array {
-    return this.keys.digest(encodeBatch(b));
+    return batchDigestOf(this.keys, b);
   }
 
   private cpDigest(c: OrderCheckpoint): Uint8Array {
