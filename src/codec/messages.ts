@@ -134,6 +134,8 @@ export const MsgKind = {
   batchBodies: 25,
   suspect: 26,
   relayReadReply: 27,
+  requestDigest: 28,
+  authDigest: 29,
 } as const;
 export type MsgKindName = keyof typeof MsgKind;
 
@@ -154,6 +156,19 @@ export const messageSchemas = {
   readRequest: struct({ client: u32, reqId: uint, op, macs: authenticator, fanout: bool }),
   /** AUTH-REQ (auth -> order): the request and this auth replica's row of the matrix signature. */
   authReq: struct({ client: u32, reqId: uint, op, row: authenticator }),
+  /**
+   * A client's first send as its relay passes it on to the rest of the preferred quorum (auth ->
+   * auth): the digest of the request core instead of the body, with the client's authenticator
+   * (MACs over that digest). The receiver can check its MAC entry and vouch without the body;
+   * the relay alone hands the body to the order primary.
+   */
+  requestDigest: struct({ client: u32, reqId: uint, coreDigest: digest, macs: authenticator }),
+  /**
+   * AUTH-REQ without the body (auth -> order primary): this auth replica's row over the core
+   * digest of a request it got as a REQUEST-DIGEST. The row counts like any other; the request
+   * is ready only once some AUTH-REQ brings a body with that core digest.
+   */
+  authDigest: struct({ client: u32, reqId: uint, coreDigest: digest, row: authenticator }),
   /** PRE-PREPARE (primary -> order). */
   prePrepare: struct({ view: uint, seq: uint, time: uint, seed: uint, requests: array(proposedRequestCodec, batchCountMax) }),
   /** PREPARE (order -> order). */

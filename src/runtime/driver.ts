@@ -321,7 +321,7 @@ export class NodeDriver {
 
   /** Latency is measured from the first AUTH-REQ to execution, so only executors keep it. */
   private noteArrival(msg: Message, now: number): void {
-    if (msg.kind === 'authReq' && this.node.exec !== undefined) {
+    if ((msg.kind === 'authReq' || msg.kind === 'authDigest') && this.node.exec !== undefined) {
       const k = `${msg.client}:${msg.reqId}`;
       if (!this.firstSeen.has(k)) {
         if (this.firstSeen.size > 100_000) this.firstSeen.clear();

@@ -14,7 +14,7 @@ import { encodeWith } from '../codec/schema.ts';
 import { viewChangeEntriesMax } from '../codec/limits.ts';
 import { clientPrincipal, nodePrincipal, type KeyRing, type Principal } from '../crypto/provider.ts';
 import { replyCoreBytes } from '../stages/common.ts';
-import { carriesRequestOf, equivocalPrePrepare, forgedAuthReq, junkMessage } from '../stages/adversary.ts';
+import { carriesRequestOf, equivocalPrePrepare, forgedAuthReq, junkMessage, type AuthRowMsg } from '../stages/adversary.ts';
 import { encodeKvOutput } from '../services/kv/ops.ts';
 import type { Prng } from '../core/prng.ts';
 
@@ -205,13 +205,20 @@ export class ReplicaAdversary {
         }
         return { ...msg, history: mutateBytes(rng, msg.history) };
       }
-      case 'authReq': {
+      case 'authReq':
+      case 'authDigest': {
         const canForge = this.orderPeers.length > 0;
         if (this.has('forgingAuth') && canForge) return this.forgedAuthReq(msg);
         if (!this.has('badAuthRows') || !rng.chance(1, 2)) return msg;
         if (!canForge || rng.chance(1, 2)) return { ...msg, row: msg.row.map((m) => (rng.chance(1, 2) ? mutateBytes(rng, m) : m)) };
         return this.forgedAuthReq(msg);
       }
+      case 'requestDigest':
+        // A relay passing on a digest the client never sent, or breaking the client's MACs: the
+        // others must drop it, and the client's retransmission goes around the relay.
+        if (!this.has('badAuthRows') || !rng.chance(1, 2)) return msg;
+        if (rng.chance(1, 2)) return { ...msg, coreDigest: mutateBytes(rng, msg.coreDigest) };
+        return { ...msg, macs: msg.macs.map((m) => (rng.chance(1, 2) ? mutateBytes(rng, m) : m)) };
       case 'forward':
         // Rows it forwards are other auth replicas' MACs: it can only break them.
         if (!this.has('badAuthRows') || !rng.chance(1, 2)) return msg;
@@ -259,7 +266,7 @@ export class ReplicaAdversary {
   }
 
   /** A row it can make honestly over a request the client never sent: another body under the same id, or a later id. */
-  private forgedAuthReq(msg: MsgOf<'authReq'>): MsgOf<'authReq'> {
+  private forgedAuthReq<M extends AuthRowMsg>(msg: M): M {
     return forgedAuthReq(msg, this.keys, this.orderPeers, this.rng.chance(1, 2) ? 0 : this.rng.int(1, 1000));
   }
 

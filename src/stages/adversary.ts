@@ -5,11 +5,11 @@
  */
 import type { Message, MsgOf } from '../codec/messages.ts';
 import type { KeyRing, Principal } from '../crypto/provider.ts';
-import { requestCoreBytes } from './common.ts';
+import { requestCoreDigest } from './common.ts';
 
 /** Whether `msg` carries a request of `victim` to the order stage (what an unfair primary ignores). */
 export function carriesRequestOf(msg: Message, victim: number): boolean {
-  if (msg.kind === 'authReq') return msg.client === victim;
+  if (msg.kind === 'authReq' || msg.kind === 'authDigest' || msg.kind === 'requestDigest') return msg.client === victim;
   if (msg.kind === 'forward') return msg.request.client === victim;
   return false;
 }
@@ -50,9 +50,19 @@ export function equivocalPrePrepare(pp: MsgOf<'prePrepare'>): MsgOf<'prePrepare'
  * client's id (`later` 0) or `later` ids ahead. Only the count of auth replicas vouching for
  * the same request tells it from a real one (OrderCore.addRow).
  */
-export function forgedAuthReq(msg: MsgOf<'authReq'>, keys: KeyRing, orderPeers: readonly Principal[], later: number): MsgOf<'authReq'> {
+export function forgedAuthReq<M extends AuthRowMsg>(msg: M, keys: KeyRing, orderPeers: readonly Principal[], later: number): M {
+  const reqId = msg.reqId + later;
+  if (msg.kind === 'authDigest') {
+    // Without a body: a digest no client's request has.
+    const coreDigest = Uint8Array.from(msg.coreDigest);
+    coreDigest[0]! ^= 0x5a;
+    coreDigest[1] = (coreDigest[1]! + later) & 0xff;
+    return { ...msg, reqId, coreDigest, row: keys.authenticateDigest(orderPeers, coreDigest) };
+  }
   const op = msg.op.length === 0 ? Uint8Array.of(0x5a) : Uint8Array.from(msg.op);
   if (msg.op.length > 0) op[0]! ^= 0x5a;
-  const reqId = msg.reqId + later;
-  return { ...msg, reqId, op, row: keys.authenticate(orderPeers, requestCoreBytes(msg.client, reqId, op)) };
+  return { ...msg, reqId, op, row: keys.authenticateDigest(orderPeers, requestCoreDigest(keys, msg.client, reqId, op)) };
 }
+
+/** What an auth replica sends the order stage: AUTH-REQ, or AUTH-DIGEST (its row without the body). */
+export type AuthRowMsg = MsgOf<'authReq'> | MsgOf<'authDigest'>;

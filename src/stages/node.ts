@@ -42,6 +42,8 @@ export const destinationOf: Readonly<Record<MsgKindName, StageName | 'client'>> 
   batchBodies: 'order',
   suspect: 'order',
   relayReadReply: 'exec',
+  requestDigest: 'auth',
+  authDigest: 'order',
 };
 
 /** Dependencies of a node. */

@@ -82,15 +82,68 @@ test('a retransmission is forwarded to all again at most once per authResendMs',
   assert.equal(sends(a.step({ ...request(1, 1, [5]), now: 110 })).length, cluster.order.nodes.length);
 });
 
-test('the client relay passes a first send on to the rest of the preferred quorum; others do not', () => {
+test('the client relay passes a first send on to the rest of the preferred quorum, as its core digest; others do not', () => {
   // Client 2's relay is auth index 2 (node 2); the preferred quorum is nodes 2, 3, 0.
   const relay = auth();
   const out = sends(relay.step(request(2, 1, [7], { fanout: true })));
-  const relayed = out.filter((s) => s.msg.kind === 'request').map((s) => s.to);
-  assert.deepEqual(relayed, [nodePrincipal(3), nodePrincipal(0)]);
-  assert.ok(out.every((s) => s.msg.kind !== 'request' || !s.msg.fanout), 'relayed copies do not fan out again');
+  const relayed = out.filter((s) => s.msg.kind === 'requestDigest');
+  assert.deepEqual(
+    relayed.map((s) => s.to),
+    [nodePrincipal(3), nodePrincipal(0)],
+  );
+  assert.ok(out.every((s) => s.msg.kind !== 'request'), 'no body is passed on');
+  const d = relayed[0]!.msg;
+  assert.ok(d.kind === 'requestDigest');
+  assert.deepEqual(d.coreDigest, ring(nodePrincipal(2)).digest(requestCoreBytes(2, 1, new Uint8Array([7]))));
   const notRelay = auth();
-  assert.equal(sends(notRelay.step(request(1, 1, [7], { fanout: true }))).filter((s) => s.msg.kind === 'request').length, 0);
+  assert.equal(sends(notRelay.step(request(1, 1, [7], { fanout: true }))).filter((s) => s.msg.kind !== 'authReq').length, 0);
+});
+
+/** What client `client`'s relay (node `relay`) passes on of its request. */
+function digestFrom(relay: number, client: number, reqId: number, op: number[], opts: { breakMac?: boolean; digestOf?: number[] } = {}) {
+  const r = request(client, reqId, opts.digestOf ?? op, opts);
+  const coreDigest = ring(clientPrincipal(client)).digest(requestCoreBytes(client, reqId, new Uint8Array(op)));
+  return { kind: 'message' as const, from: nodePrincipal(relay), msg: { kind: 'requestDigest' as const, client, reqId, coreDigest, macs: r.msg.macs }, now: 0 };
+}
+
+test('a relayed core digest is vouched for without the body: an AUTH-DIGEST to the primary, rows valid at every order replica', () => {
+  const a = auth();
+  const out = sends(a.step(digestFrom(1, 1, 1, [5])));
+  assert.equal(out.length, 1);
+  assert.deepEqual(out[0]!.to, nodePrincipal(0));
+  const msg = out[0]!.msg;
+  assert.ok(msg.kind === 'authDigest');
+  for (let i = 0; i < cluster.order.nodes.length; i++) {
+    const orderRing = ring(nodePrincipal(cluster.order.nodes[i]!));
+    assert.ok(orderRing.verifyAuthenticatorEntry(nodePrincipal(2), requestCoreBytes(1, 1, new Uint8Array([5])), msg.row, i));
+  }
+});
+
+test('a relayed core digest: only from an auth replica, only under the client MAC, and no body-less vouching with signatures on', () => {
+  const a = auth();
+  assert.deepEqual(rejected(a.step({ ...digestFrom(1, 1, 1, [5]), from: clientPrincipal(1) })), ['sender_mismatch']);
+  assert.deepEqual(rejected(a.step(digestFrom(1, 1, 1, [5], { digestOf: [6] }))), ['bad_authenticator'], 'a digest the client never MACed');
+  assert.deepEqual(rejected(a.step(digestFrom(1, 1, 1, [5], { breakMac: true }))), ['bad_authenticator']);
+  const signed = new AuthCore(deriveCluster({ ...cluster.config, clientSignatures: true }), 2, ring(nodePrincipal(2)));
+  assert.deepEqual(rejected(signed.step(digestFrom(1, 1, 1, [5]))), ['missing_signature']);
+  // With signatures on the relay passes the whole request on (they cover the body).
+  const relayOut = sends(signed.step(request(2, 1, [7], { fanout: true, sig: ring(clientPrincipal(2)).sign(requestSignedBytes(requestCoreBytes(2, 1, new Uint8Array([7])))) })));
+  assert.equal(relayOut.filter((s) => s.msg.kind === 'request').length, 2);
+});
+
+test('the body arriving for a request vouched for by digest: an AUTH-REQ with it to every order replica at once', () => {
+  const a = auth();
+  a.step(digestFrom(1, 1, 1, [5]));
+  // A relayed duplicate of the digest is an ordinary retransmission (no body to add).
+  const dup = sends(a.step({ ...digestFrom(1, 1, 1, [5]), now: 5 }));
+  assert.ok(dup.length === cluster.order.nodes.length && dup.every((s) => s.msg.kind === 'authDigest'));
+  // The client's own retransmission brings the body: sent at once, inside the rate limit.
+  const out = sends(a.step({ ...request(1, 1, [5]), now: 10 }));
+  assert.equal(out.length, cluster.order.nodes.length);
+  for (const s of out) assert.ok(s.msg.kind === 'authReq' && s.msg.op[0] === 5);
+  assert.deepEqual(rejected(a.step({ ...request(1, 1, [5]), now: 20 })), ['resend_rate_limited'], 'then the usual limit');
+  // A conflicting body under the vouched id is still proof against the client.
+  assert.deepEqual(rejected(a.step({ ...request(1, 1, [6]), now: 30 })), ['conflicting_request']);
 });
 
 test('a request relayed by another auth replica is accepted on the client MAC; from a non-auth node it is not', () => {

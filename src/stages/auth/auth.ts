@@ -26,6 +26,13 @@
  *      on its own connection, so only it can have sent it), the client is blacklisted. A retransmission of the pending
  *      request is not re-verified: its body matched the one already checked.
  *
+ * The client's relay (client mod n_auth) passes a first send on to the rest of the preferred
+ * quorum as REQUEST-DIGEST: the core digest and the client's MACs, which cover only that digest,
+ * so each of them checks its entry and vouches (AUTH-DIGEST, a row without the body) while the
+ * body crosses to the primary once, in the relay's AUTH-REQ. With clientSignatures on, the relay
+ * passes the whole request (the signature covers the body). When the body later arrives from the
+ * client itself (a retransmission), a digest-only pending entry becomes an AUTH-REQ with it.
+ *
  * First sends go to the order primary only; retransmissions to every order replica (§6.2.3).
  * The auth replica learns the view from VIEW-HINT messages of order replicas and follows the
  * (r+1)-th highest view reported, so r lying order replicas cannot misdirect it; a wrong guess
@@ -37,6 +44,8 @@
  *
  * Invariants:
  * - at most one pending (forwarded, maybe unordered) request per client;
+ * - a pending entry's core digest is one the client MACed for this replica; its AUTH-REQ body,
+ *   when it has one, hashes to that digest;
  * - the pending request id per client never decreases.
  */
 import type { Cluster } from '../../core/config.ts';
@@ -47,11 +56,15 @@ import type { Message, MsgOf } from '../../codec/messages.ts';
 import type { Effect, StageEvent } from '../types.ts';
 import { membersOf, Outbox, relayIndexOf, requestCoreBytes, requestCoreDigest, requestSignedBytes } from '../common.ts';
 
+/** What an auth replica sends the order stage: its row, with the body or over the core digest only. */
+type AuthRowMsg = MsgOf<'authReq'> | MsgOf<'authDigest'>;
+
 interface Pending {
   readonly reqId: number;
   /** Digest of the request core; under one (client, reqId) it differs exactly when the body does. */
   readonly coreDigest: Uint8Array;
-  readonly authReq: MsgOf<'authReq'>;
+  /** What was forwarded; becomes an AUTH-REQ with the body when the body arrives later. */
+  authReq: AuthRowMsg;
   forwardedAt: number;
   /** Whether it has been sent to every order replica (not only the primary). */
   toAll: boolean;
@@ -122,13 +135,14 @@ export class AuthCore {
 
   private onMessage(from: Principal, msg: Message, now: number): void {
     if (msg.kind === 'viewHint') return this.onViewHint(from, msg.view);
-    if (msg.kind !== 'request') {
+    if (msg.kind !== 'request' && msg.kind !== 'requestDigest') {
       this.reject('unexpected_kind', from);
       return;
     }
     // From the client itself, or relayed by another auth replica (the client's MAC entry for
-    // this replica, checked below, is what authenticates the request either way).
-    const direct = from.kind === 'client' && from.id === msg.client;
+    // this replica, checked below, is what authenticates the request either way). A digest
+    // comes only from a relay.
+    const direct = msg.kind === 'request' && from.kind === 'client' && from.id === msg.client;
     const relayed = from.kind === 'node' && this.cluster.auth.indexOf.has(from.id);
     if (!direct && !relayed) {
       this.reject('sender_mismatch', from);
@@ -146,36 +160,54 @@ export class AuthCore {
       this.reject('unknown_client', from);
       return;
     }
-    if (msg.op.length > this.cluster.config.requestBytesMax) {
+    if (msg.kind === 'request' && msg.op.length > this.cluster.config.requestBytesMax) {
       this.reject('op_too_large', from);
       return;
     }
     // One digest of the core serves the client's MAC, the conflict check and this replica's row.
-    const coreDigest = requestCoreDigest(this.keys, msg.client, msg.reqId, msg.op);
+    const coreDigest = msg.kind === 'request' ? requestCoreDigest(this.keys, msg.client, msg.reqId, msg.op) : msg.coreDigest;
     if (!this.keys.verifyAuthenticatorDigest(clientPrincipal(msg.client), coreDigest, msg.macs, this.index)) {
       this.reject('bad_authenticator', from);
       return;
     }
-    const last = this.pending.get(msg.client);
-    if (last !== undefined && msg.reqId < last.reqId) {
+    this.admit(from, direct, msg.client, msg.reqId, coreDigest, msg.kind === 'request' ? msg : undefined, now);
+  }
+
+  /**
+   * A request whose client MAC checked out: `body` is the request itself, or undefined when a
+   * relay passed on only its core digest (REQUEST-DIGEST).
+   */
+  private admit(from: Principal, direct: boolean, client: number, reqId: number, coreDigest: Uint8Array, body: MsgOf<'request'> | undefined, now: number): void {
+    const last = this.pending.get(client);
+    if (last !== undefined && reqId < last.reqId) {
       this.reject('stale_request', from);
       return;
     }
-    if (last !== undefined && msg.reqId === last.reqId) {
+    if (last !== undefined && reqId === last.reqId) {
       if (!bytesEqual(coreDigest, last.coreDigest)) {
         // Two different bodies under one request id, both with the client's MAC for this
         // replica: only a faulty client does that. Proof enough to blacklist it here.
         this.reject('conflicting_request', from);
-        if (this.cluster.config.blacklistMs > 0) this.blacklist.set(msg.client, now + this.cluster.config.blacklistMs);
+        if (this.cluster.config.blacklistMs > 0) this.blacklist.set(client, now + this.cluster.config.blacklistMs);
         return;
       }
-      if (last.toAll && now - last.forwardedAt < this.cluster.config.authResendMs) {
+      // The body of a request this replica vouched for by digest only (the client retransmits
+      // to every auth replica when its relay did not get it ordered): from now on its AUTH-REQ
+      // carries the body, and the first one goes out whatever the rate limit.
+      const upgraded = body !== undefined && last.authReq.kind === 'authDigest';
+      if (upgraded) last.authReq = { kind: 'authReq', client, reqId, op: body.op, row: last.authReq.row };
+      if (!upgraded && last.toAll && now - last.forwardedAt < this.cluster.config.authResendMs) {
         this.reject('resend_rate_limited', from);
         return;
       }
       last.forwardedAt = now;
       last.toAll = true;
       this.out.send(this.orderPeers, last.authReq);
+      return;
+    }
+    if (body === undefined && this.cluster.clientSignatures) {
+      // A relay passes on bodies when signatures are on (they cover the body, not its digest).
+      this.reject('missing_signature', from);
       return;
     }
     // The expensive check last (Aardvark §3.4.1): only a new request that passed every cheap
@@ -185,22 +217,27 @@ export class AuthCore {
     // could have broken it), so the request is only dropped.
     // A missing signature costs nothing to detect and more likely means a client with an old
     // cluster file than an attack: dropped, not blacklisted.
-    if (this.cluster.clientSignatures && msg.sig === undefined) {
-      this.reject('missing_signature', from);
-      return;
-    }
-    if (this.cluster.clientSignatures && !this.keys.verifyFrom(clientPrincipal(msg.client), requestSignedBytes(requestCoreBytes(msg.client, msg.reqId, msg.op)), msg.sig!)) {
-      this.reject('bad_signature', from);
-      if (direct && this.cluster.config.blacklistMs > 0) this.blacklist.set(msg.client, now + this.cluster.config.blacklistMs);
-      return;
+    if (body !== undefined && this.cluster.clientSignatures) {
+      if (body.sig === undefined) {
+        this.reject('missing_signature', from);
+        return;
+      }
+      if (!this.keys.verifyFrom(clientPrincipal(client), requestSignedBytes(requestCoreBytes(client, reqId, body.op)), body.sig)) {
+        this.reject('bad_signature', from);
+        if (direct && this.cluster.config.blacklistMs > 0) this.blacklist.set(client, now + this.cluster.config.blacklistMs);
+        return;
+      }
     }
     const row = this.keys.authenticateDigest(this.orderPeers, coreDigest);
-    const authReq: MsgOf<'authReq'> = { kind: 'authReq', client: msg.client, reqId: msg.reqId, op: msg.op, row };
-    this.pending.set(msg.client, { reqId: msg.reqId, coreDigest, authReq, forwardedAt: now, toAll: false });
+    const authReq: AuthRowMsg = body !== undefined ? { kind: 'authReq', client, reqId, op: body.op, row } : { kind: 'authDigest', client, reqId, coreDigest, row };
+    this.pending.set(client, { reqId, coreDigest, authReq, forwardedAt: now, toAll: false });
     this.out.send([this.primary()], authReq);
-    // The client's relay passes a first send on to the rest of the preferred quorum.
-    if (direct && msg.fanout && this.relayPeers.length > 0 && this.index === relayIndexOf(msg.client, this.authPeers.length)) {
-      this.out.send(this.relayPeers, { ...msg, fanout: false });
+    // The client's relay passes a first send on to the rest of the preferred quorum: only the
+    // core digest and the client's MACs (each of them vouches without the body, and the primary
+    // gets the body from the relay alone), or the whole request when signatures are on.
+    if (body !== undefined && direct && body.fanout && this.relayPeers.length > 0 && this.index === relayIndexOf(client, this.authPeers.length)) {
+      const pass: Message = this.cluster.clientSignatures ? { ...body, fanout: false } : { kind: 'requestDigest', client, reqId, coreDigest, macs: body.macs };
+      this.out.send(this.relayPeers, pass);
     }
   }
 }

@@ -70,3 +70,49 @@ test('a faulty auth replica cannot take back or change its own claim, and alone 
   effects.push(...authReq(core, honest[2]!, 7, real, 5));
   assert.deepEqual(proposed(effects), [{ reqId: 7, op: [...real] }]);
 });
+
+/** AUTH-DIGEST of auth replica `auth`: its row over the core digest of (client, reqId, op), without the body. */
+function authDigest(core: OrderCore, auth: number, reqId: number, op: Uint8Array, now: number): Effect[] {
+  const coreDigest = ring(nodePrincipal(auth)).digest(requestCoreBytes(client, reqId, op));
+  const row = ring(nodePrincipal(auth)).authenticateDigest(orderPeers, coreDigest);
+  return core.step({ kind: 'message', from: nodePrincipal(auth), msg: { kind: 'authDigest', client, reqId, coreDigest, row }, now });
+}
+
+test('rows without the body count, but a request is proposed only once an AUTH-REQ brings its body', () => {
+  const core = primaryReplica();
+  const effects: Effect[] = [];
+  for (const [i, a] of honest.entries()) effects.push(...authDigest(core, a, 3, real, 1 + i));
+  assert.deepEqual(proposed(effects), [], 'every row is in, the body is not');
+  // The relay's AUTH-REQ carries the body; it is one more row as well.
+  effects.push(...authReq(core, liar, 3, real, 10));
+  assert.deepEqual(proposed(effects), [{ reqId: 3, op: [...real] }]);
+});
+
+test('a body whose core digest differs from the vouched one does not complete it', () => {
+  const core = primaryReplica();
+  const effects: Effect[] = [];
+  for (const [i, a] of honest.slice(0, 2).entries()) effects.push(...authDigest(core, a, 4, real, 1 + i));
+  // A faulty auth replica brings another body under the same id: its own claim only.
+  effects.push(...authReq(core, liar, 4, forged, 5));
+  assert.deepEqual(proposed(effects), []);
+  effects.push(...authReq(core, honest[2]!, 4, real, 6));
+  assert.deepEqual(proposed(effects), [{ reqId: 4, op: [...real] }]);
+});
+
+test('forged rows without a body never make a request ready, nor block the real one', () => {
+  const core = primaryReplica();
+  const effects: Effect[] = [];
+  const coreDigest = ring(nodePrincipal(liar)).digest(requestCoreBytes(client, 8, forged));
+  const row = ring(nodePrincipal(liar)).authenticateDigest(orderPeers, coreDigest);
+  effects.push(...core.step({ kind: 'message', from: nodePrincipal(liar), msg: { kind: 'authDigest', client, reqId: 8, coreDigest, row }, now: 1 }));
+  const bad = core.step({ kind: 'message', from: nodePrincipal(honest[0]!), msg: { kind: 'authDigest', client, reqId: 8, coreDigest, row }, now: 2 });
+  assert.deepEqual(
+    bad.flatMap((e) => (e.kind === 'note' && e.note.type === 'rejected' ? [e.note.reason] : [])),
+    ['bad_auth_row'],
+    "another auth replica's row does not pass for this one's",
+  );
+  effects.push(...authDigest(core, honest[0]!, 8, real, 3));
+  effects.push(...authDigest(core, honest[1]!, 8, real, 4));
+  effects.push(...authReq(core, honest[2]!, 8, real, 5));
+  assert.deepEqual(proposed(effects), [{ reqId: 8, op: [...real] }]);
+});

@@ -3,7 +3,8 @@
  * authenticators, Castro & Liskov TOCS 2002).
  *
  * Normal case, view v, primary = order[v mod n]:
- *   AUTH-REQ rows -> the primary batches requests holding >= max(u,r)+r+1 rows (at most one
+ *   AUTH-REQ and AUTH-DIGEST rows -> the primary batches requests holding >= max(u,r)+r+1 rows
+ *   and a body (AUTH-DIGEST rows come without one; at most one
  *   request per client, FIFO by readiness) -> PRE-PREPARE(v, seq, time, seed, requests+rows)
  *   -> each backup checks the batch (>= max(u,r)+1 rows valid for itself per request, distinct
  *   clients, limits, time) and sends PREPARE(v, seq, d) -> prepared with the pre-prepare and
@@ -122,7 +123,11 @@ interface Slot {
 
 interface Candidate {
   readonly reqId: number;
-  readonly op: Uint8Array;
+  /**
+   * The body, once an AUTH-REQ brought one with this core digest (rows may come first, as
+   * AUTH-DIGESTs). Invariant: set whenever readySince is.
+   */
+  op: Uint8Array | undefined;
   readonly coreDigest: Uint8Array;
   /** Valid rows by auth node id. */
   readonly rows: Map<number, Uint8Array[]>;
@@ -139,9 +144,16 @@ interface Candidate {
 }
 
 /** One auth replica's row for a client's request. */
+/** The body of a ready candidate (readiness needs one). */
+function bodyOf(c: Candidate): Uint8Array {
+  assert(c.op !== undefined, 'a ready candidate has its body');
+  return c.op;
+}
+
 interface Claim {
   readonly reqId: number;
-  readonly op: Uint8Array;
+  /** The body, when this claim or the candidate it joined had one. */
+  readonly op: Uint8Array | undefined;
   readonly coreDigest: Uint8Array;
   readonly row: Uint8Array[];
 }
@@ -371,6 +383,9 @@ export class OrderCore {
       case 'authReq':
         if (!this.cluster.auth.indexOf.has(sender)) return this.reject('authreq_from_non_auth', from);
         return this.onAuthReq(sender, msg, now);
+      case 'authDigest':
+        if (!this.cluster.auth.indexOf.has(sender)) return this.reject('authreq_from_non_auth', from);
+        return this.onAuthDigest(sender, msg, now);
       case 'cpToken':
         if (!this.cluster.exec.indexOf.has(sender)) return this.reject('token_from_non_exec', from);
         return this.onCpToken(sender, msg.seq, msg.token);
@@ -565,11 +580,26 @@ export class OrderCore {
     }
     const c = this.candidates.get(msg.client);
     // Every auth replica forwards the same request: digest its core once.
-    const coreDigest = c?.reqId === msg.reqId && bytesEqual(c.op, msg.op) ? c.coreDigest : requestCoreDigest(this.keys, msg.client, msg.reqId, msg.op);
+    const coreDigest = c?.reqId === msg.reqId && c.op !== undefined && bytesEqual(c.op, msg.op) ? c.coreDigest : requestCoreDigest(this.keys, msg.client, msg.reqId, msg.op);
     if (!this.keys.verifyAuthenticatorDigest(nodePrincipal(authNode), coreDigest, msg.row, this.index)) {
       return this.reject('bad_auth_row', nodePrincipal(authNode));
     }
     this.addRow(msg.client, msg.reqId, msg.op, coreDigest, authNode, msg.row, now, nodePrincipal(authNode));
+  }
+
+  /**
+   * AUTH-DIGEST: an auth replica's row over a request's core digest, without the body (it got
+   * the request as its relay's REQUEST-DIGEST). The row counts towards the request like any
+   * other; only an AUTH-REQ with a body that hashes to the same core digest makes it ready.
+   * A request already ordered is left to the AUTH-REQs (they trigger the reply's resend).
+   */
+  private onAuthDigest(authNode: number, msg: MsgOf<'authDigest'>, now: number): void {
+    if (!this.cluster.clients.has(msg.client)) return this.reject('unknown_client', nodePrincipal(authNode));
+    if (msg.reqId <= (this.lastOrdered.get(msg.client) ?? 0)) return;
+    if (!this.keys.verifyAuthenticatorDigest(nodePrincipal(authNode), msg.coreDigest, msg.row, this.index)) {
+      return this.reject('bad_auth_row', nodePrincipal(authNode));
+    }
+    this.addRow(msg.client, msg.reqId, undefined, msg.coreDigest, authNode, msg.row, now, nodePrincipal(authNode));
   }
 
   /**
@@ -582,7 +612,7 @@ export class OrderCore {
    * max(u,r)+1 rows never make a request ready, and at most r auth replicas lie. `from` is who
    * delivered the row (the auth replica, or a backup's FORWARD), for the rejection count.
    */
-  private addRow(client: number, reqId: number, op: Uint8Array, coreDigest: Uint8Array, authNode: number, row: Uint8Array[], now: number, from: Principal): void {
+  private addRow(client: number, reqId: number, op: Uint8Array | undefined, coreDigest: Uint8Array, authNode: number, row: Uint8Array[], now: number, from: Principal): void {
     let claims = this.claims.get(client);
     if (claims === undefined) {
       claims = new Map();
@@ -596,7 +626,9 @@ export class OrderCore {
     const same = (x: { readonly reqId: number; readonly coreDigest: Uint8Array }): boolean => x.reqId === reqId && bytesEqual(x.coreDigest, coreDigest);
     let c = this.candidates.get(client);
     if (c !== undefined && same(c)) {
-      // The usual case: one more row for the candidate (whose body every claim on it shares).
+      // The usual case: one more row for the candidate (whose body every claim on it shares),
+      // maybe the one that brings the body.
+      c.op ??= op;
       claims.set(authNode, { reqId, op: c.op, coreDigest: c.coreDigest, row });
       c.rows.set(authNode, row);
     } else {
@@ -607,15 +639,15 @@ export class OrderCore {
       for (const [a, cl] of claims) {
         if (a === authNode || !same(cl)) continue;
         rows.set(a, cl.row);
-        op = cl.op;
+        op ??= cl.op;
       }
       rows.set(authNode, row);
       claims.set(authNode, { reqId, op, coreDigest, row });
-      if (c !== undefined && (c.readySince !== undefined ? reqId <= c.reqId || rows.size < this.cluster.authRowsPrimary : rows.size < c.rows.size)) return;
+      if (c !== undefined && (c.readySince !== undefined ? reqId <= c.reqId || rows.size < this.cluster.authRowsPrimary || op === undefined : rows.size < c.rows.size)) return;
       c = { reqId, op, coreDigest, rows, readySince: undefined, forwardedIn: -1, forwardedAt: 0, passedOver: 0 };
       this.candidates.set(client, c);
     }
-    if (c.readySince === undefined && c.rows.size >= this.cluster.authRowsPrimary) {
+    if (c.readySince === undefined && c.op !== undefined && c.rows.size >= this.cluster.authRowsPrimary) {
       c.readySince = now;
       this.maybePropose(now);
     }
@@ -673,7 +705,7 @@ export class OrderCore {
     c.forwardedAt = atSeq;
     c.passedOver = 0;
     const rows = [...c.rows.entries()].sort((a, b) => a[0] - b[0]).map(([auth, macs]) => ({ auth, macs }));
-    this.out.send([nodePrincipal(primaryOf(this.cluster, this.view))], { kind: 'forward', view: this.view, request: { client, reqId: c.reqId, op: c.op, rows } });
+    this.out.send([nodePrincipal(primaryOf(this.cluster, this.view))], { kind: 'forward', view: this.view, request: { client, reqId: c.reqId, op: bodyOf(c), rows } });
   }
 
   /**
@@ -695,7 +727,7 @@ export class OrderCore {
     for (const r of batch.requests) bytes += r.op.length;
     for (const [client, c] of this.waitingCandidates()) {
       if (inBatch.has(client) || c.readySince! >= now) continue;
-      if (batch.requests.length >= cfg.batchSizeMax || bytes + c.op.length > cfg.batchBytesMax) continue;
+      if (batch.requests.length >= cfg.batchSizeMax || bytes + bodyOf(c).length > cfg.batchBytesMax) continue;
       if (c.forwardedIn !== this.view) this.forward(client, c, seq);
       else if (seq > c.forwardedAt + cfg.pipelineMax - 1 && ++c.passedOver >= limit) {
         this.suspicion = 'unfair';
@@ -774,13 +806,14 @@ export class OrderCore {
       let bytes = 0;
       for (const [client, c] of ready) {
         if (requests.length >= cfg.batchSizeMax) break;
-        if (bytes + c.op.length > cfg.batchBytesMax) break;
-        bytes += c.op.length;
+        const op = bodyOf(c);
+        if (bytes + op.length > cfg.batchBytesMax) break;
+        bytes += op.length;
         const rows = [...c.rows.entries()]
           .sort((a, b) => a[0] - b[0])
           .slice(0, this.cluster.authRowsPrimary)
           .map(([auth, macs]) => ({ auth, macs }));
-        requests.push({ client, reqId: c.reqId, op: c.op, rows });
+        requests.push({ client, reqId: c.reqId, op, rows });
       }
       this.propose(seq, requests, now);
     }
