@@ -293,6 +293,14 @@ export function encodeBatch(b: Batch): Bytes {
   return e;
 }
 
+/** What an auth replica sends the order stage: AUTH-REQ, or AUTH-DIGEST (its row without the body). */
+export type AuthRowMsg = MsgOf<'authReq'> | MsgOf<'authDigest'>;
+
+/** Whether `m` is an auth replica's row for the order stage (AUTH-REQ or AUTH-DIGEST). */
+export function isAuthRow(m: Message): m is AuthRowMsg {
+  return m.kind === 'authReq' || m.kind === 'authDigest';
+}
+
 /** Reads only the tag of a frame; undefined for an unknown tag. */
 export function peekKind(b: Bytes): MsgKindName | undefined {
   return b.length === 0 ? undefined : kindByTag.get(b[0]!);

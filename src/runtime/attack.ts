@@ -21,9 +21,9 @@
  * The flood rate is bounded: on one machine an unbounded loop would measure the loss of a CPU
  * core rather than the receivers' defences.
  */
-import type { Message } from '../codec/messages.ts';
+import { isAuthRow, type AuthRowMsg, type Message } from '../codec/messages.ts';
 import type { Principal } from '../crypto/provider.ts';
-import { carriesRequestOf, equivocalPrePrepare, junkMessage, type AuthRowMsg } from '../stages/adversary.ts';
+import { carriesRequestOf, equivocalPrePrepare, junkMessage } from '../stages/adversary.ts';
 
 /** The node attacks. */
 export const nodeAttackNames = ['slow-primary', 'unfair-primary', 'equivocating-primary', 'replica-flood', 'forging-auth'] as const;
@@ -109,7 +109,7 @@ export class NodeAttack {
   /** Rewrites one send of the node into what actually leaves. */
   rewrite(to: readonly Principal[], msg: Message): AttackedSend[] {
     const s = this.spec;
-    if (msg.kind === 'authReq' || msg.kind === 'authDigest') return [{ to, msg: this.local(msg), delayMs: 0 }];
+    if (isAuthRow(msg)) return [{ to, msg: this.local(msg), delayMs: 0 }];
     if (msg.kind !== 'prePrepare') return [{ to, msg, delayMs: 0 }];
     if (s.name === 'slow-primary') return [{ to, msg, delayMs: s.delayMs }];
     if (s.name === 'equivocating-primary' && to.length > 1) {
@@ -128,7 +128,7 @@ export class NodeAttack {
    * leads the view (otherwise it would end at the first view change that makes it primary).
    */
   local(msg: Message): Message {
-    if (this.spec.name !== 'forging-auth' || (msg.kind !== 'authReq' && msg.kind !== 'authDigest') || this.forge === undefined) return msg;
+    if (this.spec.name !== 'forging-auth' || !isAuthRow(msg) || this.forge === undefined) return msg;
     // Alternately the client's own id and one up to 1000 ids ahead.
     const k = this.forged++;
     return this.forge(msg, k % 2 === 0 ? 0 : 1 + (k % 1000));

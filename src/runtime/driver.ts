@@ -26,7 +26,7 @@ import { DerivedKeys } from '../crypto/pairing.ts';
 import { ReplicaNode } from '../stages/node.ts';
 import type { Effect, Note } from '../stages/types.ts';
 import type { AppFactory } from '../app/contract.ts';
-import type { Message } from '../codec/messages.ts';
+import { isAuthRow, type Message } from '../codec/messages.ts';
 import { hex } from '../stages/common.ts';
 import { ConfigError } from '../core/errors.ts';
 import { FileStore, SplitStore, VolatileStore } from './file-store.ts';
@@ -321,7 +321,7 @@ export class NodeDriver {
 
   /** Latency is measured from the first AUTH-REQ to execution, so only executors keep it. */
   private noteArrival(msg: Message, now: number): void {
-    if ((msg.kind === 'authReq' || msg.kind === 'authDigest') && this.node.exec !== undefined) {
+    if (isAuthRow(msg) && this.node.exec !== undefined) {
       const k = `${msg.client}:${msg.reqId}`;
       if (!this.firstSeen.has(k)) {
         if (this.firstSeen.size > 100_000) this.firstSeen.clear();

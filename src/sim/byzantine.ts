@@ -8,13 +8,13 @@
  * The adversary never holds another principal's keys: it can only sign and MAC as itself,
  * which is what makes these behaviours survivable within the model (at most r of them).
  */
-import type { Batch, Message, MsgOf, SignedViewChange, ViewChangeBody } from '../codec/messages.ts';
+import type { AuthRowMsg, Batch, Message, MsgOf, SignedViewChange, ViewChangeBody } from '../codec/messages.ts';
 import { encodeBatch, viewChangeBodyCodec } from '../codec/messages.ts';
 import { encodeWith } from '../codec/schema.ts';
 import { viewChangeEntriesMax } from '../codec/limits.ts';
 import { clientPrincipal, nodePrincipal, type KeyRing, type Principal } from '../crypto/provider.ts';
 import { replyCoreBytes } from '../stages/common.ts';
-import { carriesRequestOf, equivocalPrePrepare, forgedAuthReq, junkMessage, type AuthRowMsg } from '../stages/adversary.ts';
+import { carriesRequestOf, equivocalPrePrepare, forgedAuthReq, junkMessage } from '../stages/adversary.ts';
 import { encodeKvOutput } from '../services/kv/ops.ts';
 import type { Prng } from '../core/prng.ts';
 

@@ -3,13 +3,13 @@
  * (`src/sim/byzantine.ts`) and the real runtime's attack driver (`src/runtime/attack.ts`), so
  * both play the same attack. Pure; no stage imports this module.
  */
-import type { Message, MsgOf } from '../codec/messages.ts';
+import { isAuthRow, type AuthRowMsg, type Message, type MsgOf } from '../codec/messages.ts';
 import type { KeyRing, Principal } from '../crypto/provider.ts';
 import { requestCoreDigest } from './common.ts';
 
 /** Whether `msg` carries a request of `victim` to the order stage (what an unfair primary ignores). */
 export function carriesRequestOf(msg: Message, victim: number): boolean {
-  if (msg.kind === 'authReq' || msg.kind === 'authDigest' || msg.kind === 'requestDigest') return msg.client === victim;
+  if (isAuthRow(msg) || msg.kind === 'requestDigest') return msg.client === victim;
   if (msg.kind === 'forward') return msg.request.client === victim;
   return false;
 }
@@ -63,6 +63,3 @@ export function forgedAuthReq<M extends AuthRowMsg>(msg: M, keys: KeyRing, order
   if (msg.op.length > 0) op[0]! ^= 0x5a;
   return { ...msg, reqId, op, row: keys.authenticateDigest(orderPeers, requestCoreDigest(keys, msg.client, reqId, op)) };
 }
-
-/** What an auth replica sends the order stage: AUTH-REQ, or AUTH-DIGEST (its row without the body). */
-export type AuthRowMsg = MsgOf<'authReq'> | MsgOf<'authDigest'>;

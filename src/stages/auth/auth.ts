@@ -52,12 +52,9 @@ import type { Cluster } from '../../core/config.ts';
 import { assert } from '../../core/assert.ts';
 import type { KeyRing, Principal } from '../../crypto/provider.ts';
 import { bytesEqual, clientPrincipal } from '../../crypto/provider.ts';
-import type { Message, MsgOf } from '../../codec/messages.ts';
+import type { AuthRowMsg, Message, MsgOf } from '../../codec/messages.ts';
 import type { Effect, StageEvent } from '../types.ts';
 import { membersOf, Outbox, relayIndexOf, requestCoreBytes, requestCoreDigest, requestSignedBytes } from '../common.ts';
-
-/** What an auth replica sends the order stage: its row, with the body or over the core digest only. */
-type AuthRowMsg = MsgOf<'authReq'> | MsgOf<'authDigest'>;
 
 interface Pending {
   readonly reqId: number;
@@ -205,20 +202,16 @@ export class AuthCore {
       this.out.send(this.orderPeers, last.authReq);
       return;
     }
-    if (body === undefined && this.cluster.clientSignatures) {
-      // A relay passes on bodies when signatures are on (they cover the body, not its digest).
-      this.reject('missing_signature', from);
-      return;
-    }
     // The expensive check last (Aardvark §3.4.1): only a new request that passed every cheap
     // check costs a signature verification. A bad or missing signature under a MAC that verified,
     // on the client's own connection, proves the client faulty: only it holds that MAC key, and
     // no relay stood between. Relayed, the signature is not covered by the MAC (a faulty relay
     // could have broken it), so the request is only dropped.
     // A missing signature costs nothing to detect and more likely means a client with an old
-    // cluster file than an attack: dropped, not blacklisted.
-    if (body !== undefined && this.cluster.clientSignatures) {
-      if (body.sig === undefined) {
+    // cluster file than an attack: dropped, not blacklisted. A REQUEST-DIGEST has none (with
+    // signatures on a relay passes the whole request: they cover the body, not its digest).
+    if (this.cluster.clientSignatures) {
+      if (body?.sig === undefined) {
         this.reject('missing_signature', from);
         return;
       }

@@ -61,6 +61,7 @@ import {
   fetchBatchesMax,
   orderCheckpointCodec,
   viewChangeBodyCodec,
+  type AuthRowMsg,
   type Batch,
   type Message,
   type MsgOf,
@@ -381,11 +382,9 @@ export class OrderCore {
     const isOrder = this.cluster.order.indexOf.has(sender);
     switch (msg.kind) {
       case 'authReq':
-        if (!this.cluster.auth.indexOf.has(sender)) return this.reject('authreq_from_non_auth', from);
-        return this.onAuthReq(sender, msg, now);
       case 'authDigest':
         if (!this.cluster.auth.indexOf.has(sender)) return this.reject('authreq_from_non_auth', from);
-        return this.onAuthDigest(sender, msg, now);
+        return this.onAuthRow(sender, msg, now);
       case 'cpToken':
         if (!this.cluster.exec.indexOf.has(sender)) return this.reject('token_from_non_exec', from);
         return this.onCpToken(sender, msg.seq, msg.token);
@@ -565,14 +564,22 @@ export class OrderCore {
   // Requests and batching
   // =========================================================================================
 
-  private onAuthReq(authNode: number, msg: MsgOf<'authReq'>, now: number): void {
-    if (!this.cluster.clients.has(msg.client)) return this.reject('unknown_client', nodePrincipal(authNode));
-    if (msg.op.length > this.cluster.config.requestBytesMax) return this.reject('op_too_large', nodePrincipal(authNode));
+  /**
+   * AUTH-REQ, or AUTH-DIGEST: an auth replica's row without the body (it got the request as its
+   * relay's REQUEST-DIGEST). Either row counts towards the request; only a body that hashes to
+   * the vouched core digest (an AUTH-REQ's) makes it ready.
+   */
+  private onAuthRow(authNode: number, msg: AuthRowMsg, now: number): void {
+    const from = nodePrincipal(authNode);
+    if (!this.cluster.clients.has(msg.client)) return this.reject('unknown_client', from);
+    const op = msg.kind === 'authReq' ? msg.op : undefined;
+    if (op !== undefined && op.length > this.cluster.config.requestBytesMax) return this.reject('op_too_large', from);
     const ordered = this.lastOrdered.get(msg.client) ?? 0;
-    if (msg.reqId <= ordered && !this.canaries.has('duplicateExecution')) {
-      // Already ordered: have the executors resend the reply (thesis OL2), rate-limited.
+    if (msg.reqId <= ordered && (op === undefined || !this.canaries.has('duplicateExecution'))) {
+      // Already ordered: have the executors resend the reply (thesis OL2), rate-limited. Left to
+      // the AUTH-REQs: a client's retransmission always brings its body.
       const last = this.retransmitAt.get(msg.client) ?? -Infinity;
-      if (now - last >= this.cluster.config.authResendMs / 2) {
+      if (op !== undefined && now - last >= this.cluster.config.authResendMs / 2) {
         this.retransmitAt.set(msg.client, now);
         this.out.send(this.execPeers, { kind: 'retransmit', client: msg.client, reqId: msg.reqId });
       }
@@ -580,26 +587,12 @@ export class OrderCore {
     }
     const c = this.candidates.get(msg.client);
     // Every auth replica forwards the same request: digest its core once.
-    const coreDigest = c?.reqId === msg.reqId && c.op !== undefined && bytesEqual(c.op, msg.op) ? c.coreDigest : requestCoreDigest(this.keys, msg.client, msg.reqId, msg.op);
-    if (!this.keys.verifyAuthenticatorDigest(nodePrincipal(authNode), coreDigest, msg.row, this.index)) {
-      return this.reject('bad_auth_row', nodePrincipal(authNode));
-    }
-    this.addRow(msg.client, msg.reqId, msg.op, coreDigest, authNode, msg.row, now, nodePrincipal(authNode));
-  }
-
-  /**
-   * AUTH-DIGEST: an auth replica's row over a request's core digest, without the body (it got
-   * the request as its relay's REQUEST-DIGEST). The row counts towards the request like any
-   * other; only an AUTH-REQ with a body that hashes to the same core digest makes it ready.
-   * A request already ordered is left to the AUTH-REQs (they trigger the reply's resend).
-   */
-  private onAuthDigest(authNode: number, msg: MsgOf<'authDigest'>, now: number): void {
-    if (!this.cluster.clients.has(msg.client)) return this.reject('unknown_client', nodePrincipal(authNode));
-    if (msg.reqId <= (this.lastOrdered.get(msg.client) ?? 0)) return;
-    if (!this.keys.verifyAuthenticatorDigest(nodePrincipal(authNode), msg.coreDigest, msg.row, this.index)) {
-      return this.reject('bad_auth_row', nodePrincipal(authNode));
-    }
-    this.addRow(msg.client, msg.reqId, undefined, msg.coreDigest, authNode, msg.row, now, nodePrincipal(authNode));
+    let coreDigest: Uint8Array;
+    if (msg.kind === 'authDigest') coreDigest = msg.coreDigest;
+    else if (c?.reqId === msg.reqId && c.op !== undefined && bytesEqual(c.op, msg.op)) coreDigest = c.coreDigest;
+    else coreDigest = requestCoreDigest(this.keys, msg.client, msg.reqId, msg.op);
+    if (!this.keys.verifyAuthenticatorDigest(from, coreDigest, msg.row, this.index)) return this.reject('bad_auth_row', from);
+    this.addRow(msg.client, msg.reqId, op, coreDigest, authNode, msg.row, now, from);
   }
 
   /**
