@@ -112,6 +112,28 @@ test('throughput: during the grace period only a rate below half the bar counts'
   assert.deepEqual(run(m, at, 10, 3, 10), [true], 'a primary at 30% is not');
 });
 
+test('throughput: samples that begin within the ramp after a view change are neither judged nor kept', () => {
+  const fresh = (rampMs: number): { m: PrimaryMonitor; at: { seq: number; t: number } } => {
+    const m = new PrimaryMonitor({ ...settings, rampMs });
+    const at = { seq: 0, t: 0 };
+    m.enterView(0);
+    run(m, at, 200, 10, 10);
+    m.enterView(at.t);
+    return { m, at };
+  };
+  // Without a ramp the new view's first sample (from its first commit, 10 ms in), at 20% while
+  // the clients have not yet retransmitted to the new primary, is suspected at once.
+  const bare = fresh(0);
+  assert.deepEqual(run(bare.m, bare.at, 10, 2, 10), [true]);
+  // With a 250 ms ramp the samples that begin 10, 100 and 200 ms into the view pass unjudged,
+  // and the view keeps none of them: best is still the first view's 1000 req/s.
+  const ramped = fresh(250);
+  assert.deepEqual(run(ramped.m, ramped.at, 30, 2, 10), [false, false, false]);
+  assert.ok(Math.abs(ramped.m.best - 1000) < 1, `best unchanged (got ${ramped.m.best})`);
+  // The sample that begins at 300 ms is judged by the half-rate rule as before.
+  assert.deepEqual(run(ramped.m, ramped.at, 10, 2, 10), [true]);
+});
+
 test('throughput: the bar rises 1% per interval judged, so even a steady primary is replaced in the end', () => {
   const m = new PrimaryMonitor(settings);
   const at = { seq: 0, t: 0 };

@@ -35,6 +35,12 @@
  *   rate is not corrected for demand: when the clients send less, the primary is replaced after
  *   the grace period (a view change costs one agreement round). A backup cannot tell demand
  *   apart: auth replicas send a request to the primary alone until the client retransmits.
+ * - Ramp: samples that begin within `rampMs` (the clients' retransmission timeout) of a view's
+ *   start are neither kept nor judged. Until the clients retransmit, requests they sent to the old
+ *   primary are missing at the new one, so every new primary's first sample was low: measured in
+ *   `bulwark demo`, a silenced primary's successor was suspected 130 ms into its view by the
+ *   half-rate rule, then its successor, and so on (views 3 to 7 in 1.4 s, one of them the
+ *   silenced node's own, which only a view-change timeout ends).
  *
  * Invariants: heartbeat timeout in [heartbeatMs, heartbeatMs * 2^10]; `best` is the highest
  * median of the remembered views' samples; a throughput suspicion needs `throughputMisses`
@@ -48,6 +54,13 @@ export interface MonitorSettings {
   readonly throughputGraceMs: number;
   /** Views whose best rate the requirement is taken from. */
   readonly viewsRemembered: number;
+  /**
+   * A view's ramp (ms, default 0): samples that begin within this long of the view's start are
+   * neither kept nor judged. Requests sent to the previous primary reach the new one only when
+   * the client retransmits them to every auth replica (the cluster's `clientRetryMs`), so the first
+   * few hundred milliseconds of a view run below any correct primary's rate.
+   */
+  readonly rampMs?: number;
 }
 
 /**
@@ -165,6 +178,9 @@ export class PrimaryMonitor {
     if (seq % interval !== 0 && now - from.at < sampleMaxMs) return false;
     this.intervalFrom = { at: now, requests: this.committedRequests };
     if (now <= from.at) return false;
+    // A sample from the view's ramp would judge the clients' retransmission timers, not the
+    // primary; it would also lower this view's median and so the bar for the next views.
+    if (from.at - this.viewStartedAt < (this.s.rampMs ?? 0)) return false;
     const sample = ((this.committedRequests - from.requests) * 1000) / (now - from.at);
     const rate = this.smoothed === undefined ? sample : (this.smoothed + sample) / 2;
     this.smoothed = rate;

@@ -335,7 +335,7 @@ export class OrderCore {
     const genesis: OrderCheckpoint = { seq: 0, history: zeroDigest, time: 0, execToken: zeroDigest, lastOrdered: [] };
     this.stable = { content: genesis, digest: this.cpDigest(genesis) };
     this.scopedVotes = cluster.durability === 'parallel';
-    this.monitor = new PrimaryMonitor({ heartbeatMs: cluster.config.heartbeatMs, throughputGraceMs: cluster.config.throughputGraceMs, viewsRemembered: this.n });
+    this.monitor = new PrimaryMonitor({ heartbeatMs: cluster.config.heartbeatMs, throughputGraceMs: cluster.config.throughputGraceMs, viewsRemembered: this.n, rampMs: cluster.config.clientRetryMs });
     this.recover(durable);
     this.checkInvariants();
   }
