@@ -10,7 +10,9 @@
 # Environment: U, R (default 1 1), SIZE (bytes, 0), CLIENTS (32), DUR (seconds, 10), ROUNDS (3),
 #   MODE (durability, parallel).
 # Each run: a fresh cluster (`bulwark init` + `bulwark up` in a temporary directory), a 3 s bench
-# to warm it up, then the measured bench; one line per run.
+# to warm it up, then the measured bench; one line per run. `machine_busy` is the share of all
+# CPUs busy (user, system, interrupts; /proc/stat) over the measured bench, its start-up included:
+# near 100% the cluster is CPU-bound; well below, it waits (for the disk, or on timers).
 set -u
 repos=("$@")
 [ ${#repos[@]} -eq 0 ] && repos=("$(cd "$(dirname "$0")/.." && pwd)")
@@ -33,12 +35,16 @@ one() {
   pids=$(pgrep -f "bulwark.js node --config $dir" | tr '\n' ' ')
   (cd "$repo" && node bin/bulwark.js bench --dir "$dir" --clients "$CLIENTS" --size "$SIZE" --duration 3 >/dev/null 2>&1)
   snap "$pids" >"$dir/before"
+  local m0 m1 busy
+  m0=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8}' /proc/stat)
   line=$(cd "$repo" && node bin/bulwark.js bench --dir "$dir" --clients "$CLIENTS" --size "$SIZE" --duration "$DUR" 2>/dev/null | grep '^bench:')
   snap "$pids" >"$dir/after"
+  m1=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8}' /proc/stat)
+  busy=$(echo "$m0 $m1" | awk '{printf "%.0f", ($3 - $1) * 100 / ($4 - $2)}')
   ops=$(echo "$line" | sed 's/.*ops_per_s=\([0-9.]*\).*/\1/')
-  paste "$dir/before" "$dir/after" | awk -v ops="$ops" -v dur="$DUR" -v hz="$(getconf CLK_TCK)" -v repo="$repo" -v line="$line" '
+  paste "$dir/before" "$dir/after" | awk -v ops="$ops" -v dur="$DUR" -v hz="$(getconf CLK_TCK)" -v repo="$repo" -v line="$line" -v busy="$busy" '
     { n = ops * dur; u += $8 - $2; s += $9 - $3; r += $10 - $4; w += $11 - $5; c += $12 - $6 }
-    END { printf "%s %s | per op: cpu_us=%.0f user_us=%.0f sys_us=%.0f syscr=%.1f syscw=%.1f ctxsw=%.1f\n", repo, line, (u + s) * 1e6 / hz / n, u * 1e6 / hz / n, s * 1e6 / hz / n, r / n, w / n, c / n }'
+    END { printf "%s %s | per op: cpu_us=%.0f user_us=%.0f sys_us=%.0f syscr=%.1f syscw=%.1f ctxsw=%.1f machine_busy=%s%%\n", repo, line, (u + s) * 1e6 / hz / n, u * 1e6 / hz / n, s * 1e6 / hz / n, r / n, w / n, c / n, busy }'
   (cd "$repo" && node bin/bulwark.js down --dir "$dir" >/dev/null 2>&1)
   rm -rf "$dir"
 }
