@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { crc32c } from './crc32c.ts';
+import { crc32c, crc32cBackend, crc32cJs } from './crc32c.ts';
 import { encodeFrame, encodeSegmentStart, FrameType, frameHeaderBytes, scanSegment } from './wal-format.ts';
 
 /** A segment holding `bodies` as data frames, zero-padded to `size`. */
@@ -46,7 +46,7 @@ test('crc32c: the standard check value and chaining', () => {
   );
 });
 
-test('crc32c: the word path agrees with a bytewise reference at every alignment and range', () => {
+test('crc32c: the native and word paths agree with a bytewise reference at every alignment and range', () => {
   // One table, one byte per step: the definition, with nothing shared with the fast path.
   const ref = (d: Uint8Array, prev: number, start: number, end: number): number => {
     let c = ~prev >>> 0;
@@ -65,22 +65,33 @@ test('crc32c: the word path agrees with a bytewise reference at every alignment 
       const d = buf.subarray(shift);
       const a = d.length === 0 ? 0 : x % (d.length + 1);
       const b = a + (d.length - a === 0 ? 0 : y % (d.length - a + 1));
-      return crc32c(d, prev, a, b) === ref(d, prev, a, b) && crc32c(d) === ref(d, 0, 0, d.length);
+      const want = ref(d, prev, a, b);
+      return crc32c(d, prev, a, b) === want && crc32cJs(d, prev, a, b) === want && crc32c(d) === ref(d, 0, 0, d.length);
     }),
     { numRuns: 300 },
   );
-  // fast-check keeps arrays short, so the word path (512 bytes and up) gets fixed cases: every
-  // alignment, lengths around the switch and a long one, whole and trimmed at both ends.
+  // fast-check keeps arrays short, so the native path (256 bytes and up) and the word path (512
+  // and up) get fixed cases: every alignment, lengths around both switches and a long one, whole
+  // and trimmed at both ends.
   let seed = 7;
   const big = new Uint8Array(5000).map(() => (seed = (seed * 1103515245 + 12345) >>> 0) >>> 24);
   for (let shift = 0; shift < 8; shift++) {
-    for (const len of [511, 512, 513, 1000, 4096 + 13]) {
+    for (const len of [255, 256, 257, 511, 512, 513, 1000, 4096 + 13]) {
       const d = big.subarray(shift, shift + len);
       for (const [a, b] of [[0, len], [3, len - 5], [1, Math.min(len, 600)]] as [number, number][]) {
-        assert.equal(crc32c(d, 0x1234, a, b), ref(d, 0x1234, a, b), `shift ${shift}, length ${len}, range ${a}-${b}`);
+        const want = ref(d, 0x1234, a, b);
+        assert.equal(crc32c(d, 0x1234, a, b), want, `${crc32cBackend}: shift ${shift}, length ${len}, range ${a}-${b}`);
+        assert.equal(crc32cJs(d, 0x1234, a, b), want, `js: shift ${shift}, length ${len}, range ${a}-${b}`);
       }
     }
   }
+});
+
+test('crc32c: the native module is loaded where it ships a prebuilt binary', (t) => {
+  // A missing or broken binary falls back to TypeScript silently (same values, four times
+  // slower); on the platform CI and the benchmarks run on, that would be a regression.
+  if (process.env['BULWARK_CRC32C'] === 'js' || process.platform !== 'linux' || process.arch !== 'x64') return t.skip('not linux-x64, or the native path is turned off');
+  assert.equal(crc32cBackend, 'native');
 });
 
 test('a complete segment followed by zeros scans clean with every frame', () => {
