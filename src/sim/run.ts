@@ -498,6 +498,7 @@ export function runSeed(o: SeedOptions): SeedResult {
   }
   if (ackedLost > 0) failures.push(`durability: ${ackedLost} acknowledged write(s) missing from the agreed log`);
   failures.push(...replayCheck(world, agreement, correctNodes, cluster.exec.nodes));
+  failures.push(...newViewCheck(world, correctNodes, cluster.order.nodes));
   const completed = history.filter((h) => h.complete !== undefined).length;
   return {
     seed: o.seed,
@@ -516,6 +517,21 @@ export function runSeed(o: SeedOptions): SeedResult {
     events: world.stats.eventsProcessed,
     ...(o.keepHistory === true ? { history } : {}),
   };
+}
+
+/**
+ * After the heal and the quiet period, no correct order replica still waits for the batches of
+ * a NEW-VIEW: they are fetched, or below a checkpoint it has caught up to. (A replica may still
+ * be in a view change of its own, left alone by a timer: PBFT lets the next view change bring
+ * it back; and a Byzantine primary may keep one replica out of its view.)
+ */
+function newViewCheck(world: World, correct: ReadonlySet<number>, orderNodes: readonly number[]): string[] {
+  const out: string[] = [];
+  for (const id of orderNodes) {
+    const s = correct.has(id) ? world.replica(id)?.order?.status : undefined;
+    if (s !== undefined && s.bodiesMissing > 0) out.push(`new view: node ${id} still waits for ${s.bodiesMissing} batch(es) of the NEW-VIEW of view ${s.view} after the quiet period`);
+  }
+  return out;
 }
 
 /** Replays the agreed log and compares with each correct executor's state. */

@@ -23,6 +23,8 @@ const seeds: { seed: number; u: number; r: number; found: string; storageFaults?
   { seed: 381, u: 1, r: 1, found: 'an auth replica’s valid rows over requests the client never sent displaced its real ones: clients stalled for good' },
   { seed: 353, u: 1, r: 2, found: 'an auth replica’s valid rows over requests the client never sent displaced its real ones: clients stalled for good' },
   { seed: 790, u: 1, r: 0, storageFaults: true, found: 'a new primary behind the chosen checkpoint proposed fresh batches at seqs its NEW-VIEW had assigned beyond its window; voting on its own proposal (crash-only), it replaced a committed batch' },
+  { seed: 5, u: 1, r: 0, found: 'a replica that got the NEW-VIEW late waited for good for batches the others had checkpointed and dropped' },
+  { seed: 62, u: 2, r: 1, found: 'a replica that got the NEW-VIEW late waited for good for batches the others had checkpointed and dropped' },
 ];
 
 for (const s of seeds) {

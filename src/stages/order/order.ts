@@ -237,6 +237,8 @@ export class OrderCore {
   private readonly fetching = new Map<string, Uint8Array>();
   /** A NEW-VIEW received whose batches are still being fetched (backups). */
   private pendingNewView: MsgOf<'newView'> | undefined;
+  /** The stable checkpoint moved while new-view bodies were missing: decide again at the next tick. */
+  private recheckNewView = false;
   /** When a batch body last went to a peer ("peer:digest" -> time), to answer each at most once per status interval. */
   private readonly bodiesSent = new Map<string, number>();
   /** Replicas to ask for the missing bodies, and when to ask again. */
@@ -345,10 +347,11 @@ export class OrderCore {
   // =========================================================================================
 
   /** Current view and whether it is active. */
-  get status(): { view: number; normal: boolean; primary: number; committedSeq: number; stableSeq: number; waiting: number; candidates: number } {
+  get status(): { view: number; normal: boolean; primary: number; committedSeq: number; stableSeq: number; waiting: number; candidates: number; bodiesMissing: number } {
     return {
       view: this.view,
       normal: this.normal,
+      bodiesMissing: this.normal ? 0 : this.fetching.size,
       primary: primaryOf(this.cluster, this.view),
       committedSeq: this.committedSeq,
       stableSeq: this.stableSeq,
@@ -477,8 +480,23 @@ export class OrderCore {
         this.vcResendAt = now + this.vcResendEveryMs;
       }
     }
+    if (!this.normal && this.recheckNewView) {
+      this.recheckNewView = false;
+      const pending = this.pendingNewView;
+      if (pending !== undefined) {
+        this.pendingNewView = undefined;
+        this.onNewView(primaryOf(this.cluster, pending.view), pending, now);
+      } else this.maybeDecideNewView(now);
+    }
     if (!this.normal) {
-      if (this.vcTimerArmed && now >= this.vcDeadline) this.startViewChange(this.view + 1, now, 'new_view_timeout');
+      if (this.vcTimerArmed && now >= this.vcDeadline) {
+        if (this.viewActiveAtPeers()) {
+          // The view started without us (its NEW-VIEW was lost, or could not be installed
+          // yet): ask its primary again rather than leave alone for a view nobody follows.
+          if (this.myViewChange !== undefined) this.out.send([nodePrincipal(primaryOf(this.cluster, this.view))], this.myViewChange);
+          this.vcDeadline = now + this.vcTimeout(this.view);
+        } else this.startViewChange(this.view + 1, now, 'new_view_timeout');
+      }
       else if (this.fetching.size > 0 && now >= this.fetchAgainAt) this.requestBodies(now, true);
       return;
     }
@@ -1152,6 +1170,8 @@ export class OrderCore {
     this.garbageCollect();
     this.out.note({ type: 'stable', seq });
     this.adoptDeferredChoices();
+    // Waiting for new-view bodies: some may be below the new checkpoint now (see needBodies).
+    if (!this.normal && this.fetching.size > 0) this.recheckNewView = true;
   }
 
   /** Drops everything at or below the stable checkpoint. */
@@ -1225,6 +1245,7 @@ export class OrderCore {
     this.vcTimerArmed = false;
     this.myNewView = undefined;
     this.pendingNewView = undefined;
+    this.recheckNewView = false;
     this.fetching.clear();
     // A suspicion of the old primary found while applying batches is moot now, and so are the
     // SUSPECTs of the old view.
@@ -1250,6 +1271,16 @@ export class OrderCore {
    * a VIEW-CHANGE for this view or a later one (a sender's later request replaces its earlier
    * one, and still says it wants out; seed 338 at u=1 r=2 stalled when it did not count).
    */
+  /**
+   * r+1 peers report (STATUS) that they are in normal operation in the view this replica is
+   * changing to, so at least one correct replica installed its NEW-VIEW: the view exists.
+   */
+  private viewActiveAtPeers(): boolean {
+    let active = 0;
+    for (const [sender, st] of this.statuses) if (sender !== this.nodeId && st.view === this.view && st.normal) active++;
+    return active >= this.small;
+  }
+
   private armViewChangeTimer(now: number): void {
     if (this.normal || this.vcTimerArmed) return;
     let known = 0;
@@ -1360,8 +1391,12 @@ export class OrderCore {
   private needBodies(decision: NonNullable<ReturnType<typeof decideNewView>>, bodies: readonly ViewChangeBody[], now: number): boolean {
     const asked = new Set(this.fetching.keys());
     this.fetching.clear();
-    for (const d of decision.choices) {
-      if (bytesEqual(d, this.nullDigest)) continue;
+    const h = decision.checkpoint.seq;
+    for (const [i, d] of decision.choices.entries()) {
+      // At or below this replica's stable checkpoint a choice is settled (installNewView skips
+      // it), and its body may be gone everywhere: a NEW-VIEW that reaches a replica late (it was
+      // paused, or cut off) names batches the others have since checkpointed and dropped.
+      if (h + 1 + i <= this.stableSeq || bytesEqual(d, this.nullDigest)) continue;
       const dh = hex(d);
       if (this.bodyFor(dh) === undefined) this.fetching.set(dh, d);
     }
