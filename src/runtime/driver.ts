@@ -424,7 +424,7 @@ export class NodeDriver {
         log.info({ view: n.view, reason: n.reason }, 'view change started');
         return;
       case 'primarySuspected':
-        log.info({ view: n.view, suspects: n.suspects, needed: n.needed }, 'suspected the primary; staying in the view until enough replicas agree');
+        log.info({ view: n.view, reason: n.reason, suspects: n.suspects, needed: n.needed }, 'suspected the primary; staying in the view until enough replicas agree');
         return;
       case 'viewEntered':
         this.metrics.view.set(n.view);

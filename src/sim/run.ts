@@ -617,7 +617,7 @@ export function describeNote(n: Note): string {
     case 'viewChangeStarted':
       return `viewChange -> ${n.view} (${n.reason})`;
     case 'primarySuspected':
-      return `suspected primary of view ${n.view} (${n.suspects} of ${n.needed} needed)`;
+      return `suspected primary of view ${n.view}: ${n.reason} (${n.suspects} of ${n.needed} needed)`;
     case 'viewEntered':
       return `viewEntered ${n.view} primary=${n.primary}`;
     case 'rejected':

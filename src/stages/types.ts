@@ -59,7 +59,7 @@ export type Note =
   | { readonly type: 'committed'; readonly seq: number; readonly view: number; readonly digest: Uint8Array }
   | { readonly type: 'stable'; readonly seq: number }
   | { readonly type: 'viewChangeStarted'; readonly view: number; readonly reason: string }
-  | { readonly type: 'primarySuspected'; readonly view: number; readonly suspects: number; readonly needed: number }
+  | { readonly type: 'primarySuspected'; readonly view: number; readonly reason: string; readonly suspects: number; readonly needed: number }
   | { readonly type: 'viewEntered'; readonly view: number; readonly primary: number }
   | { readonly type: 'rejected'; readonly reason: string; readonly from: Principal }
   | { readonly type: 'safetyAlarm'; readonly detail: string };

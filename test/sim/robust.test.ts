@@ -13,9 +13,12 @@ function attacked(behaviour: ByzantineBehaviour, tunables: Partial<Tunables>, at
   return new Harness({ u: 1, r: 1, clients: 4, byzantine: new Map([[0, new Set([behaviour])]]), attack, tunables });
 }
 
-/** Reasons of the view changes correct replicas (1..3) started on their own. */
+/**
+ * Why correct replicas (1..3) wanted the primary out: the reasons of the view changes they
+ * started, and of the suspicions they announced (SUSPECT) while staying in the view.
+ */
 function reasons(h: Harness): string[] {
-  return h.notes.filter((n) => n.node !== 0 && n.note.type === 'viewChangeStarted').map((n) => (n.note.type === 'viewChangeStarted' ? n.note.reason : ''));
+  return h.notes.flatMap((n) => (n.node === 0 ? [] : n.note.type === 'viewChangeStarted' || n.note.type === 'primarySuspected' ? [n.note.reason] : []));
 }
 
 /** Mean latency (virtual µs) of completed operations, for one client or the others. */

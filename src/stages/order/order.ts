@@ -30,16 +30,17 @@
  * Q (pre-prepared) sets; the new primary decides and sends NEW-VIEW with the view changes;
  * backups verify signatures and recompute the decision.
  *
- * Throughput suspicions (monitor.ts): a backup whose monitor finds the primary of view v too
- * slow sends SUSPECT(v) and stays in v. A SUSPECT heard within suspectTtlMs (its own included,
- * the primary's not) counts in the join rule (maybeJoinViewChange) as a request for v+1, beside
+ * Suspicions: a backup whose monitor (monitor.ts) finds the primary of view v too slow, silent
+ * (heartbeat) or unfair, or whose request timer expires, sends SUSPECT(v) and stays in v (the
+ * request timer restarts). A SUSPECT heard within suspectTtlMs (its own included, the
+ * primary's not) counts in the join rule (maybeJoinViewChange) as a request for v+1, beside
  * the VIEW-CHANGEs of others: min(u,r)+1 replicas wanting v's primary out start the view change,
- * so at least one correct replica suspects whenever u >= r. The monitor judges on noisy
- * samples: a lone suspicion used to take a correct replica out of the view for as long as the
- * others stayed in it (0.94 s measured), leaving every quorum to the rest. A slow primary is
- * seen by every backup at the same committed sequence numbers, so their suspicions mostly come
- * within one sample of each other. The heartbeat, unfairness, invalid and equivocating
- * pre-prepares still act alone.
+ * so at least one correct replica suspects whenever u >= r. A lone suspicion used to take a
+ * correct replica out of the view for as long as the others stayed in it (0.94 s measured for
+ * throughput), and for good when nothing else made the others change views: PBFT lets no replica
+ * return to a lower view once its VIEW-CHANGE for a higher one is out. Invalid and equivocating
+ * pre-prepares, which prove the primary faulty, still act alone, and so does a primary's own
+ * request timer (its VIEW-CHANGE makes the backups follow at once).
  *
  * Catch-up: STATUS gossip every statusIntervalMs. A replica ahead answers with its stable
  * checkpoint and committed batches; the lagging replica adopts a checkpoint or batch once r+1
@@ -509,8 +510,15 @@ export class OrderCore {
       for (const c of this.candidates.values()) if (c.readySince !== undefined) c.readySince = now;
       this.requestTimer = undefined;
     } else if (this.requestTimerExpired(now, timeout)) {
-      this.startViewChange(this.view + 1, now, 'request_timeout');
-      return;
+      if (this.isPrimary()) {
+        // A primary that cannot order what waits hands the view on (its VIEW-CHANGE makes the
+        // backups follow at once: primary_left).
+        this.startViewChange(this.view + 1, now, 'request_timeout');
+        return;
+      }
+      // A backup suspects, like on the monitor's rules, and times the request again.
+      this.requestTimer = { ...this.requestTimer!, since: now };
+      if (this.suspectPrimary(now, 'request_timeout')) return;
     }
     let suspicion = this.suspicion;
     this.suspicion = undefined;
@@ -524,12 +532,7 @@ export class OrderCore {
           suspicion = 'heartbeat';
         }
       }
-      if (suspicion === 'throughput') {
-        if (this.suspectPrimary(now)) return;
-      } else if (suspicion !== undefined) {
-        this.startViewChange(this.view + 1, now, suspicion);
-        return;
-      }
+      if (suspicion !== undefined && this.suspectPrimary(now, suspicion)) return;
     }
     this.maybePropose(now);
   }
@@ -1217,15 +1220,15 @@ export class OrderCore {
   // =========================================================================================
 
   /**
-   * This backup's monitor finds the primary too slow: tell the others and apply the join rule
-   * (see "Throughput suspicions" in the header). With a join quorum of one the suspicion acts
-   * alone. Returns whether the view change started.
+   * This backup suspects the primary (its monitor, or its request timer): tell the others and
+   * apply the join rule (see "Suspicions" in the header). With a join quorum of one the
+   * suspicion acts alone. Returns whether the view change started.
    */
-  private suspectPrimary(now: number): boolean {
+  private suspectPrimary(now: number, reason: SuspicionReason | 'request_timeout'): boolean {
     this.suspects.set(this.nodeId, { view: this.view, at: now });
     if (this.joinQuorum > 1) this.out.send(this.peers, { kind: 'suspect', view: this.view });
-    const wanting = this.maybeJoinViewChange(now, 'throughput');
-    if (this.normal) this.out.note({ type: 'primarySuspected', view: this.view, suspects: wanting, needed: this.joinQuorum });
+    const wanting = this.maybeJoinViewChange(now, reason);
+    if (this.normal) this.out.note({ type: 'primarySuspected', view: this.view, reason, suspects: wanting, needed: this.joinQuorum });
     return !this.normal;
   }
 

@@ -1,5 +1,5 @@
 /**
- * Throughput suspicions (order.ts header): a SUSPECT alone keeps a backup in its view; min(u,r)+1
+ * Suspicions (order.ts header): a SUSPECT alone keeps a backup in its view; min(u,r)+1
  * current suspicions of the active view's primary start the view change, a VIEW-CHANGE for a
  * later view counting as one; the primary's own word, other views and stale suspicions do not
  * count, and with a join quorum of one SUSPECTs are not heeded at all.
@@ -11,6 +11,7 @@ import { primaryOf } from '../../core/config.ts';
 import { Prng } from '../../core/prng.ts';
 import { nodePrincipal } from '../../crypto/provider.ts';
 import { testCluster } from '../testing.ts';
+import { membersOf, requestCoreBytes } from '../common.ts';
 import { viewChangeBodyCodec, type Message } from '../../codec/messages.ts';
 import { encodeWith } from '../../codec/schema.ts';
 import type { Effect } from '../types.ts';
@@ -96,4 +97,30 @@ test('with a join quorum of one (r = 0) a SUSPECT is not heeded', () => {
   core.step({ kind: 'tick', now: 0 });
   assert.deepEqual(started(suspect(core, y, 0, 10)), []);
   assert.equal(core.status.normal, true);
+});
+
+test("a backup's request timer is a suspicion: SUSPECT, the backup stays, the timer restarts; a second replica moves it", () => {
+  const { cluster: base, ring } = testCluster(1, 1);
+  // The monitor's rules off, so the request timer is the only one that can fire.
+  const cluster = { ...base, config: { ...base.config, heartbeatMs: 0, throughputGraceMs: 0, fairnessOvertakes: 0 } };
+  const core = new OrderCore(cluster, me, ring(nodePrincipal(me)), new Map(), new Prng(7));
+  core.step({ kind: 'tick', now: 0 });
+  const client = [...cluster.clients.keys()][0]!;
+  const op = Uint8Array.of(9);
+  for (const [i, auth] of cluster.auth.nodes.entries()) {
+    const row = ring(nodePrincipal(auth)).authenticate(membersOf(cluster.order), requestCoreBytes(client, 1, op));
+    core.step({ kind: 'message', from: nodePrincipal(auth), msg: { kind: 'authReq', client, reqId: 1, op, row }, now: 1 + i });
+  }
+  const suspects = (effects: readonly Effect[]): number => effects.filter((e) => e.kind === 'send' && e.msg.kind === 'suspect').length;
+  const timeout = cluster.config.viewChangeTimeoutMs;
+  assert.equal(suspects(core.step({ kind: 'tick', now: timeout / 2 })), 0, 'not before the timeout');
+  const first = core.step({ kind: 'tick', now: timeout + 10 });
+  assert.equal(suspects(first), 1);
+  assert.deepEqual(started(first), []);
+  assert.equal(core.status.normal, true);
+  assert.equal(core.status.view, 0);
+  assert.equal(suspects(core.step({ kind: 'tick', now: timeout + 20 })), 0, 'the timer restarted: no SUSPECT per tick');
+  assert.equal(suspects(core.step({ kind: 'tick', now: 2 * timeout + 20 })), 1, 'it fires again one timeout later');
+  assert.deepEqual(started(suspect(core, b1, 0, 2 * timeout + 30)), ['suspected_by_peers']);
+  assert.equal(core.status.view, 1);
 });
