@@ -483,11 +483,7 @@ export class OrderCore {
     }
     if (!this.normal && this.recheckNewView) {
       this.recheckNewView = false;
-      const pending = this.pendingNewView;
-      if (pending !== undefined) {
-        this.pendingNewView = undefined;
-        this.onNewView(primaryOf(this.cluster, pending.view), pending, now);
-      } else this.maybeDecideNewView(now);
+      this.retryNewView(now);
     }
     if (!this.normal) {
       if (this.vcTimerArmed && now >= this.vcDeadline) {
@@ -1466,6 +1462,11 @@ export class OrderCore {
       got = true;
     }
     if (!got || this.fetching.size > 0 || this.normal) return;
+    this.retryNewView(now);
+  }
+
+  /** Decides the view change again: the NEW-VIEW waiting for bodies (backup), or our own (new primary). */
+  private retryNewView(now: number): void {
     const pending = this.pendingNewView;
     if (pending !== undefined) {
       this.pendingNewView = undefined;
