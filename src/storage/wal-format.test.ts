@@ -5,7 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { crc32c, crc32cBackend, crc32cJs } from './crc32c.ts';
+import { crc32c, crc32cBackend, crc32cJs, loadNativeCrc32c } from './crc32c.ts';
+import { ConfigError } from '../core/errors.ts';
 import { encodeFrame, encodeSegmentStart, FrameType, frameHeaderBytes, scanSegment } from './wal-format.ts';
 
 /** A segment holding `bodies` as data frames, zero-padded to `size`. */
@@ -87,11 +88,19 @@ test('crc32c: the native and word paths agree with a bytewise reference at every
   }
 });
 
-test('crc32c: the native module is loaded where it ships a prebuilt binary', (t) => {
-  // A missing or broken binary falls back to TypeScript silently (same values, four times
-  // slower); on the platform CI and the benchmarks run on, that would be a regression.
-  if (process.env['BULWARK_CRC32C'] === 'js' || process.platform !== 'linux' || process.arch !== 'x64') return t.skip('not linux-x64, or the native path is turned off');
-  assert.equal(crc32cBackend, 'native');
+test('crc32c: BULWARK_CRC32C picks the implementation; the native module loads; a bad value is a ConfigError', () => {
+  // A missing or broken binary would fall back to TypeScript silently (same values, four to five
+  // times slower): @node-rs/crc32 ships prebuilt binaries for every platform Node 20 supports.
+  for (const setting of [undefined, '', 'native']) {
+    const f = loadNativeCrc32c(setting);
+    assert.ok(f !== undefined, `setting ${String(setting)}: the native module loads`);
+    assert.equal(f(Buffer.from('123456789')), 0xe3069283);
+  }
+  assert.equal(loadNativeCrc32c('js'), undefined);
+  for (const bad of ['JS', 'yes', 'off']) {
+    assert.throws(() => loadNativeCrc32c(bad), (e: unknown) => e instanceof ConfigError && e.message.includes('BULWARK_CRC32C'), bad);
+  }
+  assert.equal(crc32cBackend, process.env['BULWARK_CRC32C'] === 'js' ? 'js' : 'native');
 });
 
 test('a complete segment followed by zeros scans clean with every frame', () => {
